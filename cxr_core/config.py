@@ -1,0 +1,374 @@
+"""Frozen configuration objects and the backbone registry.
+
+Every setting that shapes a model or a training run lives in one of the dataclasses below. They
+are checked when created (a bad value raises :class:`ConfigError` naming the field and the value
+received), passed explicitly, saved as JSON beside every run and model, and varied with
+``dataclasses.replace``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = [
+    "BACKBONES",
+    "CLASS_NAMES",
+    "BackboneSpec",
+    "DataConfig",
+    "ModelConfig",
+    "RunConfig",
+    "TrainConfig",
+    "backbone_spec",
+]
+
+#: Label 0 and label 1, in the order the model's single sigmoid output uses them.
+CLASS_NAMES: tuple[str, str] = ("NORMAL", "PNEUMONIA")
+
+#: Input scaling a backbone's weights expect; applied inside the model on raw 0-255 pixels.
+PREPROCESSING_MODES = ("tf", "torch", "caffe", "none", "unit")
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one registered backbone.
+
+    Attributes:
+        name: Registry key, as typed on the command line.
+        builder: ``"module:function"`` that builds the backbone; it receives ``input_tensor``,
+            ``weights`` (``"imagenet"``, ``None`` or a file path) and ``include_top=False``.
+        preprocessing: Input scaling its weights expect (one of ``PREPROCESSING_MODES``):
+            ``tf`` maps 0..255 to -1..1, ``torch`` to ImageNet mean/std, ``caffe`` subtracts the
+            BGR ImageNet means, ``unit`` maps to 0..1, ``none`` leaves pixels as they are (the
+            backbone normalises them itself).
+        last_conv_layer: Name of the layer that Grad-CAM explains by default.
+        description: One line for the app's backbone picker.
+        min_image_size: Smallest input side the architecture accepts.
+    """
+
+    name: str
+    builder: str
+    preprocessing: str
+    last_conv_layer: str
+    description: str
+    min_image_size: int = 32
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    spec.name: spec
+    for spec in (
+        BackboneSpec(
+            "efficientnet_lite0",
+            "cxr_core.efficientnet_lite:EfficientNetLite0",
+            "torch",
+            "top_activation",
+            "EfficientNet-Lite0 (4.7 M params, CPU-friendly; ImageNet weights from pip)",
+        ),
+        BackboneSpec(
+            "mobilenet_v2",
+            "keras.applications:MobileNetV2",
+            "tf",
+            "out_relu",
+            "MobileNetV2 (3.5 M params, fast on CPU)",
+        ),
+        BackboneSpec(
+            "efficientnet_b0",
+            "keras.applications:EfficientNetB0",
+            "none",
+            "top_activation",
+            "EfficientNet-B0 (5.3 M params)",
+        ),
+        BackboneSpec(
+            "densenet121",
+            "keras.applications:DenseNet121",
+            "torch",
+            "relu",
+            "DenseNet-121 (8 M params; CheXNet's backbone)",
+        ),
+        BackboneSpec(
+            "resnet50",
+            "keras.applications:ResNet50",
+            "caffe",
+            "conv5_block3_out",
+            "ResNet-50 (25.6 M params)",
+        ),
+        BackboneSpec(
+            "vgg16",
+            "keras.applications:VGG16",
+            "caffe",
+            "block5_conv3",
+            "VGG-16 (138 M params; slow on CPU)",
+        ),
+        BackboneSpec(
+            "small_cnn",
+            "cxr_core.small_cnn:SmallCNN",
+            "unit",
+            "last_conv",
+            "Compact CNN trained from scratch (0.4 M params; practical on a CPU)",
+            min_image_size=32,
+        ),
+    )
+}
+
+
+def backbone_spec(name: str) -> BackboneSpec:
+    """Return the registry entry for ``name``; raises :class:`ConfigError` if unknown."""
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        known = ", ".join(sorted(BACKBONES))
+        raise ConfigError(
+            f"backbone must be one of {known}. Received: backbone={name!r}"
+        ) from None
+
+
+def _require(ok: bool, field_name: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"{field_name} must be {expected}. Received: {field_name}={value!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What network to build.
+
+    Attributes:
+        backbone: A key of :data:`BACKBONES`.
+        weights: ``"imagenet"`` (downloaded by Keras, or from pip for ``efficientnet_lite0``),
+            ``"none"`` (random initialisation) or the path of a weights file.
+        image_size: Side of the square input in pixels.
+        dropout: Dropout rate before the final linear layer, in [0, 1).
+    """
+
+    backbone: str = "efficientnet_lite0"
+    weights: str = "imagenet"
+    image_size: int = 224
+    dropout: float = 0.2
+
+    def __post_init__(self) -> None:
+        spec = backbone_spec(self.backbone)
+        _require(
+            isinstance(self.weights, str) and bool(self.weights),
+            "weights",
+            self.weights,
+            "'imagenet', 'none' or a weights file path",
+        )
+        _require(
+            _is_int(self.image_size) and spec.min_image_size <= self.image_size <= 1024,
+            "image_size",
+            self.image_size,
+            f"an integer from {spec.min_image_size} to 1024 for {spec.name}",
+        )
+        _require(
+            _is_number(self.dropout) and 0 <= self.dropout < 1,
+            "dropout",
+            self.dropout,
+            "a number in [0, 1)",
+        )
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether the backbone starts from trained weights rather than random ones."""
+        return self.weights.lower() != "none"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How images are split, augmented and batched.
+
+    Attributes:
+        val_fraction: Share of train patients held out for validation when the dataset's own
+            val split is too small (see ``min_val_images``), in (0, 0.5].
+        min_val_images: A dataset val split with fewer images than this is ignored and a
+            patient-grouped split of train is used instead.
+        seed: Seed for the split, shuffling and augmentation.
+        batch_size: Images per training step.
+        augment: Augmentation strength; 0 turns it off, 1 is the default, up to 2.
+        horizontal_flip: Mirror images during augmentation (off: the heart is on the left).
+        limit_per_class: Use at most this many train images of each class (quick trials).
+        cache: Keep decoded images in memory after the first epoch.
+    """
+
+    val_fraction: float = 0.15
+    min_val_images: int = 100
+    seed: int = 42
+    batch_size: int = 32
+    augment: float = 1.0
+    horizontal_flip: bool = False
+    limit_per_class: int | None = None
+    cache: bool = True
+
+    def __post_init__(self) -> None:
+        _require(
+            _is_number(self.val_fraction) and 0 < self.val_fraction <= 0.5,
+            "val_fraction",
+            self.val_fraction,
+            "a number in (0, 0.5]",
+        )
+        _require(
+            _is_int(self.min_val_images) and self.min_val_images >= 0,
+            "min_val_images",
+            self.min_val_images,
+            "a non-negative integer",
+        )
+        _require(_is_int(self.seed) and self.seed >= 0, "seed", self.seed, "a non-negative integer")
+        _require(
+            _is_int(self.batch_size) and 1 <= self.batch_size <= 1024,
+            "batch_size",
+            self.batch_size,
+            "an integer from 1 to 1024",
+        )
+        _require(
+            _is_number(self.augment) and 0 <= self.augment <= 2,
+            "augment",
+            self.augment,
+            "a number in [0, 2]",
+        )
+        _require(
+            isinstance(self.horizontal_flip, bool),
+            "horizontal_flip",
+            self.horizontal_flip,
+            "true or false",
+        )
+        _require(
+            self.limit_per_class is None
+            or (_is_int(self.limit_per_class) and self.limit_per_class >= 2),
+            "limit_per_class",
+            self.limit_per_class,
+            "empty or an integer of at least 2",
+        )
+        _require(isinstance(self.cache, bool), "cache", self.cache, "true or false")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the two training phases run and how the decision threshold is chosen.
+
+    Phase 1 trains the head on a frozen pretrained backbone; phase 2 fine-tunes the top
+    ``finetune_layers`` backbone layers at ``finetune_learning_rate`` with BatchNormalization
+    frozen. A backbone without pretrained weights trains whole in one phase of
+    ``head_epochs + finetune_epochs`` epochs at ``head_learning_rate``.
+
+    Attributes:
+        head_epochs: Epochs of phase 1 (at least 1).
+        finetune_epochs: Epochs of phase 2 (0 skips it).
+        head_learning_rate: Adam learning rate of phase 1.
+        finetune_learning_rate: Adam learning rate of phase 2.
+        finetune_layers: How many of the backbone's last layers phase 2 unfreezes.
+        class_weighting: Weight the loss by inverse class frequency.
+        label_smoothing: Binary cross-entropy label smoothing, in [0, 0.5).
+        early_stopping_patience: Epochs without a better validation AUC before stopping.
+        threshold_rule: ``"youden"`` (maximise sensitivity + specificity) or
+            ``"sensitivity"`` (the highest threshold reaching ``target_sensitivity``).
+        target_sensitivity: Used by the ``"sensitivity"`` rule, in (0, 1].
+        distribute: ``"auto"`` (MirroredStrategy when several GPUs are visible), ``"none"``
+            or ``"mirrored"`` (every visible GPU, or every logical CPU when there is none).
+    """
+
+    head_epochs: int = 2
+    finetune_epochs: int = 4
+    head_learning_rate: float = 1e-3
+    finetune_learning_rate: float = 1e-4
+    finetune_layers: int = 60
+    class_weighting: bool = True
+    label_smoothing: float = 0.0
+    early_stopping_patience: int = 3
+    threshold_rule: str = "youden"
+    target_sensitivity: float = 0.95
+    distribute: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("head_epochs", "finetune_epochs", "finetune_layers"):
+            value = getattr(self, name)
+            minimum = 1 if name == "head_epochs" else 0
+            _require(
+                _is_int(value) and minimum <= value <= 1000,
+                name,
+                value,
+                f"an integer from {minimum} to 1000",
+            )
+        for name in ("head_learning_rate", "finetune_learning_rate"):
+            value = getattr(self, name)
+            _require(_is_number(value) and 0 < value <= 1, name, value, "a number in (0, 1]")
+        _require(
+            isinstance(self.class_weighting, bool),
+            "class_weighting",
+            self.class_weighting,
+            "true or false",
+        )
+        _require(
+            _is_number(self.label_smoothing) and 0 <= self.label_smoothing < 0.5,
+            "label_smoothing",
+            self.label_smoothing,
+            "a number in [0, 0.5)",
+        )
+        _require(
+            _is_int(self.early_stopping_patience) and self.early_stopping_patience >= 1,
+            "early_stopping_patience",
+            self.early_stopping_patience,
+            "a positive integer",
+        )
+        _require(
+            self.threshold_rule in ("youden", "sensitivity"),
+            "threshold_rule",
+            self.threshold_rule,
+            "'youden' or 'sensitivity'",
+        )
+        _require(
+            _is_number(self.target_sensitivity) and 0 < self.target_sensitivity <= 1,
+            "target_sensitivity",
+            self.target_sensitivity,
+            "a number in (0, 1]",
+        )
+        _require(
+            self.distribute in ("auto", "none", "mirrored"),
+            "distribute",
+            self.distribute,
+            "'auto', 'none' or 'mirrored'",
+        )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one training run needs: where the data is and the three configurations."""
+
+    data_root: str
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        _require(
+            isinstance(self.data_root, str) and bool(self.data_root),
+            "data_root",
+            self.data_root,
+            "a folder path",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict of every setting."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
+        """Rebuild a RunConfig from :meth:`to_dict` output; unknown keys raise ConfigError."""
+        try:
+            return cls(
+                data_root=str(Path(values["data_root"])),
+                model=ModelConfig(**values.get("model", {})),
+                data=DataConfig(**values.get("data", {})),
+                train=TrainConfig(**values.get("train", {})),
+            )
+        except (KeyError, TypeError) as error:
+            raise ConfigError(f"run configuration is malformed: {error}") from None

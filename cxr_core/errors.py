@@ -1,0 +1,49 @@
+"""Errors raised by cxr_core.
+
+Every error a user can cause derives from :class:`CXRError`, so the app and the command line
+catch that one class and show its message::
+
+    CXRError
+    ├── ConfigError          a setting out of range or of the wrong kind
+    ├── DataError            a dataset folder that is missing, empty or malformed
+    ├── InvalidImageError    a file that is not a usable X-ray image
+    ├── ModelLoadError       a model file that is missing, corrupt or incompatible
+    └── WeightsUnavailableError  pretrained weights that cannot be fetched or read
+
+Errors from TensorFlow, Keras, OpenCV and pydicom are translated into these where they enter.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CXRError",
+    "ConfigError",
+    "DataError",
+    "InvalidImageError",
+    "ModelLoadError",
+    "WeightsUnavailableError",
+]
+
+
+class CXRError(Exception):
+    """Root of every error that cxr_core raises on purpose; its message is meant for users."""
+
+
+class ConfigError(CXRError, ValueError):
+    """A configuration value is invalid; the message names the field and the value received."""
+
+
+class DataError(CXRError):
+    """A dataset folder or table cannot be used."""
+
+
+class InvalidImageError(CXRError):
+    """A file is not an image that the model can read."""
+
+
+class ModelLoadError(CXRError):
+    """A saved model cannot be loaded."""
+
+
+class WeightsUnavailableError(CXRError):
+    """Pretrained weights cannot be downloaded or read."""
