@@ -108,7 +108,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             "cxr_core.small_cnn:SmallCNN",
             "unit",
             "last_conv",
-            "Compact CNN trained from scratch (0.4 M params; practical on a CPU)",
+            "Compact CNN trained from scratch (0.55 M params; practical on a CPU)",
             min_image_size=32,
         ),
     )

@@ -1,0 +1,300 @@
+"""Build, save and load the pneumonia classifier.
+
+The model is one flat Keras graph so that Grad-CAM can reach any inner layer::
+
+    image (raw 0-255, H x W x 3) -> backbone's own input scaling -> keras.applications backbone
+    (include_top=False) -> global average pooling -> dropout -> Dense(1) "logit" -> sigmoid
+    "probability"
+
+Every saved model has a JSON sidecar beside it (same name, ``.json``) with what the app and the
+command line need to use it honestly: class names, image size, backbone, decision threshold,
+validation metrics, training configuration, dataset fingerprint and library versions.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import platform
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+from .config import CLASS_NAMES, BackboneSpec, ModelConfig, backbone_spec
+from .errors import ModelLoadError, WeightsUnavailableError
+
+__all__ = [
+    "HEAD_LAYER_NAMES",
+    "backbone_layers",
+    "build_model",
+    "load_model",
+    "predict_scores",
+    "save_model",
+    "sidecar_path",
+    "write_json_atomic",
+]
+
+HEAD_LAYER_NAMES = ("pool", "dropout", "logit", "probability")
+_PREPROCESS_PREFIX = "preprocess_"
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+# Caffe-style means in BGR order. Our inputs have three identical grey channels, so the RGB->BGR
+# flip those weights expect is a no-op and only the per-channel mean subtraction remains.
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+def _preprocessing(mode: str, x: keras.KerasTensor) -> keras.KerasTensor:
+    if mode == "tf":
+        return layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess_scale")(x)
+    if mode == "unit":
+        return layers.Rescaling(1 / 255.0, name="preprocess_scale")(x)
+    if mode == "torch":
+        x = layers.Rescaling(1 / 255.0, name="preprocess_scale")(x)
+        variance = [s**2 for s in _IMAGENET_STD]
+        return layers.Normalization(
+            mean=list(_IMAGENET_MEAN), variance=variance, name="preprocess_normalize"
+        )(x)
+    if mode == "caffe":
+        return layers.Normalization(
+            mean=list(_CAFFE_MEAN_BGR), variance=[1.0, 1.0, 1.0], name="preprocess_normalize"
+        )(x)
+    return x  # "none": the backbone scales its input itself
+
+
+def _resolve_weights(config: ModelConfig) -> str | None:
+    weights = config.weights
+    if weights.lower() == "none":
+        return None
+    if weights.lower() == "imagenet":
+        return "imagenet"
+    if not Path(weights).is_file():
+        raise WeightsUnavailableError(f"weights file not found: {weights}")
+    return weights
+
+
+def _build_backbone(
+    spec: BackboneSpec, weights: str | None, inputs: keras.KerasTensor
+) -> keras.Model:
+    module_name, function_name = spec.builder.split(":")
+    builder = getattr(importlib.import_module(module_name), function_name)
+    try:
+        return builder(include_top=False, weights=weights, input_tensor=inputs)
+    except WeightsUnavailableError:
+        raise
+    except Exception as error:
+        if weights == "imagenet":
+            raise WeightsUnavailableError(
+                f"ImageNet weights for {spec.name} could not be downloaded ({_download_problem(error)}); "
+                "connect to the internet once so Keras can cache them, or pass weights 'none', "
+                "a local weights file, or the efficientnet_lite0 backbone whose ImageNet "
+                "weights install with pip."
+            ) from None
+        if weights is not None:
+            raise WeightsUnavailableError(
+                f"weights file {weights} does not fit {spec.name}: {_first_line(error)}"
+            ) from None
+        raise
+
+
+def _download_problem(error: BaseException) -> str:
+    text = str(error)
+    if "URL fetch failure" in text or "Name or service" in text or "urlopen" in text:
+        return "no network connection"
+    return _first_line(error)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:200] if text else type(error).__name__
+
+
+def build_model(config: ModelConfig) -> keras.Model:
+    """Build the classifier described by ``config``.
+
+    Args:
+        config: Backbone, weights, input size and dropout.
+
+    Returns:
+        An uncompiled functional model mapping ``(batch, s, s, 3)`` float pixels in [0, 255] to
+        ``(batch, 1)`` probabilities of PNEUMONIA. Its last layers are named ``pool``,
+        ``dropout``, ``logit`` (linear) and ``probability`` (sigmoid).
+
+    Raises:
+        WeightsUnavailableError: ImageNet weights cannot be fetched, or a weights file is missing
+            or does not fit the backbone.
+    """
+    spec = backbone_spec(config.backbone)
+    weights = _resolve_weights(config)
+    size = config.image_size
+    inputs = keras.Input((size, size, 3), name="image")
+    scaled = _preprocessing(spec.preprocessing, inputs)
+    backbone = _build_backbone(spec, weights, scaled)
+    x = layers.GlobalAveragePooling2D(name="pool")(backbone.output)
+    x = layers.Dropout(config.dropout, name="dropout")(x)
+    logit = layers.Dense(1, name="logit")(x)
+    probability = layers.Activation("sigmoid", dtype="float32", name="probability")(logit)
+    model = keras.Model(inputs, probability, name=f"cxr_{spec.name}")
+    if not config.pretrained:
+        # keras.applications use momentum 0.99/0.999; trained from scratch on a few thousand
+        # images, such slow running statistics left validation outputs constant for epochs.
+        for layer in model.layers:
+            if isinstance(layer, layers.BatchNormalization):
+                layer.momentum = 0.9
+    return model
+
+
+def backbone_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Return the backbone's layers in graph order (no input, preprocessing or head layers)."""
+    return [
+        layer
+        for layer in model.layers
+        if not isinstance(layer, keras.layers.InputLayer)
+        and not layer.name.startswith(_PREPROCESS_PREFIX)
+        and layer.name not in HEAD_LAYER_NAMES
+    ]
+
+
+def predict_scores(model: keras.Model, dataset: tf.data.Dataset) -> np.ndarray:
+    """Return the model's PNEUMONIA probabilities for every image of ``dataset``.
+
+    Args:
+        model: A classifier from :func:`build_model` or :func:`load_model`.
+        dataset: Batches of ``(images, labels)`` or of images alone.
+
+    Returns:
+        float32 array of shape ``(n,)`` with values in [0, 1].
+    """
+    images_only = dataset.map(lambda *batch: batch[0])
+    scores = model.predict(images_only, verbose=0)
+    return np.asarray(scores, dtype=np.float32).reshape(-1)
+
+
+def sidecar_path(model_path: str | Path) -> Path:
+    """Return the JSON metadata path that belongs to ``model_path``."""
+    return Path(model_path).with_suffix(".json")
+
+
+def write_json_atomic(path: str | Path, payload: Any) -> None:
+    """Write ``payload`` as JSON to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(payload, stream, indent=2, sort_keys=True, default=_json_default)
+            stream.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def library_versions() -> dict[str, str]:
+    """Return the versions that a saved model records for reproducibility."""
+    from . import __version__
+
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "cxr_core": __version__,
+    }
+
+
+def save_model(model: keras.Model, path: str | Path, metadata: dict[str, Any]) -> Path:
+    """Save ``model`` without optimizer state, and its JSON sidecar, atomically.
+
+    Args:
+        model: The classifier.
+        path: Destination ending in ``.keras``.
+        metadata: Must hold ``image_size``, ``backbone`` and ``threshold``; class names,
+            library versions and a timestamp are added.
+
+    Returns:
+        The model path.
+    """
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ModelLoadError(f"model path must end in .keras. Received: path={str(path)!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A fresh copy without the optimizer keeps the file a third of the size.
+    bare = keras.models.clone_model(model)
+    bare.set_weights(model.get_weights())
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
+    try:
+        bare.save(temporary)
+        full_metadata = {
+            "class_names": list(CLASS_NAMES),
+            "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "versions": library_versions(),
+            **metadata,
+        }
+        write_json_atomic(sidecar_path(path), full_metadata)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """Read and check the sidecar of the model at ``path``; raises ModelLoadError."""
+    sidecar = sidecar_path(path)
+    if not sidecar.is_file():
+        raise ModelLoadError(f"model metadata file not found: {sidecar}")
+    try:
+        metadata = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelLoadError(f"model metadata {sidecar.name} is not valid JSON: {error}") from None
+    missing = [k for k in ("image_size", "backbone", "threshold") if k not in metadata]
+    if not isinstance(metadata, dict) or missing:
+        raise ModelLoadError(f"model metadata {sidecar.name} lacks {', '.join(missing)}")
+    return metadata
+
+
+def load_model(path: str | Path) -> tuple[keras.Model, dict[str, Any]]:
+    """Load a model saved by :func:`save_model`, in Keras safe mode.
+
+    Returns:
+        ``(model, metadata)``.
+
+    Raises:
+        ModelLoadError: The file or its sidecar is missing, corrupt or not a classifier.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path}")
+    metadata = read_metadata(path)
+    _register_custom_objects()
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as error:
+        raise ModelLoadError(
+            f"{path.name} is not a readable Keras model: {_first_line(error)}"
+        ) from None
+    names = {layer.name for layer in model.layers}
+    if not {"logit", "probability"} <= names:
+        raise ModelLoadError(f"{path.name} is not a CXR classifier (no logit/probability layers)")
+    return model, metadata
+
+
+def _register_custom_objects() -> None:
+    """Import the modules whose layers a saved model may reference."""
+    importlib.import_module("cxr_core.small_cnn")
