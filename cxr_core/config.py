@@ -121,9 +121,7 @@ def backbone_spec(name: str) -> BackboneSpec:
         return BACKBONES[name]
     except KeyError:
         known = ", ".join(sorted(BACKBONES))
-        raise ConfigError(
-            f"backbone must be one of {known}. Received: backbone={name!r}"
-        ) from None
+        raise ConfigError(f"backbone must be one of {known}. Received: backbone={name!r}") from None
 
 
 def _require(ok: bool, field_name: str, value: Any, expected: str) -> None:

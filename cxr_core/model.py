@@ -90,8 +90,9 @@ def _build_backbone(
         raise
     except Exception as error:
         if weights == "imagenet":
+            problem = _download_problem(error)
             raise WeightsUnavailableError(
-                f"ImageNet weights for {spec.name} could not be downloaded ({_download_problem(error)}); "
+                f"ImageNet weights for {spec.name} could not be downloaded ({problem}); "
                 "connect to the internet once so Keras can cache them, or pass weights 'none', "
                 "a local weights file, or the efficientnet_lite0 backbone whose ImageNet "
                 "weights install with pip."

@@ -35,8 +35,6 @@ def to_model_input(image: tf.Tensor | np.ndarray, image_size: int) -> tf.Tensor:
         pixels = pixels[..., tf.newaxis]
     if pixels.shape[-1] == 3:
         pixels = tf.image.rgb_to_grayscale(pixels)
-    pixels = tf.image.resize(
-        pixels, (image_size, image_size), method="bilinear", antialias=True
-    )
+    pixels = tf.image.resize(pixels, (image_size, image_size), method="bilinear", antialias=True)
     pixels = tf.clip_by_value(pixels, 0.0, 255.0)
     return tf.repeat(pixels, 3, axis=-1)
