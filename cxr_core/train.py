@@ -1,0 +1,391 @@
+"""Two-phase transfer-learning training of one run, with live status on disk.
+
+Phase ``head`` trains the new classification head on a frozen pretrained backbone; phase
+``finetune`` unfreezes the backbone's top layers at a lower learning rate while every
+BatchNormalization layer stays frozen (unfrozen, their statistics drift on small batches of a
+new domain and undo the pretrained features). A backbone without pretrained weights trains
+whole in one ``scratch`` phase. Early stopping and the best checkpoint follow validation AUC;
+the decision threshold is then chosen on the validation split and saved with the model.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from . import data, evaluate
+from .config import CLASS_NAMES, RunConfig, backbone_spec
+from .devices import configure_devices, describe_devices, select_strategy
+from .errors import CXRError, DataError
+from .model import backbone_layers, build_model, predict_scores, save_model, write_json_atomic
+from .runs import RunPaths, append_history, now_iso, read_history, read_json, update_status
+
+__all__ = [
+    "Phase",
+    "class_weight_description",
+    "plan_phases",
+    "set_trainable_for_phase",
+    "train_run",
+]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One call of ``model.fit``: its name, epoch range and learning rate."""
+
+    name: str
+    first_epoch: int
+    epochs: int
+    learning_rate: float
+
+    @property
+    def last_epoch(self) -> int:
+        """Epoch number (exclusive) at which the phase ends."""
+        return self.first_epoch + self.epochs
+
+
+def plan_phases(config: RunConfig) -> list[Phase]:
+    """Return the phases that ``config`` asks for, with global epoch numbering."""
+    train = config.train
+    if not config.model.pretrained:
+        total = train.head_epochs + train.finetune_epochs
+        return [Phase("scratch", 0, total, train.head_learning_rate)]
+    phases = [Phase("head", 0, train.head_epochs, train.head_learning_rate)]
+    if train.finetune_epochs:
+        phases.append(
+            Phase(
+                "finetune", train.head_epochs, train.finetune_epochs, train.finetune_learning_rate
+            )
+        )
+    return phases
+
+
+def set_trainable_for_phase(model: keras.Model, phase: str, finetune_layers: int) -> None:
+    """Freeze and unfreeze backbone layers for ``phase`` ("head", "finetune" or "scratch")."""
+    layers = backbone_layers(model)
+    for layer in layers:
+        layer.trainable = phase == "scratch"
+    if phase == "finetune" and finetune_layers:
+        for layer in layers[-finetune_layers:]:
+            if not isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = True
+
+
+def _compile(model: keras.Model, learning_rate: float, label_smoothing: float) -> None:
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing),
+        metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
+    )
+
+
+class _StopRequest:
+    """A stop asked for by SIGTERM or by a STOP file in the run folder."""
+
+    def __init__(self, stop_file: Path) -> None:
+        self.stop_file = stop_file
+        self.signalled = False
+
+    def __call__(self, *_: Any) -> None:
+        self.signalled = True
+
+    @property
+    def requested(self) -> bool:
+        """Whether training should stop at the next batch."""
+        return self.signalled or self.stop_file.exists()
+
+
+class _RunMonitor(keras.callbacks.Callback):
+    """Writes status.json every few seconds, history.jsonl every epoch, keeps the best weights,
+    and stops training when asked."""
+
+    def __init__(self, paths: RunPaths, phase: Phase, context: dict[str, Any]) -> None:
+        super().__init__()
+        self.paths, self.phase, self.context = paths, phase, context
+        self.stop: _StopRequest = context["stop"]
+        self.last_write = 0.0
+        self.window_start = time.monotonic()
+        self.window_batches = 0
+        self.epoch = phase.first_epoch
+        self.epoch_start = time.monotonic()
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch, self.epoch_start = epoch, time.monotonic()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.window_batches += 1
+        if self.stop.requested:
+            self.model.stop_training = True
+        now = time.monotonic()
+        if now - self.last_write >= self.context["status_interval"]:
+            self._write_progress(batch + 1, logs or {}, now)
+
+    def _write_progress(self, batch: int, logs: dict, now: float) -> None:
+        rate = self.window_batches * self.context["batch_size"] / max(now - self.window_start, 1e-6)
+        steps = self.context["steps_per_epoch"]
+        remaining = (steps - batch) + steps * (self.context["total_epochs"] - self.epoch - 1)
+        eta = remaining * self.context["batch_size"] / rate if rate else None
+        update_status(
+            self.paths,
+            state="running",
+            phase=self.phase.name,
+            epoch=self.epoch + 1,
+            batch=batch,
+            batches_per_epoch=steps,
+            images_per_second=round(rate, 1),
+            eta_seconds=None if eta is None else round(eta * self.context["eta_factor"]),
+            elapsed_seconds=round(time.monotonic() - self.context["started"]),
+            train_metrics={key: round(float(value), 4) for key, value in logs.items()},
+        )
+        self.last_write, self.window_start, self.window_batches = now, now, 0
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = {key: float(value) for key, value in (logs or {}).items()}
+        row = {"epoch": epoch + 1, "phase": self.phase.name, **logs}
+        row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        row["seconds"] = round(time.monotonic() - self.epoch_start, 1)
+        append_history(self.paths, row)
+        auc = logs.get("val_auc", float("nan"))
+        if math.isfinite(auc) and auc > self.context["best_auc"]:
+            self.context["best_auc"] = auc
+            _save_weights_atomic(self.model, self.paths.best_weights)
+        update_status(self.paths, state="running", epoch=epoch + 1, last_metrics=row)
+
+
+def _save_weights_atomic(model: keras.Model, path: Path) -> None:
+    temporary = path.with_name(f".{path.name.removesuffix('.weights.h5')}.tmp.weights.h5")
+    model.save_weights(temporary)
+    temporary.replace(path)
+
+
+def _load_config(paths: RunPaths, config: RunConfig | None, resume: bool) -> RunConfig:
+    if resume:
+        if not paths.config.is_file():
+            raise DataError(f"cannot resume: {paths.config} not found")
+        return RunConfig.from_dict(read_json(paths.config))
+    if config is None:
+        raise DataError("a run configuration is needed unless resuming")
+    if paths.model.exists() or paths.history.exists():
+        raise DataError(
+            f"run folder {paths.root} already holds a run; pass --resume or another --out"
+        )
+    return config
+
+
+def _prepare_data(config: RunConfig) -> dict[str, Any]:
+    table = data.scan(config.data_root)
+    train_table, val_table, description = data.resolve_splits(table, config.data)
+    size = config.model.image_size
+    return {
+        "train_table": train_table,
+        "val_table": val_table,
+        "description": description,
+        "fingerprint": data.fingerprint(table),
+        "train": data.make_dataset(train_table, size, config.data, training=True),
+        "val": data.make_dataset(val_table, size, config.data, training=False),
+        "class_weight": data.class_weights(train_table["label_index"].to_numpy())
+        if config.train.class_weighting
+        else None,
+    }
+
+
+def _run_phase(
+    model: keras.Model, phase: Phase, config: RunConfig, prepared: dict, context: dict
+) -> None:
+    paths: RunPaths = context["paths"]
+    set_trainable_for_phase(model, phase.name, config.train.finetune_layers)
+    with context["strategy"].scope():
+        _compile(model, phase.learning_rate, config.train.label_smoothing)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(
+            str(paths.backup / phase.name), save_freq="epoch", delete_checkpoint=False
+        ),
+        keras.callbacks.EarlyStopping(
+            monitor="val_auc",
+            mode="max",
+            patience=config.train.early_stopping_patience,
+            restore_best_weights=True,
+        ),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_auc", mode="max", factor=0.5, patience=1, min_lr=1e-7
+        ),
+        _RunMonitor(paths, phase, context),
+    ]
+    update_status(paths, state="running", phase=phase.name, epoch=phase.first_epoch)
+    model.fit(
+        prepared["train"],
+        validation_data=prepared["val"],
+        initial_epoch=phase.first_epoch,
+        epochs=phase.last_epoch,
+        class_weight=prepared["class_weight"],
+        callbacks=callbacks,
+        verbose=0,
+    )
+
+
+def _finish(model: keras.Model, config: RunConfig, prepared: dict, context: dict) -> dict:
+    paths: RunPaths = context["paths"]
+    if paths.best_weights.exists():
+        model.load_weights(paths.best_weights)
+    labels = prepared["val_table"]["label_index"].to_numpy()
+    scores = predict_scores(model, prepared["val"])
+    rule = config.train
+    threshold = evaluate.choose_threshold(
+        labels, scores, rule=rule.threshold_rule, target_sensitivity=rule.target_sensitivity
+    )
+    report = evaluate.evaluation_report(labels, scores, threshold, seed=config.data.seed)
+    report["validation"] = prepared["description"]
+    write_json_atomic(paths.metrics, report)
+    summary = {key: value for key, value in report.items() if key not in ("curves",)}
+    seconds = round(time.monotonic() - context["started"])
+    save_model(
+        model,
+        paths.model,
+        {
+            "backbone": config.model.backbone,
+            "image_size": config.model.image_size,
+            "threshold": threshold,
+            "threshold_rule": rule.threshold_rule,
+            "last_conv_layer": backbone_spec(config.model.backbone).last_conv_layer,
+            "metrics": summary,
+            "run_config": config.to_dict(),
+            "data_fingerprint": prepared["fingerprint"],
+            "validation": prepared["description"],
+            "training_seconds": seconds,
+            "devices": describe_devices()["summary"],
+        },
+    )
+    return summary
+
+
+def _phase_weights(paths: RunPaths, phase: Phase) -> Path:
+    return paths.root / f"after_{phase.name}.weights.h5"
+
+
+def _best_auc_so_far(paths: RunPaths) -> float:
+    aucs = [row.get("val_auc", float("nan")) for row in read_history(paths)]
+    finite = [auc for auc in aucs if isinstance(auc, float) and math.isfinite(auc)]
+    return max(finite, default=-math.inf)
+
+
+def _train_phases(config: RunConfig, prepared: dict, context: dict) -> keras.Model:
+    paths: RunPaths = context["paths"]
+    done = set(read_json(paths.status).get("phases_done", [])) if context["resume"] else set()
+    with context["strategy"].scope():
+        model = build_model(config.model)
+    for phase in plan_phases(config):
+        if phase.name in done:
+            model.load_weights(_phase_weights(paths, phase))
+            continue
+        _run_phase(model, phase, config, prepared, context)
+        if context["stop"].requested:
+            return model
+        _save_weights_atomic(model, _phase_weights(paths, phase))
+        done.add(phase.name)
+        update_status(paths, phases_done=sorted(done))
+    return model
+
+
+def train_run(
+    run_dir: str | Path,
+    config: RunConfig | None = None,
+    resume: bool = False,
+    status_interval: float = 2.0,
+) -> dict[str, Any]:
+    """Train one model in ``run_dir`` and return its validation summary.
+
+    Args:
+        run_dir: Run folder (created if needed); see :mod:`cxr_core.runs` for its files.
+        config: The run's settings; ignored when resuming (``config.json`` is read instead).
+        resume: Continue an interrupted or cancelled run from its last completed epoch.
+        status_interval: Seconds between ``status.json`` updates during an epoch.
+
+    Returns:
+        The validation metrics (``state`` key ``"finished"``), or ``{"state": "cancelled"}``.
+
+    Raises:
+        CXRError: Bad data or settings; the run's status is ``failed`` with the message.
+    """
+    paths = RunPaths(Path(run_dir))
+    config = _load_config(paths, config, resume)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(paths.config, config.to_dict())
+    paths.stop_file.unlink(missing_ok=True)
+    stop = _StopRequest(paths.stop_file)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
+    started = time.monotonic()
+    update_status(paths, state="preparing", started_at=now_iso(), error=None)
+    try:
+        result = _train(config, paths, stop, resume, status_interval, started)
+    except CXRError as error:
+        update_status(paths, state="failed", error=str(error))
+        raise
+    except Exception as error:
+        (paths.root / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
+        update_status(paths, state="failed", error=f"{type(error).__name__}: {error}")
+        raise
+    return result
+
+
+def _train(
+    config: RunConfig,
+    paths: RunPaths,
+    stop: _StopRequest,
+    resume: bool,
+    status_interval: float,
+    started: float,
+) -> dict[str, Any]:
+    keras.utils.set_random_seed(config.data.seed)
+    configure_devices()
+    prepared = _prepare_data(config)
+    n_train, n_val = len(prepared["train_table"]), len(prepared["val_table"])
+    batch_size = config.data.batch_size
+    context = {
+        "paths": paths,
+        "stop": stop,
+        "resume": resume,
+        "started": started,
+        "status_interval": status_interval,
+        "strategy": select_strategy(config.train.distribute),
+        "batch_size": batch_size,
+        "steps_per_epoch": math.ceil(n_train / batch_size),
+        "total_epochs": plan_phases(config)[-1].last_epoch,
+        # Validation is forward-only: about a third of a training step per image.
+        "eta_factor": 1 + n_val / (3 * n_train),
+        "best_auc": _best_auc_so_far(paths) if resume else -math.inf,
+    }
+    update_status(
+        paths,
+        state="running",
+        pid=os.getpid(),
+        device=describe_devices()["summary"],
+        train_images=n_train,
+        val_images=n_val,
+        validation=prepared["description"],
+        class_weight=prepared["class_weight"],
+        total_epochs=context["total_epochs"],
+    )
+    model = _train_phases(config, prepared, context)
+    if stop.requested:
+        update_status(paths, state="cancelled", message="stopped on request; --resume continues")
+        return {"state": "cancelled"}
+    summary = _finish(model, config, prepared, context)
+    update_status(paths, state="finished", finished_at=now_iso(), summary=summary, eta_seconds=0)
+    return {"state": "finished", **summary}
+
+
+def class_weight_description(weights: dict[int, float] | None) -> str:
+    """Return e.g. ``"NORMAL 1.94, PNEUMONIA 0.67"`` for display, or ``"off"``."""
+    if not weights:
+        return "off"
+    return ", ".join(f"{CLASS_NAMES[k]} {v:.2f}" for k, v in sorted(weights.items()))
