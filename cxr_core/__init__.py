@@ -22,6 +22,7 @@ from .errors import (
     CXRError,
     DataError,
     InvalidImageError,
+    JobError,
     ModelLoadError,
     WeightsUnavailableError,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "DataConfig",
     "DataError",
     "InvalidImageError",
+    "JobError",
     "ModelConfig",
     "ModelLoadError",
     "RunConfig",

@@ -8,7 +8,8 @@ catch that one class and show its message::
     ├── DataError            a dataset folder that is missing, empty or malformed
     ├── InvalidImageError    a file that is not a usable X-ray image
     ├── ModelLoadError       a model file that is missing, corrupt or incompatible
-    └── WeightsUnavailableError  pretrained weights that cannot be fetched or read
+    ├── WeightsUnavailableError  pretrained weights that cannot be fetched or read
+    └── JobError             a background training run that cannot be started or stopped
 
 Errors from TensorFlow, Keras, OpenCV and pydicom are translated into these where they enter.
 """
@@ -20,6 +21,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "InvalidImageError",
+    "JobError",
     "ModelLoadError",
     "WeightsUnavailableError",
 ]
@@ -47,3 +49,7 @@ class ModelLoadError(CXRError):
 
 class WeightsUnavailableError(CXRError):
     """Pretrained weights cannot be downloaded or read."""
+
+
+class JobError(CXRError):
+    """A background training run cannot be started, found or stopped."""

@@ -228,6 +228,7 @@ def _run_phase(
         epochs=phase.last_epoch,
         class_weight=prepared["class_weight"],
         callbacks=callbacks,
+        shuffle=False,  # the tf.data pipeline shuffles
         verbose=0,
     )
 

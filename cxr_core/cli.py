@@ -1,0 +1,315 @@
+"""Command line: ``python -m cxr_core {scan,train,evaluate,predict}``.
+
+Exit status 0 on success; 2 with one ``error: ...`` line on stderr for bad input (a missing
+folder, an empty class folder, an unreadable model, a bad option) - never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from .config import (  # noqa: E402
+    BACKBONES,
+    CLASS_NAMES,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+)
+from .errors import ConfigError, CXRError, DataError, InvalidImageError  # noqa: E402
+
+__all__ = ["build_parser", "main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
+
+
+def _add_scan(commands: argparse._SubParsersAction) -> None:
+    scan = commands.add_parser("scan", help="count images per split and class")
+    scan.add_argument("data", help="dataset root with train/val/test folders")
+    scan.add_argument("--json", action="store_true", help="print one JSON object")
+    scan.add_argument("--duplicates", action="store_true", help="also hash files for duplicates")
+
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    train = commands.add_parser("train", help="train a model in a run folder")
+    d, m, t = DataConfig(), ModelConfig(), TrainConfig()
+    train.add_argument("--data", help="dataset root (required unless --resume or --config)")
+    train.add_argument("--out", required=True, help="run folder, e.g. runs/my-run")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument("--config", help="RunConfig JSON file (as written to config.json)")
+    train.add_argument("--backbone", default=m.backbone, choices=sorted(BACKBONES))
+    train.add_argument("--weights", default=m.weights, help="imagenet, none or a weights file")
+    train.add_argument("--image-size", type=int, default=m.image_size)
+    train.add_argument("--dropout", type=float, default=m.dropout)
+    train.add_argument("--epochs", type=int, default=t.head_epochs, help="head (phase 1) epochs")
+    train.add_argument("--finetune-epochs", type=int, default=t.finetune_epochs)
+    train.add_argument("--lr", type=float, default=t.head_learning_rate)
+    train.add_argument("--finetune-lr", type=float, default=t.finetune_learning_rate)
+    train.add_argument("--finetune-layers", type=int, default=t.finetune_layers)
+    train.add_argument("--no-class-weights", action="store_true")
+    train.add_argument("--label-smoothing", type=float, default=t.label_smoothing)
+    train.add_argument("--patience", type=int, default=t.early_stopping_patience)
+    train.add_argument("--threshold-rule", default=t.threshold_rule)
+    train.add_argument("--target-sensitivity", type=float, default=t.target_sensitivity)
+    train.add_argument("--distribute", default=t.distribute, help="auto, none or mirrored")
+    train.add_argument("--batch-size", type=int, default=d.batch_size)
+    train.add_argument("--augment", type=float, default=d.augment, help="0 off .. 2 strong")
+    train.add_argument("--horizontal-flip", action="store_true")
+    train.add_argument("--val-fraction", type=float, default=d.val_fraction)
+    train.add_argument("--seed", type=int, default=d.seed)
+    train.add_argument("--limit-per-class", type=int, help="use at most N train images a class")
+    train.add_argument("--no-cache", action="store_true", help="do not keep images in memory")
+
+
+def _add_evaluate(commands: argparse._SubParsersAction) -> None:
+    evaluate = commands.add_parser("evaluate", help="metrics of a model on a dataset split")
+    evaluate.add_argument("--model", required=True, help="a .keras model with its .json sidecar")
+    evaluate.add_argument("--data", required=True, help="dataset root")
+    evaluate.add_argument("--split", default="test", help="train, val or test (default test)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.add_argument("--bootstrap", type=int, default=1000, help="resamples for the CIs")
+    evaluate.add_argument("--curves", action="store_true", help="include curve points in JSON")
+
+
+def _add_predict(commands: argparse._SubParsersAction) -> None:
+    predict = commands.add_parser("predict", help="verdict (and heatmap) for image files")
+    predict.add_argument("--model", required=True, help="a .keras model with its .json sidecar")
+    predict.add_argument("files", nargs="+", help="JPEG, PNG or DICOM files")
+    predict.add_argument("--json", action="store_true", help="one JSON line per file")
+    predict.add_argument("--heatmap-dir", help="write a Grad-CAM overlay PNG per file here")
+    predict.add_argument("--method", default="gradcam", choices=("gradcam", "gradcam++"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``python -m cxr_core``."""
+    parser = _Parser(
+        prog="python -m cxr_core",
+        description="CXR Pneumonia Lab - research demo, not a medical device.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (_add_scan, _add_train, _add_evaluate, _add_predict):
+        add(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = build_parser().parse_args(argv)
+    handler = {"scan": _scan, "train": _train, "evaluate": _evaluate, "predict": _predict}
+    try:
+        return handler[args.command](args)
+    except CXRError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+def _emit(payload: dict[str, Any]) -> None:
+    print(json.dumps(payload, sort_keys=True))
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from . import data
+
+    table = data.scan(args.data)
+    counts = data.count_table(table)
+    train = table[table["split"] == "train"]
+    weights = data.class_weights(train["label_index"].to_numpy()) if len(train) else {}
+    by_class = train["label"].value_counts()
+    imbalance = float(by_class.max() / by_class.min()) if len(by_class) == 2 else None
+    summary: dict[str, Any] = {
+        "root": str(Path(args.data).resolve()),
+        "images": len(table),
+        "counts": {split: row.to_dict() for split, row in counts.iterrows()},
+        "imbalance_ratio": imbalance,
+        "class_weights": {_class_name(k): v for k, v in weights.items()},
+    }
+    if args.duplicates:
+        summary["duplicate_files"] = len(data.duplicate_groups(data.add_content_hashes(table)))
+    if args.json:
+        _emit(summary)
+        return 0
+    print(counts.to_string())
+    if imbalance is not None:
+        print(f"\ntrain imbalance (majority / minority): {imbalance:.2f}")
+    weights_shown = summary["class_weights"].items()
+    weight_text = ", ".join(f"{name} {value:.3f}" for name, value in weights_shown)
+    print(f"class weights: {weight_text or 'n/a (no train split)'}")
+    if args.duplicates:
+        print(f"exact duplicate files: {summary['duplicate_files']}")
+    return 0
+
+
+def _class_name(index: int) -> str:
+    return CLASS_NAMES[index]
+
+
+def _run_config(args: argparse.Namespace) -> RunConfig | None:
+    if args.resume:
+        return None
+    if args.config:
+        try:
+            values = json.loads(Path(args.config).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"cannot read --config {args.config}: {error}") from None
+        return RunConfig.from_dict(values)
+    if not args.data:
+        raise ConfigError("--data is required unless --resume or --config is given")
+    return RunConfig(
+        data_root=str(Path(args.data).resolve()),
+        model=ModelConfig(args.backbone, args.weights, args.image_size, args.dropout),
+        data=DataConfig(
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            augment=args.augment,
+            horizontal_flip=args.horizontal_flip,
+            limit_per_class=args.limit_per_class,
+            cache=not args.no_cache,
+        ),
+        train=TrainConfig(
+            head_epochs=args.epochs,
+            finetune_epochs=args.finetune_epochs,
+            head_learning_rate=args.lr,
+            finetune_learning_rate=args.finetune_lr,
+            finetune_layers=args.finetune_layers,
+            class_weighting=not args.no_class_weights,
+            label_smoothing=args.label_smoothing,
+            early_stopping_patience=args.patience,
+            threshold_rule=args.threshold_rule,
+            target_sensitivity=args.target_sensitivity,
+            distribute=args.distribute,
+        ),
+    )
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train import train_run
+
+    result = train_run(args.out, _run_config(args), resume=args.resume)
+    if result.get("state") == "cancelled":
+        print(f"cancelled: {args.out} (continue with --resume)")
+        return 0
+    print(
+        f"finished: {Path(args.out) / 'model.keras'}  validation AUC {result['roc_auc']:.4f}, "
+        f"accuracy {result['accuracy']:.4f} at threshold {result['threshold']:.3f}"
+    )
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from . import data, evaluate
+    from .model import load_model, predict_scores
+
+    model, metadata = load_model(args.model)
+    table = data.scan(args.data)
+    subset = table[table["split"] == args.split]
+    if subset.empty:
+        found = ", ".join(sorted(table["split"].unique()))
+        raise DataError(f"split '{args.split}' not found in {args.data} (found: {found})")
+    dataset = data.make_dataset(
+        subset, metadata["image_size"], DataConfig(batch_size=args.batch_size, cache=False), False
+    )
+    labels = subset["label_index"].to_numpy()
+    scores = predict_scores(model, dataset)
+    report = evaluate.evaluation_report(
+        labels, scores, float(metadata["threshold"]), n_resamples=args.bootstrap
+    )
+    if not args.curves:
+        report.pop("curves", None)
+    report.update(model=str(args.model), split=args.split)
+    if args.json:
+        _emit(report)
+    else:
+        _print_report(report)
+    return 0
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    intervals = report.get("ci", {})
+    print(f"{report['split']}: {report['n']} images, threshold {report['threshold']:.3f}")
+    for key in ("accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc", "pr_auc"):
+        value = report.get(key)
+        text = "n/a" if value is None else f"{value:.4f}"
+        if key in intervals and intervals[key] is not None:
+            low, high = intervals[key]
+            text += f"  (95% CI {low:.4f}-{high:.4f})"
+        print(f"  {key:<12} {text}")
+    print(f"  {'brier':<12} {report['brier']:.4f}\n  {'ece':<12} {report['ece']:.4f}")
+    print(f"  confusion    {report['confusion_matrix']}")
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .gradcam import Predictor
+    from .imaging import read_image
+
+    predictor = Predictor.from_path(args.model)
+    heatmap_dir = Path(args.heatmap_dir) if args.heatmap_dir else None
+    if heatmap_dir is not None:
+        heatmap_dir.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for index, name in enumerate(args.files):
+        try:
+            image = read_image(Path(name), filename=Path(name).name)
+            if heatmap_dir is None:
+                result = predictor.predict(image.pixels)
+            else:
+                result = predictor.explain(image.pixels, method=args.method)
+                _write_overlay(heatmap_dir, name, index, image.pixels, result.heatmap)
+        except CXRError as error:
+            failures += 1
+            _report_failure(args.json, name, error)
+            continue
+        _report_prediction(args.json, name, result)
+    return 2 if failures else 0
+
+
+def _report_failure(as_json: bool, name: str, error: CXRError) -> None:
+    if as_json:
+        _emit({"file": name, "error": str(error)})
+    else:
+        print(f"error: {name}: {error}", file=sys.stderr)
+
+
+def _report_prediction(as_json: bool, name: str, result: Any) -> None:
+    payload = {
+        "file": name,
+        "probability": round(result.probability, 6),
+        "label": result.label,
+        "threshold": round(result.threshold, 6),
+    }
+    if as_json:
+        _emit(payload)
+    else:
+        print(
+            f"{name}: {result.label} (P(pneumonia) = {result.probability:.3f}, "
+            f"threshold {result.threshold:.3f}) - research demo, not a diagnosis"
+        )
+
+
+def _write_overlay(folder: Path, name: str, index: int, pixels: Any, heatmap: Any) -> None:
+    import cv2
+
+    from .gradcam import overlay
+
+    rgb = overlay(pixels, heatmap)
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise InvalidImageError(f"could not encode the heatmap of {name}")
+    target = folder / f"{Path(name).stem}_{index:03d}_gradcam.png"
+    temporary = target.with_name(f".{target.name}.tmp")
+    temporary.write_bytes(encoded.tobytes())
+    temporary.replace(target)
