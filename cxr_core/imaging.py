@@ -1,0 +1,429 @@
+"""Bytes in, greyscale pixels out: JPEG, PNG and DICOM, read safely.
+
+:func:`read_image` turns an uploaded file into a :class:`DecodedImage`: an ``(H, W)`` uint8
+array with bone bright (as in every X-ray) plus a dict of technical fields. The format is
+decided by the file's content, never by its name. Decisions worth knowing:
+
+- **Supported formats** are JPEG, PNG and DICOM. GIF, TIFF, BMP, WebP, JPEG 2000, HEIC/AVIF and
+  Photoshop files are recognised and refused as unsupported; anything else is "not an image".
+- **Colour** becomes greyscale with the ITU-R 601 weights (the ones ``to_model_input`` uses).
+  CMYK JPEGs go through RGB first. EXIF orientation is applied.
+- **Transparency** is composited on black: around an X-ray, black is air, so transparent
+  padding reads as background rather than as a bright frame.
+- **16-bit PNGs** are stretched min-max over the data's own range (the darkest pixel becomes 0,
+  the brightest 255). Detectors often store 10-14 bit values in a 16-bit container, which
+  would look black if divided by 65535. 8-bit images are kept exactly as stored.
+- **DICOM**: modality rescale, then the VOI LUT or window, then MONOCHROME1 is inverted so
+  bone is bright, then min-max to 0-255. A multi-frame file shows its first frame and says
+  so in ``info["note"]``. A compressed transfer syntax without an installed decoder is
+  refused with its name.
+- **Safety**: a file over :data:`MAX_BYTES` is refused before it is read; the dimensions in
+  the header (Pillow's lazy ``Image.open``, DICOM Rows x Columns) are checked against
+  :data:`MAX_PIXELS` before any pixel is decoded, so a decompression bomb is never expanded.
+- **Privacy**: only whitelisted technical DICOM fields reach ``info``; no patient field is
+  copied, logged or put in an error message, and foreign errors are not chained.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import cv2
+import numpy as np
+import pydicom
+from PIL import Image, UnidentifiedImageError
+from pydicom.pixels import (
+    apply_color_lut,
+    apply_modality_lut,
+    apply_voi_lut,
+    get_decoder,
+    pixel_array,
+)
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from .errors import InvalidImageError
+
+__all__ = ["MAX_BYTES", "MAX_PIXELS", "MIN_SIDE", "DecodedImage", "read_image"]
+
+#: Largest accepted image, in pixels (width x height of one frame).
+MAX_PIXELS = 50_000_000
+#: Largest accepted file, in bytes.
+MAX_BYTES = 50 * 1024 * 1024
+#: Smallest accepted side, in pixels.
+MIN_SIDE = 32
+
+EMPTY = "The file is empty."
+NOT_AN_IMAGE = "The file is not an image; upload a JPEG, PNG or DICOM file."
+DAMAGED = "The image is truncated or damaged and cannot be decoded."
+TOO_MANY_PIXELS = "The image has more than 50 megapixels, too many to decode safely."
+TOO_MANY_BYTES = "The file is larger than 50 MB, the largest accepted."
+TOO_SMALL = "The image is {width} x {height} pixels; each side must be at least 32 pixels."
+UNSUPPORTED = "{name} images are not supported; upload a JPEG, PNG or DICOM file."
+NO_DICOM_PIXELS = "The DICOM file contains no image."
+DICOM_CODEC = "The DICOM image is compressed as {syntax}, which cannot be decoded here."
+MISSING_FILE = "The file does not exist or cannot be read."
+
+_LUMA = np.array([0.299, 0.587, 0.114])
+_SUPPORTED_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"))
+_UNSUPPORTED_MAGIC = (
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG 2000"),
+    (b"\xffO\xffQ", "JPEG 2000"),
+    (b"8BPS", "Photoshop"),
+)
+_UNSUPPORTED_SUFFIXES = {
+    ".gif": "GIF",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".bmp": "BMP",
+    ".webp": "WebP",
+    ".jp2": "JPEG 2000",
+    ".heic": "HEIC",
+    ".avif": "AVIF",
+}
+# Pillow's Image.transpose methods for EXIF orientations 2-8 (as in ImageOps.exif_transpose).
+_ORIENTATIONS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+# The only DICOM attributes ever read into info: technical, never about the patient.
+_DICOM_FIELDS = {
+    "modality": "Modality",
+    "view_position": "ViewPosition",
+    "photometric_interpretation": "PhotometricInterpretation",
+}
+
+
+@dataclass(frozen=True, eq=False)
+class DecodedImage:
+    """One decoded image, ready for :func:`cxr_core.preprocess.to_model_input`.
+
+    Attributes:
+        pixels: ``(H, W)`` uint8 greyscale, 0-255, bone bright, upright (EXIF applied).
+        info: Technical fields only: ``format`` ("JPEG", "PNG", "DICOM"), ``width``,
+            ``height``, ``bit_depth`` and ``mode`` (Pillow mode) or, for DICOM,
+            ``photometric_interpretation``, ``modality``, ``view_position``, ``frames``,
+            ``transfer_syntax``; ``note`` when something was done worth saying.
+    """
+
+    pixels: np.ndarray
+    info: dict[str, str | int] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"DecodedImage(shape={self.pixels.shape}, info={self.info!r})"
+
+
+def read_image(source: bytes | str | Path | BinaryIO, filename: str | None = None) -> DecodedImage:
+    """Decode a JPEG, PNG or DICOM file into upright greyscale pixels.
+
+    Args:
+        source: The file's bytes, its path, or a binary file object (e.g. an upload).
+        filename: The original file name, if known. It never chooses the decoder; it only
+            words the error for content that is not recognised but is named like an
+            unsupported image type (e.g. ``scan.heic``).
+
+    Returns:
+        A :class:`DecodedImage` whose ``pixels`` are ``(H, W)`` uint8 with bone bright.
+
+    Raises:
+        InvalidImageError: With one plain sentence: the file is empty, larger than 50 MB,
+            not an image, of an unsupported format, truncated or damaged, over 50
+            megapixels, under 32 pixels on a side, or a DICOM without a usable image.
+    """
+    data = _read_bytes(source)
+    if filename is None and isinstance(source, str | Path):
+        filename = Path(source).name
+    if not data:
+        raise InvalidImageError(EMPTY)
+    if len(data) > MAX_BYTES:
+        raise InvalidImageError(TOO_MANY_BYTES)
+    if data[128:132] == b"DICM":
+        return _decode_dicom(_parse_dicom(data))
+    for magic, name in _SUPPORTED_MAGIC:
+        if data.startswith(magic):
+            return _decode_raster(data, name)
+    unsupported = _unsupported_format(data)
+    if unsupported:
+        raise InvalidImageError(UNSUPPORTED.format(name=unsupported))
+    dataset = _try_parse_dicom(data)
+    if dataset is not None:
+        return _decode_dicom(dataset)
+    suffix = Path(filename).suffix.lower() if filename else ""
+    if suffix in _UNSUPPORTED_SUFFIXES:
+        raise InvalidImageError(UNSUPPORTED.format(name=_UNSUPPORTED_SUFFIXES[suffix]))
+    raise InvalidImageError(NOT_AN_IMAGE)
+
+
+def _read_bytes(source: bytes | str | Path | BinaryIO) -> bytes:
+    if isinstance(source, bytes | bytearray | memoryview):
+        return bytes(source)
+    if isinstance(source, str | Path):
+        path = Path(source)
+        try:
+            if path.stat().st_size > MAX_BYTES:
+                raise InvalidImageError(TOO_MANY_BYTES)
+            return path.read_bytes()
+        except OSError:
+            raise InvalidImageError(MISSING_FILE) from None
+    if hasattr(source, "read"):
+        # One byte past the limit is enough to know the file is too large.
+        return bytes(source.read(MAX_BYTES + 1))
+    raise TypeError(
+        f"source must be bytes, a path or a binary file. Received: source={type(source)!r}"
+    )
+
+
+def _unsupported_format(data: bytes) -> str | None:
+    for magic, name in _UNSUPPORTED_MAGIC:
+        if data.startswith(magic):
+            return name
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    if data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"mif1", b"avif", b"avis"):
+        return "HEIC/AVIF"
+    dib_header_sizes = (12, 40, 52, 56, 64, 108, 124)
+    if data[:2] == b"BM" and int.from_bytes(data[14:18], "little") in dib_header_sizes:
+        return "BMP"
+    return None
+
+
+def _check_dimensions(width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise InvalidImageError(TOO_MANY_PIXELS)
+    if min(width, height) < MIN_SIDE:
+        raise InvalidImageError(TOO_SMALL.format(width=width, height=height))
+
+
+def _stretch(values: np.ndarray) -> np.ndarray:
+    """Min-max scale any numeric array to uint8 0-255; a flat or empty image becomes zeros."""
+    values = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    if values.size == 0:
+        return np.zeros(values.shape, dtype=np.uint8)
+    low, high = float(values.min()), float(values.max())
+    if high <= low:
+        return np.zeros(values.shape, dtype=np.uint8)
+    scaled = (values - low) * (255.0 / (high - low))
+    return np.rint(scaled).astype(np.uint8)
+
+
+def _to_grey(values: np.ndarray) -> np.ndarray:
+    """``(H, W)`` or ``(H, W, 3)`` RGB -> float ``(H, W)`` with the ITU-R 601 weights."""
+    values = np.asarray(values, dtype=np.float64)
+    return values if values.ndim == 2 else values[..., :3] @ _LUMA
+
+
+# --- JPEG and PNG ---------------------------------------------------------------------------
+
+
+def _open_raster(data: bytes, name: str) -> Image.Image:
+    """Open lazily (header only) and check the dimensions before anything is decoded."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data), formats=[name])
+        except Image.DecompressionBombError:
+            raise InvalidImageError(TOO_MANY_PIXELS) from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
+            raise InvalidImageError(DAMAGED) from None
+    _check_dimensions(*image.size)
+    return image
+
+
+def _decode_raster(data: bytes, name: str) -> DecodedImage:
+    image = _open_raster(data, name)
+    mode = image.mode
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError, EOFError):
+        raise InvalidImageError(DAMAGED) from None
+    sixteen_bit = name == "PNG" and data[24] == 16  # IHDR bit depth, already validated
+    notes = []
+    if sixteen_bit:
+        grey = _stretch(_png16_grey(image, data))
+        notes.append("16-bit values stretched to 0-255 over the image's own range")
+    else:
+        grey, composited = _raster8_grey(image)
+        if composited:
+            notes.append("transparent areas shown as black")
+    orientation = image.getexif().get(0x0112, 1)
+    if orientation in _ORIENTATIONS:
+        grey = np.asarray(Image.fromarray(grey).transpose(_ORIENTATIONS[orientation]))
+        notes.append("EXIF orientation applied")
+    info: dict[str, str | int] = {
+        "format": name,
+        "width": int(grey.shape[1]),
+        "height": int(grey.shape[0]),
+        "bit_depth": 16 if sixteen_bit else 8,
+        "mode": mode,
+    }
+    if notes:
+        info["note"] = "; ".join(notes)
+    return DecodedImage(np.ascontiguousarray(grey), info)
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
+
+
+def _raster8_grey(image: Image.Image) -> tuple[np.ndarray, bool]:
+    """8-bit JPEG/PNG -> (uint8 ``(H, W)``, whether transparency was composited)."""
+    if _has_alpha(image):
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float64)
+        grey = (rgba[..., :3] @ _LUMA) * (rgba[..., 3] / 255.0)
+        return np.rint(grey).clip(0, 255).astype(np.uint8), True
+    if image.mode not in ("L", "RGB"):
+        # CMYK, palette, 1-bit and the rest: through RGB, whose conversions Pillow defines.
+        image = image.convert("RGB")
+    return np.asarray(image.convert("L"), dtype=np.uint8), False
+
+
+def _png16_grey(image: Image.Image, data: bytes) -> np.ndarray:
+    """16-bit PNG -> float ``(H, W)`` at full depth (Pillow keeps 16 bits only for grey)."""
+    if image.mode.startswith("I"):
+        return np.asarray(image, dtype=np.float64)
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if decoded is None:
+        raise InvalidImageError(DAMAGED)
+    if decoded.ndim == 2:
+        return decoded.astype(np.float64)
+    channels = decoded.astype(np.float64)
+    if channels.shape[-1] == 2:  # grey + alpha
+        return channels[..., 0] * (channels[..., 1] / 65535.0)
+    rgb = channels[..., 2::-1] if channels.shape[-1] >= 3 else channels
+    grey = rgb[..., :3] @ _LUMA
+    if channels.shape[-1] == 4:
+        grey = grey * (channels[..., 3] / 65535.0)
+    return grey
+
+
+# --- DICOM ----------------------------------------------------------------------------------
+
+
+def _parse_dicom(data: bytes) -> pydicom.Dataset:
+    """Read a dataset; pydicom's warnings are silenced because they can quote field values."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return pydicom.dcmread(io.BytesIO(data), force=True)
+        except Exception:  # noqa: BLE001 - any parser failure means a damaged file
+            raise InvalidImageError(DAMAGED) from None
+
+
+def _try_parse_dicom(data: bytes) -> pydicom.Dataset | None:
+    """A DICOM without the ``DICM`` preamble: accepted only if it parses and has PixelData."""
+    try:
+        dataset = _parse_dicom(data)
+    except InvalidImageError:
+        return None
+    try:
+        return dataset if "PixelData" in dataset and "Rows" in dataset else None
+    except Exception:  # noqa: BLE001 - lazily parsed junk can fail on access
+        return None
+
+
+def _transfer_syntax(dataset: pydicom.Dataset) -> UID:
+    syntax = dataset.file_meta.get("TransferSyntaxUID") if dataset.file_meta else None
+    if syntax is None:
+        implicit, _ = dataset.original_encoding
+        syntax = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+        dataset.file_meta.TransferSyntaxUID = syntax
+    return UID(syntax)
+
+
+def _decode_dicom(dataset: pydicom.Dataset) -> DecodedImage:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if "PixelData" not in dataset:
+            raise InvalidImageError(NO_DICOM_PIXELS)
+        try:
+            rows, columns = int(dataset.Rows), int(dataset.Columns)
+            frames = int(dataset.get("NumberOfFrames", 1) or 1)
+        except (AttributeError, TypeError, ValueError):
+            raise InvalidImageError(DAMAGED) from None
+        _check_dimensions(columns, rows)
+        syntax = _transfer_syntax(dataset)
+        values = _dicom_first_frame(dataset, syntax)
+        pixels = _stretch(_dicom_display_values(values, dataset))
+    info = _dicom_info(dataset, pixels, syntax, frames)
+    return DecodedImage(pixels, info)
+
+
+def _dicom_first_frame(dataset: pydicom.Dataset, syntax: UID) -> np.ndarray:
+    try:
+        available = get_decoder(syntax).is_available
+    except NotImplementedError:
+        available = False
+    if not available:
+        raise InvalidImageError(DICOM_CODEC.format(syntax=_syntax_name(syntax)))
+    try:
+        # index=0 decodes only the first frame, so a many-frame file is not expanded whole.
+        return pixel_array(dataset, index=0)
+    except (NotImplementedError, RuntimeError):
+        raise InvalidImageError(DICOM_CODEC.format(syntax=_syntax_name(syntax))) from None
+    except Exception:  # noqa: BLE001 - pydicom raises many kinds for short or bad data
+        raise InvalidImageError(DAMAGED) from None
+
+
+def _syntax_name(syntax: UID) -> str:
+    name = syntax.name if syntax.is_valid else "an unknown transfer syntax"
+    return name if name != str(syntax) else f"transfer syntax {syntax}"
+
+
+def _dicom_display_values(values: np.ndarray, dataset: pydicom.Dataset) -> np.ndarray:
+    """Stored values -> display values with bone bright (before the 0-255 stretch)."""
+    photometric = str(dataset.get("PhotometricInterpretation", "")).upper()
+    try:
+        if photometric == "PALETTE COLOR":
+            return _to_grey(apply_color_lut(values, dataset))
+        if values.ndim == 3:  # RGB or YBR (pydicom already converted YBR to RGB)
+            return _to_grey(values)
+        values = apply_modality_lut(values, dataset)
+        values = apply_voi_lut(values, dataset, index=0)
+    except Exception:  # noqa: BLE001 - malformed LUT or window elements
+        raise InvalidImageError(DAMAGED) from None
+    values = np.asarray(values, dtype=np.float64)
+    # MONOCHROME1 stores bone dark; negating is an exact inversion under the min-max stretch.
+    return -values if photometric == "MONOCHROME1" else values
+
+
+def _dicom_info(
+    dataset: pydicom.Dataset, pixels: np.ndarray, syntax: UID, frames: int
+) -> dict[str, str | int]:
+    info: dict[str, str | int] = {
+        "format": "DICOM",
+        "width": int(pixels.shape[1]),
+        "height": int(pixels.shape[0]),
+        "bit_depth": _int_field(dataset, "BitsStored"),
+        "frames": frames,
+        "transfer_syntax": _syntax_name(syntax),
+    }
+    for key, keyword in _DICOM_FIELDS.items():
+        value = dataset.get(keyword)
+        if value is not None and str(value).strip():
+            info[key] = _clean(str(value))
+    if frames > 1:
+        info["note"] = f"multi-frame DICOM: showing frame 1 of {frames}"
+    return info
+
+
+def _int_field(dataset: pydicom.Dataset, keyword: str) -> int:
+    try:
+        return int(dataset.get(keyword, 0) or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _clean(text: str) -> str:
+    return "".join(ch for ch in text if ch.isprintable())[:64].strip()
