@@ -370,6 +370,7 @@ def _train(
         state="running",
         pid=os.getpid(),
         device=describe_devices()["summary"],
+        replicas=context["strategy"].num_replicas_in_sync,
         train_images=n_train,
         val_images=n_val,
         validation=prepared["description"],
