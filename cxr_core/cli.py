@@ -103,9 +103,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up notices (oneDNN, CUDA probing) kept off stderr.
+
+    They are printed before TensorFlow's log level applies, so no environment variable hides
+    them; they would bury the one ``error:`` line a user needs to read.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = build_parser().parse_args(argv)
+    _import_tensorflow_quietly()
     handler = {"scan": _scan, "train": _train, "evaluate": _evaluate, "predict": _predict}
     try:
         return handler[args.command](args)
