@@ -28,7 +28,7 @@ import tensorflow as tf
 from keras import layers
 
 from .config import CLASS_NAMES, BackboneSpec, ModelConfig, backbone_spec
-from .errors import ModelLoadError, WeightsUnavailableError
+from .errors import DataError, ModelLoadError, WeightsUnavailableError
 
 __all__ = [
     "HEAD_LAYER_NAMES",
@@ -173,7 +173,10 @@ def predict_scores(model: keras.Model, dataset: tf.data.Dataset) -> np.ndarray:
         float32 array of shape ``(n,)`` with values in [0, 1].
     """
     images_only = dataset.map(lambda *batch: batch[0])
-    scores = model.predict(images_only, verbose=0)
+    try:
+        scores = model.predict(images_only, verbose=0)
+    except tf.errors.InvalidArgumentError as error:
+        raise DataError(f"an image could not be decoded: {_first_line(error)}") from None
     return np.asarray(scores, dtype=np.float32).reshape(-1)
 
 

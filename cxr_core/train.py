@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import tensorflow as tf
 
 from . import data, evaluate
 from .config import CLASS_NAMES, RunConfig, backbone_spec
@@ -221,6 +222,14 @@ def _run_phase(
         _RunMonitor(paths, phase, context),
     ]
     update_status(paths, state="running", phase=phase.name, epoch=phase.first_epoch)
+    try:
+        _fit(model, phase, prepared, callbacks)
+    except tf.errors.InvalidArgumentError as error:
+        message = str(error).strip().splitlines()[0][:300]
+        raise DataError(f"an image could not be decoded during training: {message}") from None
+
+
+def _fit(model: keras.Model, phase: Phase, prepared: dict, callbacks: list) -> None:
     model.fit(
         prepared["train"],
         validation_data=prepared["val"],

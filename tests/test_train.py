@@ -156,3 +156,16 @@ def test_mirrored_strategy_trains_over_two_logical_cpus(tiny_dataset: Path, tmp_
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith('"finished"')
     assert read_json(RunPaths(run).status)["replicas"] == 2
+
+
+def test_an_undecodable_image_fails_the_run_with_a_data_error(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_dataset, root)
+    (root / "train" / "NORMAL" / "IM-0104-0001.jpeg").write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(DataError, match="could not be decoded"):
+        train_run(tmp_path / "run", tiny_config(root, finetune_epochs=0))
+    assert read_json(RunPaths(tmp_path / "run").status)["state"] == "failed"
