@@ -1,0 +1,204 @@
+"""Plotly figures of the Streamlit app: plain functions from numbers to ``go.Figure``.
+
+No Streamlit here and no computation beyond arranging the numbers: metrics come from
+``cxr_core.evaluate`` and training histories from ``cxr_core.jobs.read_run``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from cxr_core.config import CLASS_NAMES
+
+__all__ = [
+    "CLASS_COLOURS",
+    "calibration_figure",
+    "confusion_figure",
+    "counts_figure",
+    "history_figure",
+    "pr_figure",
+    "roc_figure",
+]
+
+CLASS_COLOURS = {CLASS_NAMES[0]: "#2f7f6f", CLASS_NAMES[1]: "#c2573a"}
+_TRAIN, _VAL = "#1f6f8b", "#d08c2f"
+_LINES = ("#1f6f8b", "#c2573a", "#6a4c93", "#2f7f6f")
+_LAYOUT = {"template": "plotly_white", "margin": {"l": 40, "r": 20, "t": 50, "b": 40}}
+
+
+def counts_figure(counts: pd.DataFrame) -> go.Figure:
+    """Grouped bars of images per split and class, from ``cxr_core.data.count_table``."""
+    rows = counts.drop(index="total", errors="ignore")
+    figure = go.Figure()
+    for label in CLASS_NAMES:
+        figure.add_bar(
+            x=list(rows.index),
+            y=rows[label].tolist(),
+            name=label,
+            marker_color=CLASS_COLOURS[label],
+            text=rows[label].tolist(),
+            textposition="outside",
+        )
+    figure.update_layout(
+        barmode="group", title="Images per split and class", yaxis_title="images", **_LAYOUT
+    )
+    return figure
+
+
+def history_figure(history: Sequence[dict[str, Any]]) -> go.Figure:
+    """Loss, accuracy and AUC per epoch, training against validation, side by side.
+
+    Args:
+        history: One dict per epoch with ``epoch``, ``phase``, ``loss``, ``val_loss``,
+            ``accuracy``, ``val_accuracy``, ``auc`` and ``val_auc`` (missing keys are skipped).
+    """
+    panels = (("loss", "Loss"), ("accuracy", "Accuracy"), ("auc", "ROC AUC"))
+    figure = make_subplots(rows=1, cols=3, subplot_titles=[title for _, title in panels])
+    epochs = [row.get("epoch") for row in history]
+    for column, (key, _) in enumerate(panels, start=1):
+        for prefix, name, colour in (("", "train", _TRAIN), ("val_", "validation", _VAL)):
+            values = [row.get(prefix + key) for row in history]
+            if all(value is None for value in values):
+                continue
+            figure.add_scatter(
+                x=epochs,
+                y=values,
+                mode="lines+markers",
+                name=name,
+                line={"color": colour},
+                legendgroup=name,
+                showlegend=column == 1,
+                row=1,
+                col=column,
+            )
+    for row, previous in zip(history[1:], history[:-1], strict=False):
+        if row.get("phase") != previous.get("phase"):
+            figure.add_vline(x=row["epoch"] - 0.5, line_dash="dot", line_color="#888")
+    figure.update_xaxes(title_text="epoch", dtick=1)
+    figure.update_layout(height=320, title="Training curves (dotted line: fine-tuning starts)")
+    figure.update_layout(**_LAYOUT)
+    return figure
+
+
+def confusion_figure(matrix: dict[str, int]) -> go.Figure:
+    """The 2 x 2 confusion matrix (rows: true class, columns: predicted class)."""
+    values = [[matrix["tn"], matrix["fp"]], [matrix["fn"], matrix["tp"]]]
+    names = [["true negatives", "false positives"], ["false negatives", "true positives"]]
+    text = [
+        [f"{v}<br>{n}" for v, n in zip(r, m, strict=True)]
+        for r, m in zip(values, names, strict=True)
+    ]
+    figure = go.Figure(
+        go.Heatmap(
+            z=values,
+            x=[f"predicted {name}" for name in CLASS_NAMES],
+            y=[f"true {name}" for name in CLASS_NAMES],
+            text=text,
+            texttemplate="%{text}",
+            colorscale=[[0, "#eef4f7"], [1, "#1f6f8b"]],
+            showscale=False,
+        )
+    )
+    figure.update_yaxes(autorange="reversed")
+    figure.update_layout(title="Confusion matrix", height=340, **_LAYOUT)
+    return figure
+
+
+def _add_marks(figure: go.Figure, marks: Sequence[tuple[str, float, float]]) -> None:
+    for (name, x, y), symbol in zip(marks, ("diamond", "circle"), strict=False):
+        figure.add_scatter(
+            x=[x],
+            y=[y],
+            mode="markers",
+            name=name,
+            marker={"symbol": symbol, "size": 12, "color": "#222", "line": {"width": 1}},
+        )
+
+
+def roc_figure(
+    curves: Sequence[tuple[str, Sequence[float], Sequence[float]]],
+    marks: Sequence[tuple[str, float, float]] = (),
+) -> go.Figure:
+    """ROC curves of one or more models on one plot.
+
+    Args:
+        curves: ``(name, fpr, tpr)`` per model; the name should carry its AUC.
+        marks: ``(name, fpr, tpr)`` operating points, e.g. the stored threshold.
+    """
+    figure = go.Figure()
+    figure.add_scatter(
+        x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"dash": "dash", "color": "#aaa"}
+    )
+    for (name, fpr, tpr), colour in zip(curves, _LINES, strict=False):
+        figure.add_scatter(
+            x=list(fpr), y=list(tpr), mode="lines", name=name, line={"color": colour}
+        )
+    _add_marks(figure, marks)
+    figure.update_layout(
+        title="ROC curve",
+        xaxis_title="1 - specificity (false positive rate)",
+        yaxis_title="sensitivity",
+        height=380,
+        **_LAYOUT,
+    )
+    return figure
+
+
+def pr_figure(
+    recall: Sequence[float],
+    precision: Sequence[float],
+    average_precision: float | None,
+    prevalence: float,
+    marks: Sequence[tuple[str, float, float]] = (),
+) -> go.Figure:
+    """Precision-recall curve with the prevalence line; ``marks`` are (name, recall, precision)."""
+    figure = go.Figure()
+    figure.add_scatter(
+        x=[0, 1],
+        y=[prevalence, prevalence],
+        mode="lines",
+        name=f"prevalence {prevalence:.2f}",
+        line={"dash": "dash", "color": "#aaa"},
+    )
+    name = "model" if average_precision is None else f"model (AP {average_precision:.3f})"
+    figure.add_scatter(
+        x=list(recall), y=list(precision), mode="lines", name=name, line={"color": _LINES[0]}
+    )
+    _add_marks(figure, marks)
+    figure.update_layout(
+        title="Precision-recall curve",
+        xaxis_title="recall (sensitivity)",
+        yaxis_title="precision (PPV)",
+        height=380,
+        **_LAYOUT,
+    )
+    return figure
+
+
+def calibration_figure(calibration: dict[str, list], ece: float) -> go.Figure:
+    """Reliability diagram: fraction of PNEUMONIA against mean predicted probability per bin."""
+    figure = go.Figure()
+    figure.add_scatter(
+        x=[0, 1], y=[0, 1], mode="lines", name="perfect", line={"dash": "dash", "color": "#aaa"}
+    )
+    figure.add_scatter(
+        x=calibration["mean_predicted"],
+        y=calibration["fraction_positive"],
+        mode="lines+markers",
+        name="model",
+        text=[f"{n} images" for n in calibration["count"]],
+        line={"color": _LINES[0]},
+    )
+    figure.update_layout(
+        title=f"Calibration (ECE {ece:.3f})",
+        xaxis_title="mean predicted probability",
+        yaxis_title="fraction PNEUMONIA",
+        height=380,
+        **_LAYOUT,
+    )
+    return figure

@@ -1,0 +1,358 @@
+"""Shared helpers of the Streamlit app: paths, model discovery, cached loaders, session keys.
+
+Pages stay thin: they call these helpers and ``cxr_core``, and render. This is the one module of
+the app that reads the environment:
+
+- ``CXR_MODELS_DIR``: folder of bundled models (``*.keras`` with a ``.json`` sidecar);
+  default ``assets/models`` beside this file.
+- ``CXR_RUNS_DIR``: folder of training runs; default ``runs`` beside this file. Every finished
+  run's ``model.keras`` is offered as a model too.
+- ``CXR_DATA``: the dataset folder pages start from; default ``data/chest_xray`` when present.
+
+Models and TensorFlow load once per process (``st.cache_resource``, keyed by path and file
+time, so a retrained model is picked up); tables, audits and predictions are cached with
+``st.cache_data``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+import streamlit as st
+from PIL import Image, ImageOps
+
+from cxr_core import audit, data, eval_sets, jobs
+from cxr_core.report import DISCLAIMER
+
+__all__ = [
+    "ACTIVE_MODEL",
+    "DATASET_GUIDE",
+    "DISCLAIMER",
+    "METHODS",
+    "ModelEntry",
+    "active_model",
+    "analyse_upload",
+    "audit_dataset",
+    "default_data_root",
+    "device_summary",
+    "disclaimer",
+    "discover_models",
+    "evaluation_sets",
+    "load_model",
+    "model_metadata",
+    "model_picker",
+    "models_dir",
+    "no_model_message",
+    "predictions",
+    "predictor",
+    "runs_dir",
+    "scan_dataset",
+    "set_active_model",
+    "thumbnail",
+]
+
+REPO_ROOT = Path(__file__).resolve().parent
+#: Session-state key holding the path of the model the user chose (shared by every page).
+ACTIVE_MODEL = "active_model"
+_PICKER = "model_picker"
+#: Explanation methods as the pages name them -> ``Predictor.explain`` methods.
+METHODS = {"Grad-CAM": "gradcam", "Grad-CAM++": "gradcam++"}
+#: Largest side of the images kept for display after a prediction.
+DISPLAY_SIDE = 1024
+
+DATASET_GUIDE = """
+**No dataset yet?** The app expects Kaggle's *Chest X-Ray Images (Pneumonia)* (Kermany, Zhang
+and Goldbaum 2018, CC BY 4.0) in this layout:
+
+```
+data/chest_xray/train/NORMAL/*.jpeg     data/chest_xray/train/PNEUMONIA/*.jpeg
+data/chest_xray/val/...                 data/chest_xray/test/...   (optional)
+```
+
+1. Download it from kaggle.com/datasets/paultimothymooney/chest-xray-pneumonia (or with
+   `kaggle datasets download -d paultimothymooney/chest-xray-pneumonia`).
+2. Unzip it so that `data/chest_xray/train` exists beside `streamlit_app.py`, or anywhere else
+   and type that folder above (or start the app with `CXR_DATA=/path/to/chest_xray`).
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# Paths
+
+
+def models_dir() -> Path:
+    """Folder of bundled models: ``$CXR_MODELS_DIR`` or ``assets/models``."""
+    return Path(os.environ.get("CXR_MODELS_DIR") or REPO_ROOT / "assets" / "models")
+
+
+def runs_dir() -> Path:
+    """Folder of training runs: ``$CXR_RUNS_DIR`` or ``runs``."""
+    return Path(os.environ.get("CXR_RUNS_DIR") or REPO_ROOT / "runs")
+
+
+def default_data_root() -> str:
+    """``$CXR_DATA``, else ``data/chest_xray`` if it exists, else an empty string."""
+    if os.environ.get("CXR_DATA"):
+        return os.environ["CXR_DATA"]
+    local = REPO_ROOT / "data" / "chest_xray"
+    return str(local) if local.is_dir() else ""
+
+
+def no_model_message() -> str:
+    """What to say when there is no model to use."""
+    return (
+        "No model found - train one on the Train page or see the README. Models are read from "
+        f"`{models_dir()}` and from finished runs in `{runs_dir()}`."
+    )
+
+
+def disclaimer() -> None:
+    """Show the research-demo note."""
+    st.caption(f":warning: **{DISCLAIMER}** Outputs are model scores, not findings.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model the app can use.
+
+    Attributes:
+        path: The ``.keras`` file.
+        label: How pickers show it.
+        source: ``"bundled"`` or ``"run"``.
+        mtime: The file's modification time (part of every cache key).
+    """
+
+    path: str
+    label: str
+    source: str
+    mtime: float
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def model_metadata(path: str, mtime: float) -> dict[str, Any]:
+    """The model's JSON sidecar (``{}`` if it cannot be read); cheap, no TensorFlow model."""
+    from cxr_core.errors import CXRError
+    from cxr_core.model import read_metadata
+
+    try:
+        return read_metadata(path)
+    except CXRError:
+        return {}
+
+
+def _describe(name: str, source: str, metadata: dict[str, Any]) -> str:
+    parts = [metadata.get("backbone", "?"), f"{metadata.get('image_size', '?')} px"]
+    auc = (metadata.get("metrics") or {}).get("roc_auc")
+    if isinstance(auc, int | float):
+        parts.append(f"val AUC {auc:.3f}")
+    return f"{name} - {source} ({', '.join(str(p) for p in parts)})"
+
+
+def discover_models() -> list[ModelEntry]:
+    """Every bundled model, then every finished run's model, newest run first."""
+    entries = []
+    folder = models_dir()
+    bundled = sorted(folder.glob("*.keras")) if folder.is_dir() else []
+    for path in bundled:
+        if path.name.startswith(".") or not path.with_suffix(".json").is_file():
+            continue
+        mtime = path.stat().st_mtime
+        label = _describe(path.stem, "bundled", model_metadata(str(path), mtime))
+        entries.append(ModelEntry(str(path), label, "bundled", mtime))
+    for run in jobs.list_runs(runs_dir()):
+        path = Path(run["path"]) / "model.keras"
+        if run["state"] != "finished" or not path.is_file():
+            continue
+        mtime = path.stat().st_mtime
+        label = _describe(run["name"], "run", model_metadata(str(path), mtime))
+        entries.append(ModelEntry(str(path), label, "run", mtime))
+    return entries
+
+
+def set_active_model(path: str) -> None:
+    """Make the model at ``path`` the one every page uses."""
+    st.session_state[ACTIVE_MODEL] = str(path)
+
+
+def active_model(entries: list[ModelEntry]) -> ModelEntry | None:
+    """The chosen model if it still exists, else the first bundled model, else the newest run."""
+    chosen = st.session_state.get(ACTIVE_MODEL)
+    for entry in entries:
+        if entry.path == chosen:
+            return entry
+    return entries[0] if entries else None
+
+
+def _remember_pick() -> None:
+    set_active_model(st.session_state[_PICKER])
+
+
+def model_picker(entries: list[ModelEntry], container: Any = None) -> ModelEntry | None:
+    """A model selectbox (in the sidebar by default) shared by every page; None if no model."""
+    current = active_model(entries)
+    if current is None:
+        return None
+    # Written before the widget so that the choice survives switching pages.
+    st.session_state[_PICKER] = current.path
+    labels = {entry.path: entry.label for entry in entries}
+    (container or st.sidebar).selectbox(
+        "Model", list(labels), format_func=labels.get, key=_PICKER, on_change=_remember_pick
+    )
+    return current
+
+
+@st.cache_resource(show_spinner="Loading the model...", max_entries=4)
+def _loaded(path: str, mtime: float) -> tuple[Any, dict[str, Any]]:
+    from cxr_core.model import load_model as load
+
+    return load(path)
+
+
+def load_model(entry: ModelEntry) -> tuple[Any, dict[str, Any]]:
+    """``(keras.Model, metadata)``, loaded once per file version; raises ModelLoadError."""
+    return _loaded(entry.path, entry.mtime)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _predictor(path: str, mtime: float) -> Any:
+    from cxr_core.gradcam import Predictor
+
+    model, metadata = _loaded(path, mtime)
+    return Predictor(model, metadata)
+
+
+def predictor(entry: ModelEntry) -> Any:
+    """The :class:`cxr_core.gradcam.Predictor` of a model, built once per file version."""
+    return _predictor(entry.path, entry.mtime)
+
+
+def _fit(image: np.ndarray, side: int) -> np.ndarray:
+    scale = side / max(image.shape[:2])
+    if scale >= 1:
+        return image
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _analyse(path: str, mtime: float, digest: str, _content: bytes, name: str, method: str):
+    from cxr_core.imaging import read_image
+
+    decoded = read_image(_content, filename=name)
+    result = _predictor(path, mtime).explain(decoded.pixels, method=method)
+    return {
+        "pixels": _fit(decoded.pixels, DISPLAY_SIDE),
+        "heatmap": _fit(result.heatmap, DISPLAY_SIDE),
+        "info": dict(decoded.info),
+        "probability": result.probability,
+        "label": result.label,
+        "threshold": result.threshold,
+    }
+
+
+def analyse_upload(entry: ModelEntry, content: bytes, name: str, method: str) -> dict[str, Any]:
+    """Decode an uploaded file, score it and explain it (cached by content, model and method).
+
+    Returns:
+        ``pixels`` (uint8, at most ``DISPLAY_SIDE`` on a side), ``heatmap`` (float32 in [0, 1],
+        same shape), ``info`` (technical fields), ``probability``, ``label``, ``threshold``.
+
+    Raises:
+        InvalidImageError: The file is not a usable image; the message says why.
+    """
+    digest = hashlib.blake2b(content, digest_size=16).hexdigest()
+    return _analyse(entry.path, entry.mtime, digest, content, name, METHODS.get(method, method))
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+@st.cache_resource(show_spinner=False)
+def device_summary() -> dict[str, Any]:
+    """What TensorFlow sees (``cxr_core.devices.describe_devices``), asked once."""
+    from cxr_core.devices import describe_devices
+
+    return describe_devices()
+
+
+@st.cache_data(show_spinner="Listing images...", ttl=300, max_entries=8)
+def scan_dataset(root: str) -> pd.DataFrame:
+    """The :func:`cxr_core.data.scan` table of ``root``; raises DataError."""
+    return data.scan(root)
+
+
+@st.cache_data(show_spinner="Auditing the dataset...", ttl=3600, max_entries=4)
+def audit_dataset(root: str, n_images: int) -> audit.AuditResult:
+    """The dataset audit of ``root`` (``n_images`` is part of the key, to notice changes)."""
+    return audit.audit_dataset(scan_dataset(root))
+
+
+@st.cache_data(show_spinner="Preparing the evaluation sets...", ttl=3600, max_entries=8)
+def evaluation_sets(root: str, path: str, mtime: float) -> list[eval_sets.EvalSet]:
+    """The sets the model at ``path`` can be evaluated on (see ``cxr_core.eval_sets``)."""
+    return eval_sets.evaluation_sets(scan_dataset(root), model_metadata(path, mtime))
+
+
+@st.cache_data(show_spinner="Scoring images (once per model and image set)...", max_entries=16)
+def _predictions(path: str, mtime: float, paths: tuple[str, ...]) -> np.ndarray:
+    model, metadata = _loaded(path, mtime)
+    table = pd.DataFrame({"path": list(paths), "label_index": 0})
+    return eval_sets.predict_table(model, table, int(metadata["image_size"]))
+
+
+def predictions(entry: ModelEntry, table: pd.DataFrame) -> np.ndarray:
+    """PNEUMONIA probabilities of every image of ``table``, cached by model and file list."""
+    return _predictions(entry.path, entry.mtime, tuple(table["path"]))
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def thumbnail(path: str, side: int = 160, border: tuple[int, int, int] | None = None):
+    """A small RGB copy of an image file, optionally framed in a coloured border (6 px)."""
+    with Image.open(path) as image:
+        image.draft("L", (side, side))  # JPEG: decode at reduced scale
+        small = ImageOps.exif_transpose(image).convert("RGB")
+        small.thumbnail((side, side))
+    if border is not None:
+        small = ImageOps.expand(small, border=6, fill=border)
+    return np.asarray(small)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+def training_estimate(
+    n_train: int, epochs: int, backbone: str, image_size: int, runs: list[dict[str, Any]]
+) -> str | None:
+    """A rough duration from the speed of past runs with the same backbone.
+
+    The speed (images/s) of the newest such run is scaled by the ratio of image areas.
+
+    Returns:
+        One sentence, or None when no past run of this backbone measured its speed.
+    """
+    for run in runs:
+        model = (run.get("config") or {}).get("model") or {}
+        rate = run.get("images_per_second")
+        if model.get("backbone") != backbone or not isinstance(rate, int | float) or rate <= 0:
+            continue
+        scaled = rate * (int(model.get("image_size", image_size)) / image_size) ** 2
+        minutes = n_train * epochs / scaled / 60 * 1.15  # validation passes add ~15%
+        return (
+            f"About {max(minutes, 0.1):.1f} min for {n_train} training images x {epochs} "
+            f"epochs at ~{scaled:.0f} images/s (measured in run {run['name']}), plus a start-up "
+            "of ~20 s."
+        )
+    return None

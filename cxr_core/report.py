@@ -1,0 +1,170 @@
+"""A one-page PNG report of one model output: the X-ray, its heatmap, the verdict and a disclaimer.
+
+The report is what a user downloads from the app's Diagnose page. It states the probability and
+the threshold beside every verdict, names the model and the time, and carries the research-demo
+disclaimer, so the picture cannot travel without them. It holds no patient field: only the
+file name the user gave.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from .errors import ConfigError, InvalidImageError
+
+__all__ = ["DISCLAIMER", "render_report", "report_filename"]
+
+#: Printed on every report (and shown by the app beside every verdict).
+DISCLAIMER = "Research demo - not a diagnostic device. Not for clinical use."
+
+_MARGIN = 32
+_HEADER = 72
+_INK = (27, 42, 53)
+_MUTED = (90, 104, 115)
+_ACCENT = (31, 111, 139)
+_WARN_BG = (253, 236, 206)
+_WARN_INK = (122, 62, 0)
+_VERDICT_COLOURS = {"NORMAL": (26, 122, 60), "PNEUMONIA": (176, 42, 42)}
+_MAX_NAME = 70
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    # Pillow's bundled scalable font needs FreeType; without it the bitmap font is readable too.
+    try:
+        return ImageFont.load_default(size=size)
+    except (OSError, TypeError):
+        return ImageFont.load_default()
+
+
+def _panel(image: np.ndarray, side: int) -> Image.Image:
+    """Fit an ``(H, W)`` or ``(H, W, 3)`` uint8 array into a black ``side`` x ``side`` square."""
+    picture = Image.fromarray(image).convert("RGB")
+    picture.thumbnail((side, side), Image.Resampling.LANCZOS)
+    square = Image.new("RGB", (side, side), (0, 0, 0))
+    square.paste(picture, ((side - picture.width) // 2, (side - picture.height) // 2))
+    return square
+
+
+def _check_array(name: str, value: np.ndarray, channels: tuple[int, ...]) -> np.ndarray:
+    array = np.asarray(value)
+    ok_shape = array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in channels)
+    if array.dtype != np.uint8 or not ok_shape or min(array.shape[:2]) < 1:
+        raise InvalidImageError(f"The {name} for the report must be a uint8 image array.")
+    return array
+
+
+def _check_unit(name: str, value: float) -> float:
+    number = float(value)
+    if not 0.0 <= number <= 1.0:
+        raise ConfigError(f"{name} must be a number in [0, 1]. Received: {name}={value!r}")
+    return number
+
+
+def _short(text: str) -> str:
+    text = "".join(ch for ch in str(text) if ch.isprintable())
+    return text if len(text) <= _MAX_NAME else text[: _MAX_NAME - 3] + "..."
+
+
+def _text_lines(
+    label: str, probability: float, threshold: float, details: list[tuple[str, str]]
+) -> list[tuple[str, tuple[int, int, int], int]]:
+    """(text, colour, font size) for each line under the images."""
+    relation = ">=" if probability >= threshold else "<"
+    lines = [
+        (f"Model output: {label}", _VERDICT_COLOURS.get(label, _INK), 30),
+        (
+            f"Probability of pneumonia {probability:.3f} {relation} threshold {threshold:.3f}",
+            _INK,
+            22,
+        ),
+    ]
+    lines += [(f"{key}: {_short(value)}", _MUTED, 18) for key, value in details]
+    return lines
+
+
+def render_report(
+    pixels: np.ndarray,
+    overlay_rgb: np.ndarray,
+    *,
+    filename: str,
+    label: str,
+    probability: float,
+    threshold: float,
+    model_name: str,
+    method: str = "Grad-CAM",
+    created: datetime | None = None,
+    panel_size: int = 512,
+) -> bytes:
+    """Draw the report of one prediction as a PNG.
+
+    Layout, top to bottom: a title band; the original X-ray and the heatmap overlay side by
+    side, each fitted into a ``panel_size`` square; the verdict in colour; the probability and
+    the threshold; file, model, explanation method and time; the disclaimer in a shaded band.
+
+    Args:
+        pixels: ``(H, W)`` uint8 greyscale X-ray (or ``(H, W, 3)`` RGB).
+        overlay_rgb: ``(H, W, 3)`` uint8 RGB heatmap overlay (``gradcam.overlay``).
+        filename: The uploaded file's name (shortened to 70 characters).
+        label: The model's verdict, e.g. ``"PNEUMONIA"``.
+        probability: Probability of PNEUMONIA, in [0, 1].
+        threshold: The model's decision threshold, in [0, 1].
+        model_name: How the model is named in the app.
+        method: Name of the explanation method.
+        created: Time of the report; now (UTC) if not given.
+        panel_size: Side of each image panel in pixels, 128 to 1024.
+
+    Returns:
+        The PNG file's bytes: an RGB image ``2 * panel_size + 3 * 32`` pixels wide.
+
+    Raises:
+        InvalidImageError: ``pixels`` or ``overlay_rgb`` is not a uint8 image array.
+        ConfigError: ``probability``, ``threshold`` or ``panel_size`` is out of range.
+    """
+    pixels = _check_array("X-ray", pixels, (3,))
+    overlay_rgb = _check_array("overlay", overlay_rgb, (3,))
+    probability = _check_unit("probability", probability)
+    threshold = _check_unit("threshold", threshold)
+    if not isinstance(panel_size, int) or not 128 <= panel_size <= 1024:
+        raise ConfigError(
+            f"panel_size must be an integer from 128 to 1024. Received: panel_size={panel_size!r}"
+        )
+    when = (created or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M %Z").strip()
+    details = [("File", filename), ("Model", model_name), ("Explanation", method)]
+    lines = _text_lines(label, probability, threshold, details + [("Created", when)])
+    width = 2 * panel_size + 3 * _MARGIN
+    text_height = sum(size + 12 for _, _, size in lines)
+    height = _HEADER + _MARGIN + panel_size + 40 + text_height + _MARGIN + 64
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((0, 0, width, _HEADER), fill=_ACCENT)
+    draw.text(
+        (_MARGIN, 20), "CXR Pneumonia Lab - model output", fill=(255, 255, 255), font=_font(30)
+    )
+    top = _HEADER + _MARGIN
+    for index, (image, caption) in enumerate(
+        ((pixels, "Original"), (overlay_rgb, f"{method} overlay"))
+    ):
+        left = _MARGIN + index * (panel_size + _MARGIN)
+        canvas.paste(_panel(image, panel_size), (left, top))
+        draw.text((left, top + panel_size + 8), caption, fill=_MUTED, font=_font(18))
+    y = top + panel_size + 40
+    for text, colour, size in lines:
+        draw.text((_MARGIN, y), text, fill=colour, font=_font(size))
+        y += size + 12
+    draw.rectangle((0, height - 64, width, height), fill=_WARN_BG)
+    draw.text((_MARGIN, height - 46), DISCLAIMER, fill=_WARN_INK, font=_font(22))
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+def report_filename(filename: str) -> str:
+    """Name of the report file for an uploaded file: ``chest.dcm`` -> ``chest_report.png``."""
+    stem = str(filename).rsplit("/", 1)[-1].rsplit("\\", 1)[-1]
+    stem = stem.rsplit(".", 1)[0] if "." in stem.lstrip(".") else stem
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in stem).strip("._")
+    return f"{safe or 'xray'}_report.png"

@@ -1,0 +1,96 @@
+"""Dataset: counts, class balance, sample images and an audit for shortcuts and leaks."""
+
+import streamlit as st
+
+import app_charts as charts
+import app_support as app
+from cxr_core import data
+from cxr_core.config import CLASS_NAMES
+from cxr_core.errors import CXRError
+from cxr_core.train import class_weight_description
+
+st.title("Dataset")
+root = st.text_input(
+    "Dataset folder",
+    value=app.default_data_root(),
+    help="A folder with train/ (and optionally val/ and test/), each holding NORMAL/ and "
+    "PNEUMONIA/ image folders.",
+)
+if not root.strip():
+    st.info("Type the folder of a chest X-ray dataset above.")
+    st.markdown(app.DATASET_GUIDE)
+    st.stop()
+try:
+    table = app.scan_dataset(root.strip())
+except CXRError as error:
+    st.error(str(error))
+    st.markdown(app.DATASET_GUIDE)
+    st.stop()
+
+counts = data.count_table(table)
+chart_col, table_col = st.columns([3, 2])
+chart_col.plotly_chart(charts.counts_figure(counts))
+table_col.markdown(f"**{len(table)} images** in `{root.strip()}`")
+table_col.dataframe(counts)
+
+train = table[table["split"] == "train"]
+if len(train) and train["label"].nunique() == len(CLASS_NAMES):
+    normal, pneumonia = (int((train["label"] == name).sum()) for name in CLASS_NAMES)
+    weights = data.class_weights(train["label_index"].to_numpy())
+    table_col.markdown(
+        f"Imbalance in train: **{pneumonia / normal:.2f} PNEUMONIA per NORMAL** image. "
+        f"Class weights training would use: **{class_weight_description(weights)}** "
+        "(each class then counts equally in the loss)."
+    )
+else:
+    table_col.warning("There is no train split with both classes, so this folder cannot train.")
+
+st.subheader("Sample images")
+source = train if len(train) else table
+for label in CLASS_NAMES:
+    rows = source[source["label"] == label]
+    sample = rows.sample(min(6, len(rows)), random_state=0) if len(rows) else rows
+    st.markdown(f"**{label}** ({len(rows)} images)")
+    try:
+        st.image([app.thumbnail(path, 200) for path in sample["path"]], width=150)
+    except OSError:
+        st.caption("These files cannot be shown as thumbnails (DICOM or unreadable).")
+
+st.subheader("Audit")
+st.caption(
+    "Image size, colour mode and format are read from the file headers of up to 500 files per "
+    "split and class; every file is hashed to find exact copies."
+)
+try:
+    result = app.audit_dataset(root.strip(), len(table))
+except CXRError as error:
+    st.error(f"The audit could not finish: {error}")
+    st.stop()
+st.dataframe(result.summary, hide_index=True)
+for warning in result.warnings:
+    st.warning(warning)
+if not result.warnings:
+    st.success(
+        "Within each split, NORMAL and PNEUMONIA files are stored alike (size, mode, format)."
+    )
+
+copies = result.duplicates
+if copies.empty:
+    st.success("No two files are identical.")
+else:
+    leaking = int((copies["across_splits"] | copies["conflicting_labels"]).sum())
+    st.warning(
+        f"{len(copies)} groups of identical files ({int(copies['files'].sum())} files); "
+        f"{leaking} of them span two splits or two labels. Patient-grouped splits keep copies "
+        "together, but a copy in both train and test inflates test scores."
+    )
+    st.dataframe(copies, hide_index=True)
+
+if result.cross_split.empty:
+    st.success("No patient has images in more than one split.")
+else:
+    st.warning(
+        f"{len(result.cross_split)} patients have images in more than one split: a model tested "
+        "on them has seen the same child in training."
+    )
+    st.dataframe(result.cross_split, hide_index=True)

@@ -1,0 +1,96 @@
+"""Diagnose: upload X-rays, get the model's output with Grad-CAM, download reports."""
+
+import pandas as pd
+import streamlit as st
+
+import app_support as app
+from cxr_core.errors import CXRError
+from cxr_core.gradcam import overlay
+from cxr_core.report import render_report, report_filename
+
+st.title("Diagnose")
+app.disclaimer()
+
+entries = app.discover_models()
+entry = app.model_picker(entries)
+method = st.sidebar.radio("Explanation", list(app.METHODS), horizontal=True)
+alpha = st.sidebar.slider("Heatmap opacity", 0.0, 1.0, 0.4, 0.05)
+if entry is None:
+    st.info(app.no_model_message())
+    st.stop()
+try:
+    app.predictor(entry)
+except CXRError as error:
+    st.error(f"The model {entry.label} cannot be used: {error}")
+    st.stop()
+
+uploads = st.file_uploader(
+    "Drop chest X-rays here (JPEG, PNG or DICOM; several at once are fine)",
+    accept_multiple_files=True,
+)
+if not uploads:
+    st.info("Upload one or more frontal chest X-rays to see the model's output and heatmap.")
+    st.stop()
+
+results, rows = [], []
+for upload in uploads:
+    try:
+        result = app.analyse_upload(entry, upload.getvalue(), upload.name, method)
+    except CXRError as error:
+        st.error(f"**{upload.name}** could not be analysed: {error}")
+        rows.append({"file": upload.name, "model output": "", "error": str(error)})
+        continue
+    results.append((upload.name, result))
+    rows.append(
+        {
+            "file": upload.name,
+            "model output": result["label"],
+            "probability of pneumonia": round(result["probability"], 4),
+            "threshold": round(result["threshold"], 4),
+            "error": "",
+        }
+    )
+
+if len(uploads) > 1:
+    table = pd.DataFrame(rows)
+    st.subheader(f"Results for {len(uploads)} files")
+    st.dataframe(table, hide_index=True)
+    st.download_button(
+        "Download results (CSV)", table.to_csv(index=False), "cxr_results.csv", "text/csv"
+    )
+
+for index, (name, result) in enumerate(results):
+    label, probability, threshold = result["label"], result["probability"], result["threshold"]
+    colour = "red" if label == "PNEUMONIA" else "green"
+    relation = "at or above" if probability >= threshold else "below"
+    st.divider()
+    st.markdown(f"#### {name}: model output :{colour}[**{label}**]")
+    st.markdown(
+        f"Probability of pneumonia **{probability:.3f}**, {relation} the model's threshold "
+        f"**{threshold:.3f}**. *{app.DISCLAIMER}*"
+    )
+    blended = overlay(result["pixels"], result["heatmap"], alpha=alpha)
+    left, right = st.columns(2)
+    left.image(result["pixels"], caption="Original", width="stretch")
+    right.image(
+        blended, caption=f"{method} overlay (red: regions that drove {label})", width="stretch"
+    )
+    report = render_report(
+        result["pixels"],
+        blended,
+        filename=name,
+        label=label,
+        probability=probability,
+        threshold=threshold,
+        model_name=entry.label,
+        method=method,
+    )
+    st.download_button(
+        "Download report (PNG)", report, report_filename(name), "image/png", key=f"report_{index}"
+    )
+    with st.expander("Technical fields"):
+        st.table(
+            pd.DataFrame(
+                {"value": [str(v) for v in result["info"].values()]}, index=list(result["info"])
+            )
+        )

@@ -1,0 +1,79 @@
+"""Home: what the app is for, the disclaimer, and the status of model, data and devices."""
+
+import streamlit as st
+
+import app_support as app
+from cxr_core.errors import CXRError
+
+st.title("CXR Pneumonia Lab")
+st.markdown(
+    "An interactive research demo of pneumonia detection on paediatric chest X-rays: a Keras "
+    "classifier scores an image, Grad-CAM shows which regions drove the score, and you can "
+    "inspect the data, train your own model and measure it honestly, all without code."
+)
+st.warning(
+    f"**{app.DISCLAIMER}** It gives a probability from a model trained on one public dataset "
+    "(Kermany et al. 2018, Guangzhou). It has not been validated for any patient, site or "
+    "device and must not inform care."
+)
+
+entries = app.discover_models()
+entry = app.model_picker(entries)
+model_col, data_col, device_col = st.columns(3)
+
+with model_col:
+    st.subheader("Model")
+    if entry is None:
+        st.info(app.no_model_message())
+    else:
+        meta = app.model_metadata(entry.path, entry.mtime)
+        metrics = meta.get("metrics") or {}
+        st.markdown(f"**{entry.label}**")
+        st.caption(
+            f"threshold {float(meta.get('threshold', 0.5)):.3f} on the PNEUMONIA probability"
+        )
+        ci = metrics.get("ci") or {}
+        for key, name in (
+            ("roc_auc", "ROC AUC"),
+            ("sensitivity", "Sensitivity"),
+            ("specificity", "Specificity"),
+            ("accuracy", "Accuracy"),
+        ):
+            if isinstance(metrics.get(key), int | float):
+                interval = ci.get(key)
+                extra = f" (95% CI {interval[0]:.3f}-{interval[1]:.3f})" if interval else ""
+                st.markdown(f"{name}: **{metrics[key]:.3f}**{extra}")
+        if meta.get("validation"):
+            st.caption(f"Validation: {meta['validation']}")
+        if not metrics:
+            st.caption("This model's metadata holds no validation metrics.")
+
+with data_col:
+    st.subheader("Dataset")
+    root = app.default_data_root()
+    if not root:
+        st.info("No dataset found. Set `CXR_DATA` or see the Dataset page for how to get one.")
+    else:
+        try:
+            table = app.scan_dataset(root)
+            st.markdown(f"`{root}`")
+            counts = table.groupby(["split", "label"]).size().unstack(fill_value=0)
+            st.dataframe(counts)
+        except CXRError as error:
+            st.error(f"The dataset at {root} cannot be used: {error}")
+
+with device_col:
+    st.subheader("Devices")
+    devices = app.device_summary()
+    st.markdown(f"TensorFlow sees: **{devices['summary']}**")
+    for gpu in devices["gpus"]:
+        memory = f"{gpu['memory_gb']} GiB" if gpu.get("memory_gb") else "memory unknown"
+        st.caption(f"{gpu['name']} - {memory}")
+    if not devices["gpus"]:
+        st.caption("Training runs on the CPU: choose small images and few epochs.")
+
+st.subheader("What you can do")
+st.page_link("pages/diagnose.py", label="Diagnose: score X-rays and see Grad-CAM heatmaps")
+st.page_link("pages/dataset.py", label="Dataset: counts, class balance, samples and an audit")
+st.page_link("pages/train.py", label="Train: train a model in the background and watch it")
+st.page_link("pages/evaluate.py", label="Evaluate: ROC, calibration, thresholds and errors")

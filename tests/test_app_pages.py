@@ -1,0 +1,201 @@
+"""AppTest checks of every page of the Streamlit app, on a tiny model and a generated dataset."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from cxr_core import jobs  # noqa: E402
+from cxr_core.config import DataConfig, ModelConfig, RunConfig  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "streamlit_app.py")
+TIMEOUT = 120
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Path) -> Path:
+    """A folder holding one untrained small_cnn model (64 px) with a complete sidecar."""
+    from cxr_core.model import build_model, save_model
+
+    folder = tmp_path_factory.mktemp("models")
+    config = RunConfig(
+        data_root=str(tiny_dataset),
+        model=ModelConfig(backbone="small_cnn", weights="none", image_size=64),
+        data=DataConfig(batch_size=8),
+    )
+    metrics = {
+        "roc_auc": 0.91, "accuracy": 0.83, "sensitivity": 0.85, "specificity": 0.8,
+        "ci": {"roc_auc": [0.85, 0.96]},
+    }  # fmt: skip
+    save_model(
+        build_model(config.model),
+        folder / "tiny.keras",
+        {
+            "backbone": "small_cnn",
+            "image_size": 64,
+            "threshold": 0.5,
+            "last_conv_layer": "last_conv",
+            "metrics": metrics,
+            "run_config": config.to_dict(),
+            "validation": "train: 20 images; validation: 4 images",
+        },
+    )
+    return folder
+
+
+@pytest.fixture
+def app_env(monkeypatch, tmp_path, tiny_model_dir, tiny_dataset) -> Path:
+    """Point the app at the tiny model, an empty runs folder and the tiny dataset."""
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("CXR_MODELS_DIR", str(tiny_model_dir))
+    monkeypatch.setenv("CXR_RUNS_DIR", str(runs))
+    monkeypatch.setenv("CXR_DATA", str(tiny_dataset))
+    monkeypatch.chdir(ROOT)  # training runs start `python -m cxr_core` from here
+    return runs
+
+
+def open_page(page: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    if page != "pages/home.py":
+        at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def all_text(at: AppTest) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "title", "subheader", "header")
+             for e in getattr(at, kind)]  # fmt: skip
+    parts += [
+        e.value for kind in ("info", "warning", "error", "success") for e in getattr(at, kind)
+    ]
+    return "\n".join(str(p) for p in parts)
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_home_shows_model_metrics_devices_and_disclaimer(app_env):
+    text = all_text(open_page("pages/home.py"))
+    assert "tiny - bundled" in text
+    assert "ROC AUC: **0.910** (95% CI 0.850-0.960)" in text
+    assert "TensorFlow sees" in text
+    assert "Research demo - not a diagnostic device" in text
+
+
+def test_home_says_how_to_get_a_model_when_there_is_none(app_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("CXR_MODELS_DIR", str(tmp_path / "empty"))
+    text = all_text(open_page("pages/home.py"))
+    assert "No model found - train one on the Train page or see the README" in text
+
+
+def test_diagnose_shows_verdict_probability_threshold_and_heatmap(app_env, tiny_dataset):
+    at = open_page("pages/diagnose.py")
+    image = next((tiny_dataset / "val" / "PNEUMONIA").glob("*.jpeg"))
+    at.file_uploader[0].set_value((image.name, image.read_bytes(), "image/jpeg")).run()
+    assert not at.exception, at.exception
+    text = all_text(at)
+    assert f"{image.name}: model output" in text
+    assert "Probability of pneumonia **" in text and "threshold **0.500**" in text
+    assert "Research demo - not a diagnostic device" in text
+    assert len(at.get("image")) == 2  # original and overlay
+    assert [b.label for b in at.get("download_button")] == ["Download report (PNG)"]
+
+
+def test_diagnose_reports_a_bad_file_by_name_and_analyses_the_others(app_env):
+    at = open_page("pages/diagnose.py")
+    good = png_bytes(np.random.default_rng(0).integers(0, 255, (80, 96), dtype=np.uint8))
+    files = [("notes.png", b"this is not an image", "image/png"), ("good.png", good, "image/png")]
+    at.file_uploader[0].set_value(files).run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "notes.png" in errors[0] and "not an image" in errors[0]
+    assert "good.png: model output" in all_text(at)
+    table = at.dataframe[0].value
+    assert list(table["file"]) == ["notes.png", "good.png"]
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["Download results (CSV)", "Download report (PNG)"]
+
+
+def test_dataset_page_shows_counts_weights_thumbnails_and_audit(app_env):
+    at = open_page("pages/dataset.py")
+    text = all_text(at)
+    assert "32 images" in text
+    assert "1.00 PNEUMONIA per NORMAL" in text and "NORMAL 1.00, PNEUMONIA 1.00" in text
+    assert "No patient has images in more than one split." in text
+    assert len(at.get("plotly_chart")) == 1
+    assert len(at.get("image")) == 2  # one row of thumbnails per class
+
+
+def test_dataset_page_explains_how_to_get_data_when_the_folder_is_missing(app_env, monkeypatch):
+    monkeypatch.setenv("CXR_DATA", "/nonexistent/chest_xray")
+    at = open_page("pages/dataset.py")
+    assert "does not exist" in at.error[0].value
+    assert "kaggle datasets download" in all_text(at)
+
+
+def test_evaluate_threshold_slider_changes_the_shown_specificity(app_env):
+    at = open_page("pages/evaluate.py")
+    assert at.selectbox(key="eval_set").value == "validation"  # the split the model was selected on
+    assert "somewhat optimistic" in all_text(at)
+
+    def specificity() -> str:
+        return next(m.value for m in at.metric if m.label == "Specificity")
+
+    at.slider[0].set_value(0.0).run()
+    assert not at.exception, at.exception
+    low = specificity()
+    at.slider[0].set_value(1.0).run()
+    assert (low, specificity()) == ("0.000", "1.000")
+    assert len(at.get("plotly_chart")) == 4  # confusion, ROC, precision-recall, calibration
+
+
+def test_evaluate_gallery_filters_false_negatives(app_env):
+    at = open_page("pages/evaluate.py")
+    at.slider[0].set_value(1.0).run()  # every image predicted NORMAL: PNEUMONIA ones are FNs
+    at.radio[0].set_value("false negatives").run()
+    captions = at.get("image")[0].proto.imgs
+    assert captions and all(img.caption.startswith("true PNEUMONIA | predicted NORMAL")
+                            for img in captions)  # fmt: skip
+
+
+def test_train_page_launches_a_run_refuses_a_second_and_shows_its_curves(app_env, tiny_dataset):
+    at = open_page("pages/train.py")
+    assert "No runs yet" in all_text(at)
+    at.sidebar.text_input(key="t_name").set_value("apptest")
+    at.sidebar.select_slider(key="t_size").set_value(64)
+    at.sidebar.select_slider(key="t_batch").set_value(8)
+    at.sidebar.number_input(key="t_limit").set_value(0)
+    at.sidebar.slider(key="t_augment").set_value(0.0)
+    next(b for b in at.button if b.label == "Launch training").click().run()
+    assert not at.exception, at.exception
+    assert "Run apptest started in the background." in [s.value for s in at.success]
+
+    at.sidebar.text_input(key="t_name").set_value("second")
+    next(b for b in at.button if b.label == "Launch training").click().run()
+    assert "run 'apptest' is still training" in at.error[0].value
+
+    deadline = time.monotonic() + 150
+    while jobs.read_run(app_env / "apptest")["state"] in jobs.ACTIVE_STATES:
+        assert time.monotonic() < deadline, "the tiny run did not finish in time"
+        time.sleep(1)
+    run = jobs.read_run(app_env / "apptest")
+    assert run["state"] == "finished", run.get("error")
+    at.run()
+    assert not at.exception, at.exception
+    text = all_text(at)
+    assert "**apptest**: finished" in text and "Finished: validation AUC" in text
+    assert len(at.get("plotly_chart")) == 1  # loss, accuracy and AUC curves
+    assert at.dataframe[0].value["run"].tolist() == ["apptest"]
