@@ -1,0 +1,347 @@
+"""Predictions and Grad-CAM heatmaps for one loaded model.
+
+A :class:`Predictor` is made once per model. It builds the gradient model (input -> last conv
+activations and logit) once and compiles two ``tf.function`` steps with a fixed input signature
+(a greyscale uint8 image of any size), so repeated calls neither rebuild nor retrace anything and
+memory stays flat. Each step runs :func:`cxr_core.preprocess.to_model_input` inside the graph:
+the same resize and channel handling that training uses.
+
+``explain`` takes one forward pass through the gradient model and one backward pass from the
+logit to the explained layer (the head only: pooling and the final dense layer), and derives the
+probability from the same logit. The predicted class is explained: the gradient of ``+logit``
+for PNEUMONIA and ``-logit`` for NORMAL, as in Selvaraju et al. (2017), Grad-CAM; Grad-CAM++
+(Chattopadhay et al., 2018) uses the closed form for an exponential score, which needs only
+first-order gradients. Nothing here writes files or draws on screen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import keras
+import numpy as np
+import tensorflow as tf
+
+from .config import CLASS_NAMES
+from .errors import ConfigError, InvalidImageError, ModelLoadError
+from .preprocess import to_model_input
+
+__all__ = ["METHODS", "Prediction", "Predictor", "find_last_conv_layer", "overlay"]
+
+#: Heatmap methods that :meth:`Predictor.explain` accepts.
+METHODS = ("gradcam", "gradcam++")
+
+_CONV_LAYERS = (
+    keras.layers.Conv2D,
+    keras.layers.DepthwiseConv2D,
+    keras.layers.SeparableConv2D,
+    keras.layers.Conv2DTranspose,
+)
+_ACTIVATION_LAYERS = (
+    keras.layers.Activation,
+    keras.layers.ReLU,
+    keras.layers.LeakyReLU,
+    keras.layers.ELU,
+    keras.layers.PReLU,
+)
+
+
+@dataclass(frozen=True, eq=False)
+class Prediction:
+    """The model's verdict on one image.
+
+    Attributes:
+        probability: Probability of PNEUMONIA, in [0, 1].
+        label: ``class_names[1]`` ("PNEUMONIA") when ``probability >= threshold``, else
+            ``class_names[0]`` ("NORMAL").
+        threshold: The model's decision threshold on ``probability``.
+        heatmap: ``(H, W)`` float32 in [0, 1] at the input image's size, explaining ``label``;
+            ``None`` when only a prediction was asked for.
+    """
+
+    probability: float
+    label: str
+    threshold: float
+    heatmap: np.ndarray | None = None
+
+    def __repr__(self) -> str:
+        heatmap = None if self.heatmap is None else f"<{self.heatmap.shape} float32>"
+        return (
+            f"Prediction(probability={self.probability:.4f}, label={self.label!r}, "
+            f"threshold={self.threshold:.4f}, heatmap={heatmap})"
+        )
+
+
+def _output_rank(layer: keras.layers.Layer) -> int | None:
+    try:
+        return len(layer.output.shape)
+    except (AttributeError, ValueError):  # a layer used twice has no single output
+        return None
+
+
+def find_last_conv_layer(model: keras.Model) -> str:
+    """Name the layer Grad-CAM explains by default.
+
+    Args:
+        model: A flat functional classifier.
+
+    Returns:
+        The name of the last layer, before global pooling, that has a 4-D output
+        ``(batch, h, w, channels)`` and is a convolution, its activation, or a nested backbone.
+
+    Raises:
+        ModelLoadError: The model has no such layer.
+    """
+    for layer in reversed(model.layers):
+        explainable = isinstance(layer, _CONV_LAYERS + _ACTIVATION_LAYERS + (keras.Model,))
+        if explainable and _output_rank(layer) == 4:
+            return layer.name
+    raise ModelLoadError("The model has no convolutional layer that Grad-CAM can explain.")
+
+
+def _resolve_layer(model: keras.Model, metadata: dict[str, Any], layer_name: str | None) -> str:
+    names = {layer.name for layer in model.layers}
+    if layer_name is not None:
+        if layer_name not in names or _output_rank(model.get_layer(layer_name)) != 4:
+            raise ConfigError(
+                "layer_name must name a layer of the model with a 4-D output. "
+                f"Received: layer_name={layer_name!r}"
+            )
+        return layer_name
+    stored = metadata.get("last_conv_layer")
+    if stored:
+        if stored not in names or _output_rank(model.get_layer(stored)) != 4:
+            raise ModelLoadError(
+                f"The model metadata names layer {stored!r} for Grad-CAM, which the model lacks."
+            )
+        return str(stored)
+    return find_last_conv_layer(model)
+
+
+class Predictor:
+    """Probability, label and Grad-CAM for one loaded classifier.
+
+    Args:
+        model: A classifier from :func:`cxr_core.model.build_model` or ``load_model``: input
+            ``(batch, s, s, 3)`` raw 0-255 pixels, a linear layer named ``logit`` and a
+            sigmoid output.
+        metadata: The model's sidecar; ``threshold`` (default 0.5), ``image_size`` (default
+            the model's input side), ``class_names`` and ``last_conv_layer`` are used.
+        layer_name: The layer to explain; overrides ``metadata["last_conv_layer"]``, which
+            overrides :func:`find_last_conv_layer`.
+
+    Raises:
+        ModelLoadError: The model has no ``logit`` layer, or its metadata is unusable.
+        ConfigError: ``layer_name`` is not a layer with a 4-D output.
+    """
+
+    def __init__(
+        self, model: keras.Model, metadata: dict[str, Any], layer_name: str | None = None
+    ) -> None:
+        self._model = model
+        self._metadata = dict(metadata)
+        self._threshold, self._image_size, self._class_names = _read_metadata(model, metadata)
+        self._layer_name = _resolve_layer(model, self._metadata, layer_name)
+        try:
+            logit = model.get_layer("logit")
+        except ValueError:
+            raise ModelLoadError("The model has no layer named 'logit' to explain.") from None
+        conv = model.get_layer(self._layer_name)
+        # Built once: a new keras.Model per call would leak graphs and cost a rebuild each time.
+        self._gradient_model = keras.Model(model.inputs, [conv.output, logit.output])
+        self._traces = {"predict": 0, "explain": 0}
+        signature = [tf.TensorSpec((None, None), tf.uint8)]
+        self._predict_step = tf.function(self._predict_graph, input_signature=signature)
+        self._explain_step = tf.function(self._explain_graph, input_signature=signature)
+
+    @classmethod
+    def from_path(cls, path: str | Path, layer_name: str | None = None) -> Predictor:
+        """Load a model saved by :func:`cxr_core.model.save_model` and wrap it.
+
+        Raises:
+            ModelLoadError: The model or its sidecar is missing, corrupt or not a classifier.
+        """
+        from .model import load_model
+
+        model, metadata = load_model(path)
+        return cls(model, metadata, layer_name=layer_name)
+
+    @property
+    def threshold(self) -> float:
+        """Decision threshold on the PNEUMONIA probability, in [0, 1]."""
+        return self._threshold
+
+    @property
+    def image_size(self) -> int:
+        """Side of the square model input, in pixels."""
+        return self._image_size
+
+    @property
+    def class_names(self) -> tuple[str, str]:
+        """Names of label 0 and label 1, e.g. ``("NORMAL", "PNEUMONIA")``."""
+        return self._class_names
+
+    @property
+    def layer_name(self) -> str:
+        """Name of the layer that Grad-CAM explains."""
+        return self._layer_name
+
+    @property
+    def model(self) -> keras.Model:
+        """The wrapped classifier."""
+        return self._model
+
+    @property
+    def trace_counts(self) -> dict[str, int]:
+        """How often each compiled step was traced: 1 each once used; more means retracing."""
+        return dict(self._traces)
+
+    def predict(self, pixels: np.ndarray) -> Prediction:
+        """Score one image without a heatmap (the fast path).
+
+        Args:
+            pixels: ``(H, W)`` uint8 greyscale, 0-255 (``DecodedImage.pixels``); ``(H, W, 3)``
+                RGB and float arrays in [0, 255] are converted.
+
+        Returns:
+            A :class:`Prediction` whose ``heatmap`` is None.
+        """
+        probability = float(self._predict_step(_as_grey_uint8(pixels)))
+        return self._verdict(probability, None)
+
+    def explain(self, pixels: np.ndarray, method: str = "gradcam") -> Prediction:
+        """Score one image and explain the predicted class with a heatmap.
+
+        Args:
+            pixels: ``(H, W)`` uint8 greyscale, 0-255, as for :meth:`predict`.
+            method: ``"gradcam"`` or ``"gradcam++"``.
+
+        Returns:
+            A :class:`Prediction` with a ``(H, W)`` float32 heatmap in [0, 1] (all zeros where
+            the gradient is flat; never NaN).
+
+        Raises:
+            ConfigError: ``method`` is not one of :data:`METHODS`.
+        """
+        if method not in METHODS:
+            raise ConfigError(f"method must be one of {', '.join(METHODS)}. Received: {method!r}")
+        grey = _as_grey_uint8(pixels)
+        probability, activations, gradients = self._explain_step(grey)
+        verdict = self._verdict(float(probability), None)
+        # d(-logit)/dA = -d(logit)/dA: NORMAL is explained without a second backward pass.
+        sign = 1.0 if verdict.label == self._class_names[1] else -1.0
+        weigh = _gradcam_plus_plus if method == "gradcam++" else _gradcam
+        cam = weigh(activations.numpy(), sign * gradients.numpy())
+        return self._verdict(verdict.probability, _to_heatmap(cam, grey.shape))
+
+    def _verdict(self, probability: float, heatmap: np.ndarray | None) -> Prediction:
+        index = 1 if probability >= self._threshold else 0
+        return Prediction(probability, self._class_names[index], self._threshold, heatmap)
+
+    def _model_input(self, pixels: tf.Tensor) -> tf.Tensor:
+        return to_model_input(pixels, self._image_size)[tf.newaxis]
+
+    def _predict_graph(self, pixels: tf.Tensor) -> tf.Tensor:
+        self._traces["predict"] += 1  # Python side effect: runs only while tracing
+        return self._model(self._model_input(pixels), training=False)[0, 0]
+
+    def _explain_graph(self, pixels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        self._traces["explain"] += 1
+        inputs = self._model_input(pixels)
+        with tf.GradientTape() as tape:
+            # Watching the input records every op, so the gradient reaches the layer even
+            # when the model's weights are frozen.
+            tape.watch(inputs)
+            activations, logit = self._gradient_model(inputs, training=False)
+        gradients = tape.gradient(logit, activations)
+        probability = tf.sigmoid(tf.cast(logit[0, 0], tf.float32))
+        return probability, activations[0], gradients[0]
+
+
+def _read_metadata(model: keras.Model, metadata: dict[str, Any]) -> tuple[float, int, tuple]:
+    try:
+        threshold = float(metadata.get("threshold", 0.5))
+        image_size = int(metadata.get("image_size") or model.input_shape[1])
+        names = tuple(str(name) for name in metadata.get("class_names", CLASS_NAMES))
+    except (TypeError, ValueError):
+        raise ModelLoadError("The model metadata has an unreadable threshold or size.") from None
+    if not 0.0 <= threshold <= 1.0 or len(names) != 2 or image_size < 1:
+        raise ModelLoadError("The model metadata has an unusable threshold, size or classes.")
+    return threshold, image_size, (names[0], names[1])
+
+
+def _as_grey_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Any ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` 0-255 array -> uint8 grey."""
+    array = np.asarray(pixels)
+    if array.dtype != np.uint8:
+        array = np.rint(np.clip(np.nan_to_num(array.astype(np.float32)), 0, 255)).astype(np.uint8)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    elif array.ndim == 3 and array.shape[-1] in (3, 4):
+        array = cv2.cvtColor(np.ascontiguousarray(array[..., :3]), cv2.COLOR_RGB2GRAY)
+    if array.ndim != 2 or min(array.shape) < 1:
+        raise InvalidImageError("The image must be a greyscale array of shape (height, width).")
+    return array
+
+
+def _gradcam(activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
+    """Grad-CAM: channels weighted by their mean gradient. ``(h, w, c)`` -> ``(h, w)``."""
+    weights = gradients.astype(np.float64).mean(axis=(0, 1))
+    return np.maximum(activations.astype(np.float64) @ weights, 0.0)
+
+
+def _gradcam_plus_plus(activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
+    """Grad-CAM++ with the exponential-score closed form. ``(h, w, c)`` -> ``(h, w)``."""
+    activations = activations.astype(np.float64)
+    gradients = gradients.astype(np.float64)
+    squared = gradients**2
+    denominator = 2.0 * squared + activations.sum(axis=(0, 1)) * squared * gradients
+    alphas = squared / np.where(denominator != 0.0, denominator, 1.0)
+    weights = (alphas * np.maximum(gradients, 0.0)).sum(axis=(0, 1))
+    return np.maximum(activations @ weights, 0.0)
+
+
+def _to_heatmap(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Scale a ReLU'd map to [0, 1] (zeros if flat) and resize it to ``shape`` ``(H, W)``."""
+    cam = np.nan_to_num(cam, nan=0.0, posinf=0.0, neginf=0.0)
+    peak = float(cam.max(initial=0.0))
+    if peak <= 1e-12:
+        return np.zeros(shape, dtype=np.float32)
+    resized = cv2.resize((cam / peak).astype(np.float32), (shape[1], shape[0]), cv2.INTER_LINEAR)
+    return np.clip(resized, 0.0, 1.0)
+
+
+def overlay(
+    pixels: np.ndarray,
+    heatmap: np.ndarray,
+    alpha: float = 0.4,
+    colormap: int = cv2.COLORMAP_JET,
+) -> np.ndarray:
+    """Blend a coloured heatmap over the X-ray.
+
+    Args:
+        pixels: ``(H, W)`` uint8 greyscale (or ``(H, W, 3)`` RGB) image.
+        heatmap: ``(h, w)`` float map in [0, 1]; resized to ``(H, W)`` if it differs.
+        alpha: Opacity of the heatmap, in [0, 1]: 0 shows only the X-ray, 1 only the map.
+        colormap: An OpenCV colour map, e.g. ``cv2.COLORMAP_JET`` (high values red).
+
+    Returns:
+        ``(H, W, 3)`` uint8 RGB array.
+
+    Raises:
+        ConfigError: ``alpha`` is outside [0, 1].
+    """
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise ConfigError(f"alpha must be a number in [0, 1]. Received: alpha={alpha!r}")
+    grey = _as_grey_uint8(pixels)
+    height, width = grey.shape
+    heat = np.nan_to_num(np.asarray(heatmap, dtype=np.float32))
+    if heat.shape != (height, width):
+        heat = cv2.resize(heat, (width, height), interpolation=cv2.INTER_LINEAR)
+    heat_uint8 = np.rint(np.clip(heat, 0.0, 1.0) * 255.0).astype(np.uint8)
+    coloured = cv2.cvtColor(cv2.applyColorMap(heat_uint8, colormap), cv2.COLOR_BGR2RGB)
+    base = cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
+    return cv2.addWeighted(coloured, float(alpha), base, 1.0 - float(alpha), 0.0)
