@@ -64,7 +64,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         BackboneSpec(
             "efficientnet_lite0",
             "cxr_core.efficientnet_lite:EfficientNetLite0",
-            "torch",
+            "none",
             "top_activation",
             "EfficientNet-Lite0 (4.7 M params, CPU-friendly; ImageNet weights from pip)",
         ),
