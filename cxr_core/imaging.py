@@ -111,7 +111,8 @@ class DecodedImage:
     """One decoded image, ready for :func:`cxr_core.preprocess.to_model_input`.
 
     Attributes:
-        pixels: ``(H, W)`` uint8 greyscale, 0-255, bone bright, upright (EXIF applied).
+        pixels: ``(H, W)`` uint8 greyscale, 0-255, bone bright, upright (EXIF applied);
+            read-only (copy it to draw on it).
         info: Technical fields only: ``format`` ("JPEG", "PNG", "DICOM"), ``width``,
             ``height``, ``bit_depth`` and ``mode`` (Pillow mode) or, for DICOM,
             ``photometric_interpretation``, ``modality``, ``view_position``, ``frames``,
@@ -120,6 +121,10 @@ class DecodedImage:
 
     pixels: np.ndarray
     info: dict[str, str | int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Read-only like the dataclass: a cached upload cannot be changed by one of its users.
+        self.pixels.flags.writeable = False
 
     def __repr__(self) -> str:
         return f"DecodedImage(shape={self.pixels.shape}, info={self.info!r})"
@@ -286,7 +291,9 @@ def _raster8_grey(image: Image.Image) -> tuple[np.ndarray, bool]:
     if image.mode not in ("L", "RGB"):
         # CMYK, palette, 1-bit and the rest: through RGB, whose conversions Pillow defines.
         image = image.convert("RGB")
-    return np.asarray(image.convert("L"), dtype=np.uint8), False
+    if image.mode != "L":
+        image = image.convert("L")
+    return np.asarray(image, dtype=np.uint8), False
 
 
 def _png16_grey(image: Image.Image, data: bytes) -> np.ndarray:
