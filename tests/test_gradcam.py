@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from cxr_core.config import ModelConfig
+from cxr_core.config import BACKBONES, ModelConfig
 from cxr_core.errors import ConfigError, InvalidImageError
 from cxr_core.gradcam import Prediction, Predictor, find_last_conv_layer, overlay
 from cxr_core.imaging import read_image
@@ -143,13 +143,18 @@ def test_layer_choice_order_is_argument_then_metadata_then_search():
         Predictor(model, METADATA, layer_name="logit")  # not a 4-D output
 
 
-@pytest.mark.parametrize(
-    ("backbone", "expected"),
-    [("mobilenet_v2", "out_relu"), ("efficientnet_lite0", "top_activation")],
-)
-def test_find_last_conv_layer_matches_registered_backbones(backbone, expected):
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_find_last_conv_layer_matches_every_registered_backbone(backbone):
     model = build_model(ModelConfig(backbone=backbone, weights="none", image_size=64))
-    assert find_last_conv_layer(model) == expected
+    assert find_last_conv_layer(model) == BACKBONES[backbone].last_conv_layer
+
+
+def test_default_backbone_is_explained_at_its_last_conv_layer():
+    model = build_model(ModelConfig(backbone="efficientnet_lite0", weights="none", image_size=64))
+    predictor = Predictor(model, METADATA)
+    result = predictor.explain(blob_image(np.random.default_rng(11), True, size=80)[:, :70])
+    assert predictor.layer_name == "top_activation"
+    assert_valid_heatmap(result.heatmap, (80, 70))
 
 
 def test_predict_gives_probability_label_and_threshold_without_heatmap(fresh_predictor):
