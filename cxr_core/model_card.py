@@ -1,0 +1,153 @@
+"""A model card rendered from a model's JSON sidecar, so the two can never disagree."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["CARD_METRICS", "format_metric", "headline_metrics", "render_model_card"]
+
+#: (sidecar key, label) of the metrics a card reports, each with its bootstrap 95% interval.
+CARD_METRICS = (
+    ("roc_auc", "ROC AUC"),
+    ("pr_auc", "PR AUC"),
+    ("accuracy", "Accuracy"),
+    ("sensitivity", "Sensitivity (recall)"),
+    ("specificity", "Specificity"),
+    ("ece", "Expected calibration error"),
+)
+
+DATA_SOURCE = (
+    'Kaggle "Chest X-Ray Images (Pneumonia)" (Kermany, Zhang, Goldbaum 2018, Mendeley Data, '
+    "doi:10.17632/rscbjbr9sj.2), licence CC BY 4.0: paediatric (1-5 years) anterior-posterior "
+    "chest X-rays from Guangzhou Women and Children's Medical Center"
+)
+
+
+def format_metric(value: float | None) -> str:
+    """Format a metric the way cards and pages show it (three decimals, ``n/a`` for None)."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def headline_metrics(metadata: dict[str, Any]) -> dict[str, tuple[float | None, Any]]:
+    """Return ``{label: (value, (low, high) or None)}`` for the card's metrics."""
+    metrics = metadata.get("metrics", {})
+    intervals = metrics.get("ci", {})
+    return {label: (metrics.get(key), intervals.get(key)) for key, label in CARD_METRICS}
+
+
+def _metric_rows(metadata: dict[str, Any]) -> list[str]:
+    rows = ["| metric | value | 95% bootstrap interval |", "|---|---|---|"]
+    for label, (value, interval) in headline_metrics(metadata).items():
+        span = (
+            "n/a"
+            if not interval
+            else f"{format_metric(interval[0])} - {format_metric(interval[1])}"
+        )
+        rows.append(f"| {label} | {format_metric(value)} | {span} |")
+    return rows
+
+
+def _recipe_lines(metadata: dict[str, Any]) -> list[str]:
+    run = metadata.get("run_config", {})
+    model, data, train = run.get("model", {}), run.get("data", {}), run.get("train", {})
+    return [
+        f"- Backbone: `{model.get('backbone')}`, starting weights `{model.get('weights')}`, "
+        f"input {model.get('image_size')} x {model.get('image_size')} px greyscale (repeated to "
+        f"3 channels), dropout {model.get('dropout')}.",
+        f"- Phase 1: head only, {train.get('head_epochs')} epochs at learning rate "
+        f"{train.get('head_learning_rate')}; phase 2: top {train.get('finetune_layers')} backbone "
+        f"layers, {train.get('finetune_epochs')} epochs at {train.get('finetune_learning_rate')}, "
+        "BatchNormalization frozen; Adam; early stopping on validation AUC (patience "
+        f"{train.get('early_stopping_patience')}), best weights kept; learning rate halved on "
+        "plateau.",
+        f"- Loss: binary cross-entropy, class-weighted: {train.get('class_weighting')}, label "
+        f"smoothing {train.get('label_smoothing')}.",
+        f"- Augmentation strength {data.get('augment')} (rotation, zoom, shift, contrast, "
+        f"brightness, gamma; horizontal flip: {data.get('horizontal_flip')}), batch "
+        f"{data.get('batch_size')}, seed {data.get('seed')}.",
+    ]
+
+
+def render_model_card(metadata: dict[str, Any], notes: str = "") -> str:
+    """Render a Markdown model card from a model sidecar.
+
+    Args:
+        metadata: The sidecar dict (see ``model.save_model``), with ``metrics`` holding the
+            validation report and ``ci`` its bootstrap intervals.
+        notes: Extra Markdown (e.g. why this recipe) placed after the recipe.
+
+    Returns:
+        The card as Markdown text.
+    """
+    name = metadata.get("name", "model")
+    metrics = metadata.get("metrics", {})
+    matrix = metrics.get("confusion_matrix", {})
+    threshold = metadata.get("threshold", float("nan"))
+    lines = [
+        f"# Model card: {name}",
+        "",
+        "> Research demo - **not a medical device**. Not for diagnosis, triage or any clinical "
+        "decision.",
+        "",
+        "## Model",
+        f"- File: `{name}.keras` with its sidecar `{name}.json`; this card is rendered from it.",
+        f"- Backbone `{metadata.get('backbone')}`, input {metadata.get('image_size')} px, output: "
+        "probability of PNEUMONIA.",
+        f"- Decision threshold **{threshold:.4f}**, rule `{metadata.get('threshold_rule')}`: "
+        f"{metadata.get('threshold_rule_text', '')}",
+        "",
+        "## Data",
+        f"- {DATA_SOURCE}.",
+        f"- {metadata.get('validation', '')}.",
+        f"- Dataset fingerprint `{metadata.get('data_fingerprint')}`. The official test split "
+        "was never used for training, model selection or the threshold.",
+        "",
+        "## Recipe",
+        *_recipe_lines(metadata),
+        f"- Command: `{metadata.get('training_command', 'n/a')}`",
+        "",
+        notes.strip(),
+        "",
+        "## Validation metrics",
+        f"On the patient-grouped validation split ({metrics.get('n')} images, prevalence "
+        f"{format_metric(metrics.get('prevalence'))}) at the stored threshold; intervals from "
+        "1,000 seeded bootstrap resamples.",
+        "",
+        *_metric_rows(metadata),
+        "",
+        f"Confusion matrix: TN {matrix.get('tn')}, FP {matrix.get('fp')}, FN {matrix.get('fn')}, "
+        f"TP {matrix.get('tp')}. Brier score {format_metric(metrics.get('brier'))}.",
+        "",
+        "## Training time and hardware",
+        f"- {metadata.get('training_seconds', 0) / 60:.1f} minutes on "
+        f"{metadata.get('hardware', metadata.get('devices', 'n/a'))}.",
+        f"- Versions: {', '.join(f'{k} {v}' for k, v in metadata.get('versions', {}).items())}.",
+        "",
+        "## Intended use",
+        "Teaching and research: showing how a transfer-learning classifier behaves on chest "
+        "X-rays, with its uncertainty and its Grad-CAM evidence. Not for patient care.",
+        "",
+        "## Limits",
+        *[f"- {limit}" for limit in LIMITS],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+LIMITS = (
+    "Paediatric patients (1-5 years) from one centre in China; adults, other hospitals, other "
+    "scanners and other populations are untested.",
+    "Anterior-posterior views only. Lateral views, CT and anything that is not a chest X-ray "
+    "give meaningless outputs: the model cannot say 'this is not a chest X-ray'.",
+    "Two classes only: bacterial and viral pneumonia are one class; other findings (effusion, "
+    "tuberculosis, COVID-19, devices) were never labelled.",
+    "Validation was carved from the training split. Models that score 0.96+ on such a split "
+    "often score lower on the official test split, mostly through false positives on NORMAL "
+    "images: expect lower specificity on new data.",
+    "Shortcuts: in the original files NORMAL images are larger and only pneumonia images are "
+    "stored as RGB. Greyscale conversion and a common resize remove both cues here, but other "
+    "acquisition differences (exposure, markers, positioning) may still be learnt.",
+    "Prevalence shift: 74% pneumonia in train, 62.5% in the official test split; the stored "
+    "threshold was chosen for the validation split's prevalence.",
+    "Probabilities are not calibrated for other populations; read them as scores, not risks.",
+)
