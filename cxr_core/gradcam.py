@@ -270,6 +270,11 @@ def _read_metadata(model: keras.Model, metadata: dict[str, Any]) -> tuple[float,
         raise ModelLoadError("The model metadata has an unreadable threshold or size.") from None
     if not 0.0 <= threshold <= 1.0 or len(names) != 2 or image_size < 1:
         raise ModelLoadError("The model metadata has an unusable threshold, size or classes.")
+    if model.input_shape[1] not in (None, image_size):
+        raise ModelLoadError(
+            f"The model metadata says {image_size} px but the model takes "
+            f"{model.input_shape[1]} px images."
+        )
     return threshold, image_size, (names[0], names[1])
 
 

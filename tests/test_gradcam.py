@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cxr_core.config import BACKBONES, ModelConfig
-from cxr_core.errors import ConfigError, InvalidImageError
+from cxr_core.errors import ConfigError, InvalidImageError, ModelLoadError
 from cxr_core.gradcam import Prediction, Predictor, find_last_conv_layer, overlay
 from cxr_core.imaging import read_image
 from cxr_core.model import build_model, save_model
@@ -155,6 +155,13 @@ def test_default_backbone_is_explained_at_its_last_conv_layer():
     result = predictor.explain(blob_image(np.random.default_rng(11), True, size=80)[:, :70])
     assert predictor.layer_name == "top_activation"
     assert_valid_heatmap(result.heatmap, (80, 70))
+
+
+def test_metadata_disagreeing_with_the_model_input_is_refused():
+    with pytest.raises(ModelLoadError, match="128 px"):
+        Predictor(build_model(TINY), {**METADATA, "image_size": 128})
+    with pytest.raises(ModelLoadError):
+        Predictor(build_model(TINY), {**METADATA, "threshold": 1.5})
 
 
 def test_predict_gives_probability_label_and_threshold_without_heatmap(fresh_predictor):
