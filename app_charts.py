@@ -29,6 +29,8 @@ CLASS_COLOURS = {CLASS_NAMES[0]: "#2f7f6f", CLASS_NAMES[1]: "#c2573a"}
 _TRAIN, _VAL = "#1f6f8b", "#d08c2f"
 _LINES = ("#1f6f8b", "#c2573a", "#6a4c93", "#2f7f6f")
 _LAYOUT = {"template": "plotly_white", "margin": {"l": 40, "r": 20, "t": 50, "b": 40}}
+# Legends under the plot leave the square ROC, PR and calibration plots their full width.
+_LEGEND_BELOW = {"legend": {"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0}}
 
 
 def counts_figure(counts: pd.DataFrame) -> go.Figure:
@@ -76,11 +78,13 @@ def history_figure(history: Sequence[dict[str, Any]]) -> go.Figure:
                 row=1,
                 col=column,
             )
+    title = "Training curves"
     for row, previous in zip(history[1:], history[:-1], strict=False):
         if row.get("phase") != previous.get("phase"):
             figure.add_vline(x=row["epoch"] - 0.5, line_dash="dot", line_color="#888")
+            title = "Training curves (dotted line: fine-tuning starts)"
     figure.update_xaxes(title_text="epoch", dtick=1)
-    figure.update_layout(height=320, title="Training curves (dotted line: fine-tuning starts)")
+    figure.update_layout(height=340, title=title)
     figure.update_layout(**_LAYOUT)
     return figure
 
@@ -105,7 +109,7 @@ def confusion_figure(matrix: dict[str, int]) -> go.Figure:
         )
     )
     figure.update_yaxes(autorange="reversed")
-    figure.update_layout(title="Confusion matrix", height=340, **_LAYOUT)
+    figure.update_layout(title="Confusion matrix", height=440, **_LAYOUT)
     return figure
 
 
@@ -143,8 +147,9 @@ def roc_figure(
         title="ROC curve",
         xaxis_title="1 - specificity (false positive rate)",
         yaxis_title="sensitivity",
-        height=380,
+        height=440,
         **_LAYOUT,
+        **_LEGEND_BELOW,
     )
     return figure
 
@@ -174,8 +179,9 @@ def pr_figure(
         title="Precision-recall curve",
         xaxis_title="recall (sensitivity)",
         yaxis_title="precision (PPV)",
-        height=380,
+        height=440,
         **_LAYOUT,
+        **_LEGEND_BELOW,
     )
     return figure
 
@@ -198,7 +204,8 @@ def calibration_figure(calibration: dict[str, list], ece: float) -> go.Figure:
         title=f"Calibration (ECE {ece:.3f})",
         xaxis_title="mean predicted probability",
         yaxis_title="fraction PNEUMONIA",
-        height=380,
+        height=440,
         **_LAYOUT,
+        **_LEGEND_BELOW,
     )
     return figure

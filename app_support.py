@@ -332,27 +332,112 @@ def thumbnail(path: str, side: int = 160, border: tuple[int, int, int] | None = 
 # ---------------------------------------------------------------------------------------------
 # Training
 
+#: Train page widget keys and their first values: a run that finishes in minutes on a CPU.
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "t_data": "", "t_backbone": "small_cnn", "t_weights": "none", "t_weights_file": "",
+    "t_size": 128, "t_head_epochs": 1, "t_finetune_epochs": 1, "t_batch": 32,
+    "t_head_lr": 1e-3, "t_finetune_lr": 1e-4, "t_layers": 60, "t_class_weights": True,
+    "t_augment": 1.0, "t_val_fraction": 0.15, "t_seed": 42, "t_limit": 300,
+    "t_dropout": 0.2, "t_patience": 3, "t_rule": "youden",
+}  # fmt: skip
 
-def training_estimate(
-    n_train: int, epochs: int, backbone: str, image_size: int, runs: list[dict[str, Any]]
-) -> str | None:
-    """A rough duration from the speed of past runs with the same backbone.
 
-    The speed (images/s) of the newest such run is scaled by the ratio of image areas.
+def run_config_from(values: Any) -> Any:
+    """Build the RunConfig of the Train page's widget values (a mapping of ``TRAIN_DEFAULTS`` keys).
 
-    Returns:
-        One sentence, or None when no past run of this backbone measured its speed.
+    Raises:
+        ConfigError: A value is out of range (the message names it), or the weights file is
+            missing.
     """
+    from cxr_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from cxr_core.errors import ConfigError
+
+    v = values
+    weights = v["t_weights_file"].strip() if v["t_weights"] == "file" else v["t_weights"]
+    if v["t_weights"] == "file" and not Path(weights).is_file():
+        raise ConfigError(f"The weights file {weights or '(empty)'} does not exist.")
+    return RunConfig(
+        data_root=v["t_data"].strip(),
+        model=ModelConfig(v["t_backbone"], weights, int(v["t_size"]), float(v["t_dropout"])),
+        data=DataConfig(
+            val_fraction=float(v["t_val_fraction"]),
+            seed=int(v["t_seed"]),
+            batch_size=int(v["t_batch"]),
+            augment=float(v["t_augment"]),
+            limit_per_class=int(v["t_limit"]) or None,
+        ),
+        train=TrainConfig(
+            head_epochs=int(v["t_head_epochs"]),
+            finetune_epochs=int(v["t_finetune_epochs"]),
+            head_learning_rate=float(v["t_head_lr"]),
+            finetune_learning_rate=float(v["t_finetune_lr"]),
+            finetune_layers=int(v["t_layers"]),
+            class_weighting=bool(v["t_class_weights"]),
+            early_stopping_patience=int(v["t_patience"]),
+            threshold_rule=v["t_rule"],
+        ),
+    )
+
+
+def format_seconds(seconds: float | None) -> str:
+    """``75`` -> ``"1 min 15 s"``, ``9`` -> ``"9 s"``, None -> ``"-"``."""
+    if seconds is None:
+        return "-"
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+def training_estimate(config: Any, table: pd.DataFrame, runs: list[dict[str, Any]]) -> str:
+    """A rough size and duration of the run ``config`` would start.
+
+    The training images are the train split's, at most ``limit_per_class`` per class, less the
+    validation share. The speed (images/s) of the newest run of the same backbone is scaled by
+    the ratio of image areas; without one, only the size is given.
+    """
+    counts = table[table["split"] == "train"]["label"].value_counts()
+    n_train = int(counts.clip(upper=config.data.limit_per_class).sum())
+    n_train = int(n_train * (1 - config.data.val_fraction))
+    epochs = config.train.head_epochs + config.train.finetune_epochs
+    text = f"About {n_train} training images x {epochs} epochs"
     for run in runs:
         model = (run.get("config") or {}).get("model") or {}
         rate = run.get("images_per_second")
-        if model.get("backbone") != backbone or not isinstance(rate, int | float) or rate <= 0:
+        if model.get("backbone") != config.model.backbone or not isinstance(rate, int | float):
             continue
-        scaled = rate * (int(model.get("image_size", image_size)) / image_size) ** 2
-        minutes = n_train * epochs / scaled / 60 * 1.15  # validation passes add ~15%
-        return (
-            f"About {max(minutes, 0.1):.1f} min for {n_train} training images x {epochs} "
-            f"epochs at ~{scaled:.0f} images/s (measured in run {run['name']}), plus a start-up "
-            "of ~20 s."
+        scaled = rate * (int(model.get("image_size", 1)) / config.model.image_size) ** 2
+        if scaled > 0:
+            seconds = n_train * epochs / scaled * 1.15  # validation passes add ~15%
+            return (
+                f"{text}: roughly {format_seconds(seconds)} at ~{scaled:.0f} images/s (the "
+                f"speed of run {run['name']}), plus ~20 s to start."
+            )
+    return f"{text}; the first run of this backbone measures the speed for an estimate."
+
+
+def runs_table(runs: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per run (newest first): settings, progress and validation metrics."""
+    rows = []
+    for run in runs:
+        model = (run.get("config") or {}).get("model") or {}
+        summary = run.get("summary") or {}
+        rows.append(
+            {
+                "run": run["name"],
+                "state": run["state"],
+                "backbone": model.get("backbone"),
+                "image size": model.get("image_size"),
+                "epochs": len(run["history"]),
+                **{
+                    name: summary.get(key)
+                    for key, name in (
+                        ("roc_auc", "val AUC"),
+                        ("accuracy", "accuracy"),
+                        ("sensitivity", "sensitivity"),
+                        ("specificity", "specificity"),
+                        ("threshold", "threshold"),
+                    )
+                },  # fmt: skip
+                "started": (run.get("started_at") or "").replace("T", " ")[:16],
+            }
         )
-    return None
+    return pd.DataFrame(rows).round(3)

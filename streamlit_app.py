@@ -1,7 +1,9 @@
 """CXR Pneumonia Lab: ``streamlit run streamlit_app.py``.
 
-Builds the navigation over the pages in ``pages/``; every page is a short script that calls
-``cxr_core`` through the cached helpers of ``app_support``. Research demo only.
+Builds the navigation over the pages in ``app_pages/``; every page is a short script that calls
+``cxr_core`` through the cached helpers of ``app_support``. The folder is not named ``pages/``:
+beside the main script, that name switches a fresh Streamlit server into its older multipage
+mode, whose first page view is blank. Research demo only.
 """
 
 import streamlit as st
@@ -13,11 +15,11 @@ st.set_page_config(
 )
 
 pages = [
-    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("pages/diagnose.py", title="Diagnose", icon=":material/image_search:"),
-    st.Page("pages/dataset.py", title="Dataset", icon=":material/dataset:"),
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-    st.Page("pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
+    st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("app_pages/diagnose.py", title="Diagnose", icon=":material/image_search:"),
+    st.Page("app_pages/dataset.py", title="Dataset", icon=":material/dataset:"),
+    st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
 ]
 page = st.navigation(pages)
 st.sidebar.caption(DISCLAIMER)

@@ -8,13 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from app_helpers import make_tiny_model
 from PIL import Image
+from streamlit.testing.v1 import AppTest
 
-pytest.importorskip("streamlit")
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
-from cxr_core import jobs  # noqa: E402
-from cxr_core.config import DataConfig, ModelConfig, RunConfig  # noqa: E402
+from cxr_core import jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")
@@ -24,31 +22,8 @@ TIMEOUT = 120
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Path) -> Path:
     """A folder holding one untrained small_cnn model (64 px) with a complete sidecar."""
-    from cxr_core.model import build_model, save_model
-
     folder = tmp_path_factory.mktemp("models")
-    config = RunConfig(
-        data_root=str(tiny_dataset),
-        model=ModelConfig(backbone="small_cnn", weights="none", image_size=64),
-        data=DataConfig(batch_size=8),
-    )
-    metrics = {
-        "roc_auc": 0.91, "accuracy": 0.83, "sensitivity": 0.85, "specificity": 0.8,
-        "ci": {"roc_auc": [0.85, 0.96]},
-    }  # fmt: skip
-    save_model(
-        build_model(config.model),
-        folder / "tiny.keras",
-        {
-            "backbone": "small_cnn",
-            "image_size": 64,
-            "threshold": 0.5,
-            "last_conv_layer": "last_conv",
-            "metrics": metrics,
-            "run_config": config.to_dict(),
-            "validation": "train: 20 images; validation: 4 images",
-        },
-    )
+    make_tiny_model(folder, tiny_dataset)
     return folder
 
 
@@ -66,15 +41,18 @@ def app_env(monkeypatch, tmp_path, tiny_model_dir, tiny_dataset) -> Path:
 def open_page(page: str) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     assert not at.exception, at.exception
-    if page != "pages/home.py":
+    if page != "app_pages/home.py":
         at.switch_page(page).run()
     assert not at.exception, at.exception
     return at
 
 
 def all_text(at: AppTest) -> str:
-    parts = [e.value for kind in ("markdown", "caption", "title", "subheader", "header")
-             for e in getattr(at, kind)]  # fmt: skip
+    parts = [
+        e.value
+        for kind in ("markdown", "caption", "title", "subheader", "header")
+        for e in getattr(at, kind)
+    ]
     parts += [
         e.value for kind in ("info", "warning", "error", "success") for e in getattr(at, kind)
     ]
@@ -88,7 +66,7 @@ def png_bytes(pixels: np.ndarray) -> bytes:
 
 
 def test_home_shows_model_metrics_devices_and_disclaimer(app_env):
-    text = all_text(open_page("pages/home.py"))
+    text = all_text(open_page("app_pages/home.py"))
     assert "tiny - bundled" in text
     assert "ROC AUC: **0.910** (95% CI 0.850-0.960)" in text
     assert "TensorFlow sees" in text
@@ -97,12 +75,12 @@ def test_home_shows_model_metrics_devices_and_disclaimer(app_env):
 
 def test_home_says_how_to_get_a_model_when_there_is_none(app_env, monkeypatch, tmp_path):
     monkeypatch.setenv("CXR_MODELS_DIR", str(tmp_path / "empty"))
-    text = all_text(open_page("pages/home.py"))
+    text = all_text(open_page("app_pages/home.py"))
     assert "No model found - train one on the Train page or see the README" in text
 
 
 def test_diagnose_shows_verdict_probability_threshold_and_heatmap(app_env, tiny_dataset):
-    at = open_page("pages/diagnose.py")
+    at = open_page("app_pages/diagnose.py")
     image = next((tiny_dataset / "val" / "PNEUMONIA").glob("*.jpeg"))
     at.file_uploader[0].set_value((image.name, image.read_bytes(), "image/jpeg")).run()
     assert not at.exception, at.exception
@@ -115,7 +93,7 @@ def test_diagnose_shows_verdict_probability_threshold_and_heatmap(app_env, tiny_
 
 
 def test_diagnose_reports_a_bad_file_by_name_and_analyses_the_others(app_env):
-    at = open_page("pages/diagnose.py")
+    at = open_page("app_pages/diagnose.py")
     good = png_bytes(np.random.default_rng(0).integers(0, 255, (80, 96), dtype=np.uint8))
     files = [("notes.png", b"this is not an image", "image/png"), ("good.png", good, "image/png")]
     at.file_uploader[0].set_value(files).run()
@@ -130,7 +108,7 @@ def test_diagnose_reports_a_bad_file_by_name_and_analyses_the_others(app_env):
 
 
 def test_dataset_page_shows_counts_weights_thumbnails_and_audit(app_env):
-    at = open_page("pages/dataset.py")
+    at = open_page("app_pages/dataset.py")
     text = all_text(at)
     assert "32 images" in text
     assert "1.00 PNEUMONIA per NORMAL" in text and "NORMAL 1.00, PNEUMONIA 1.00" in text
@@ -141,13 +119,13 @@ def test_dataset_page_shows_counts_weights_thumbnails_and_audit(app_env):
 
 def test_dataset_page_explains_how_to_get_data_when_the_folder_is_missing(app_env, monkeypatch):
     monkeypatch.setenv("CXR_DATA", "/nonexistent/chest_xray")
-    at = open_page("pages/dataset.py")
+    at = open_page("app_pages/dataset.py")
     assert "does not exist" in at.error[0].value
     assert "kaggle datasets download" in all_text(at)
 
 
 def test_evaluate_threshold_slider_changes_the_shown_specificity(app_env):
-    at = open_page("pages/evaluate.py")
+    at = open_page("app_pages/evaluate.py")
     assert at.selectbox(key="eval_set").value == "validation"  # the split the model was selected on
     assert "somewhat optimistic" in all_text(at)
 
@@ -163,16 +141,17 @@ def test_evaluate_threshold_slider_changes_the_shown_specificity(app_env):
 
 
 def test_evaluate_gallery_filters_false_negatives(app_env):
-    at = open_page("pages/evaluate.py")
+    at = open_page("app_pages/evaluate.py")
     at.slider[0].set_value(1.0).run()  # every image predicted NORMAL: PNEUMONIA ones are FNs
     at.radio[0].set_value("false negatives").run()
     captions = at.get("image")[0].proto.imgs
-    assert captions and all(img.caption.startswith("true PNEUMONIA | predicted NORMAL")
-                            for img in captions)  # fmt: skip
+    assert captions and all(
+        img.caption.startswith("true PNEUMONIA | predicted NORMAL") for img in captions
+    )
 
 
 def test_train_page_launches_a_run_refuses_a_second_and_shows_its_curves(app_env, tiny_dataset):
-    at = open_page("pages/train.py")
+    at = open_page("app_pages/train.py")
     assert "No runs yet" in all_text(at)
     at.sidebar.text_input(key="t_name").set_value("apptest")
     at.sidebar.select_slider(key="t_size").set_value(64)

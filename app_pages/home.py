@@ -73,7 +73,7 @@ with device_col:
         st.caption("Training runs on the CPU: choose small images and few epochs.")
 
 st.subheader("What you can do")
-st.page_link("pages/diagnose.py", label="Diagnose: score X-rays and see Grad-CAM heatmaps")
-st.page_link("pages/dataset.py", label="Dataset: counts, class balance, samples and an audit")
-st.page_link("pages/train.py", label="Train: train a model in the background and watch it")
-st.page_link("pages/evaluate.py", label="Evaluate: ROC, calibration, thresholds and errors")
+st.page_link("app_pages/diagnose.py", label="Diagnose: score X-rays and see Grad-CAM heatmaps")
+st.page_link("app_pages/dataset.py", label="Dataset: counts, class balance, samples and an audit")
+st.page_link("app_pages/train.py", label="Train: train a model in the background and watch it")
+st.page_link("app_pages/evaluate.py", label="Evaluate: ROC, calibration, thresholds and errors")

@@ -123,7 +123,8 @@ wanted = {
     "false negatives": (predicted == 0) & (y == 1),
     "correct": predicted == y,
 }[kind]
-rows = np.flatnonzero(wanted)[:24]
+# A seeded shuffle, so that the first 24 mix both classes (the table is sorted by class).
+rows = np.random.default_rng(0).permutation(np.flatnonzero(wanted))[:24]
 if not len(rows):
     st.info(f"No {kind} at this threshold.")
 else:

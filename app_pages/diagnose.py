@@ -45,8 +45,8 @@ for upload in uploads:
         {
             "file": upload.name,
             "model output": result["label"],
-            "probability of pneumonia": round(result["probability"], 4),
-            "threshold": round(result["threshold"], 4),
+            "probability of pneumonia": round(result["probability"], 3),
+            "threshold": round(result["threshold"], 3),
             "error": "",
         }
     )

@@ -3,76 +3,26 @@
 from datetime import datetime
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
 import app_charts as charts
 import app_support as app
 from cxr_core import jobs
-from cxr_core.config import BACKBONES, DataConfig, ModelConfig, RunConfig, TrainConfig
-from cxr_core.errors import ConfigError, CXRError
+from cxr_core.config import BACKBONES
+from cxr_core.errors import CXRError
 
-SHOWN_RUN, MESSAGE = "train_shown_run", "train_message"
-# Defaults give a run that finishes in a few minutes on a laptop CPU.
-DEFAULTS = {
-    "t_name": f"run-{datetime.now():%Y%m%d-%H%M%S}",
-    "t_data": app.default_data_root(),
-    "t_backbone": "small_cnn",
-    "t_weights": "none",
-    "t_weights_file": "",
-    "t_size": 128,
-    "t_head_epochs": 1,
-    "t_finetune_epochs": 1,
-    "t_batch": 32,
-    "t_head_lr": 1e-3,
-    "t_finetune_lr": 1e-4,
-    "t_layers": 60,
-    "t_class_weights": True,
-    "t_augment": 1.0,
-    "t_val_fraction": 0.15,
-    "t_seed": 42,
-    "t_limit": 300,
-    "t_dropout": 0.2,
-    "t_patience": 3,
-    "t_rule": "youden",
-}
-for key, value in DEFAULTS.items():  # re-set, so that values survive switching pages
-    st.session_state[key] = st.session_state.get(key, value)
+SHOWN_RUN, MESSAGE, WAS_ACTIVE = "train_shown_run", "train_message", "train_was_active"
 s = st.session_state
-
-
-def run_config() -> RunConfig:
-    """The RunConfig of the sidebar's values; raises ConfigError naming a bad value."""
-    weights = s.t_weights_file.strip() if s.t_weights == "file" else s.t_weights
-    if s.t_weights == "file" and not Path(weights).is_file():
-        raise ConfigError(f"The weights file {weights or '(empty)'} does not exist.")
-    return RunConfig(
-        data_root=s.t_data.strip(),
-        model=ModelConfig(s.t_backbone, weights or "none", int(s.t_size), float(s.t_dropout)),
-        data=DataConfig(
-            val_fraction=float(s.t_val_fraction),
-            seed=int(s.t_seed),
-            batch_size=int(s.t_batch),
-            augment=float(s.t_augment),
-            limit_per_class=int(s.t_limit) or None,
-        ),
-        train=TrainConfig(
-            head_epochs=int(s.t_head_epochs),
-            finetune_epochs=int(s.t_finetune_epochs),
-            head_learning_rate=float(s.t_head_lr),
-            finetune_learning_rate=float(s.t_finetune_lr),
-            finetune_layers=int(s.t_layers),
-            class_weighting=bool(s.t_class_weights),
-            early_stopping_patience=int(s.t_patience),
-            threshold_rule=s.t_rule,
-        ),
-    )
+defaults = {**app.TRAIN_DEFAULTS, "t_data": app.default_data_root()}
+defaults["t_name"] = f"run-{datetime.now():%Y%m%d-%H%M%S}"
+for key, value in defaults.items():  # re-set, so that values survive switching pages
+    s[key] = s.get(key, value)
 
 
 def launch() -> None:
     """Launch button callback: start the run, remember what to say, pick a fresh name."""
     try:
-        config = run_config()
+        config = app.run_config_from(s)
         app.scan_dataset(config.data_root)  # a bad folder is refused here, not in the run
         run = jobs.start_run(app.runs_dir(), s.t_name.strip(), config)
     except CXRError as error:
@@ -135,18 +85,10 @@ if MESSAGE in s:
 
 runs = jobs.list_runs(app.runs_dir())
 try:
-    counts = app.scan_dataset(s.t_data.strip()).query("split == 'train'")["label"].value_counts()
-    per_class = counts.clip(upper=int(s.t_limit) or None)
-    n_train = int(per_class.sum() * (1 - float(s.t_val_fraction)))
-    epochs = int(s.t_head_epochs) + int(s.t_finetune_epochs)
-    estimate = app.training_estimate(n_train, epochs, s.t_backbone, int(s.t_size), runs)
-    st.caption(
-        estimate
-        or f"About {n_train} training images x {epochs} epochs; the first run "
-        "with this backbone measures the speed, for an estimate next time."
-    )
+    config = app.run_config_from(s)
+    st.caption(app.training_estimate(config, app.scan_dataset(config.data_root), runs))
 except CXRError as error:
-    st.warning(f"Dataset folder: {error}")
+    st.warning(f"These settings cannot start a run yet: {error}")
 
 
 def show_run(path: str) -> None:
@@ -163,7 +105,7 @@ def show_run(path: str) -> None:
         eta = run.get("eta_seconds")
         speed, left, device = st.columns(3)
         speed.metric("Images/s", run.get("images_per_second") or "-")
-        left.metric("Time left", "-" if eta is None else f"{eta // 60:.0f} min {eta % 60:.0f} s")
+        left.metric("Time left", app.format_seconds(eta))
         device.metric("Device", run.get("device") or "-")
         if st.button("Cancel run"):
             jobs.cancel_run(path)
@@ -186,11 +128,11 @@ def show_run(path: str) -> None:
         st.plotly_chart(charts.history_figure(history))
     else:
         st.caption("Curves appear after the first epoch.")
-    if state not in jobs.ACTIVE_STATES and s.get("train_was_active") == path:
-        s.pop("train_was_active")
+    if state not in jobs.ACTIVE_STATES and s.get(WAS_ACTIVE) == path:
+        s.pop(WAS_ACTIVE)
         st.rerun()  # the run ended: refresh the page (runs table, model list)
     if state in jobs.ACTIVE_STATES:
-        s["train_was_active"] = path
+        s[WAS_ACTIVE] = path
 
 
 st.subheader("Monitor")
@@ -208,20 +150,4 @@ else:
     show_run(shown)
 
 st.subheader("Past runs")
-table = pd.DataFrame(
-    {
-        "run": run["name"],
-        "state": run["state"],
-        "backbone": (run["config"].get("model") or {}).get("backbone"),
-        "image size": (run["config"].get("model") or {}).get("image_size"),
-        "epochs": len(run["history"]),
-        **{
-            k: (run.get("summary") or {}).get(k)
-            for k in ("roc_auc", "accuracy", "sensitivity", "specificity", "threshold")
-        },
-        "started": run.get("started_at"),
-        "seconds": run.get("elapsed_seconds"),
-    }
-    for run in runs
-)
-st.dataframe(table, hide_index=True)
+st.dataframe(app.runs_table(runs), hide_index=True)

@@ -1,0 +1,44 @@
+"""Helpers shared by the app tests: a tiny untrained model with a complete sidecar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cxr_core.config import DataConfig, ModelConfig, RunConfig
+
+#: Validation metrics written into the tiny model's sidecar (shown on the Home page).
+TINY_METRICS = {
+    "roc_auc": 0.91,
+    "accuracy": 0.83,
+    "sensitivity": 0.85,
+    "specificity": 0.8,
+    "ci": {"roc_auc": [0.85, 0.96]},
+}
+
+
+def make_tiny_model(folder: Path, data_root: Path, name: str = "tiny") -> Path:
+    """Save an untrained 64 px small_cnn as ``folder/<name>.keras`` and return its path.
+
+    Its sidecar holds a 0.5 threshold, :data:`TINY_METRICS` and a ``run_config`` on
+    ``data_root``, as a trained model's would.
+    """
+    from cxr_core.model import build_model, save_model
+
+    config = RunConfig(
+        data_root=str(data_root),
+        model=ModelConfig(backbone="small_cnn", weights="none", image_size=64),
+        data=DataConfig(batch_size=8),
+    )
+    return save_model(
+        build_model(config.model),
+        folder / f"{name}.keras",
+        {
+            "backbone": "small_cnn",
+            "image_size": 64,
+            "threshold": 0.5,
+            "last_conv_layer": "last_conv",
+            "metrics": TINY_METRICS,
+            "run_config": config.to_dict(),
+            "validation": "train: 20 images; validation: 4 images",
+        },
+    )

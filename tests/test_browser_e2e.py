@@ -1,0 +1,171 @@
+"""End to end in a real browser: the app served by `streamlit run`, driven by Chromium.
+
+The server runs on a free port with a tiny untrained model; Playwright drops a shared Kaggle
+X-ray on the Diagnose page's uploader and checks what a user sees. Screenshots go to the test's
+temporary folder and, when ``CXR_SCREENSHOT_DIR`` is set, are copied there to be looked at.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from app_helpers import make_tiny_model
+from conftest import SHARED_DATA
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+]
+# Model loading and TensorFlow's start-up happen on the first page that needs them.
+SLOW_MS = 120_000
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_healthy(url: str, server: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"streamlit exited with status {server.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read().strip() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"streamlit did not answer at {url} within {seconds} s")
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Serve the app with a tiny model and the shared dataset; stop the server afterwards."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"Chromium is not installed at {CHROMIUM}")
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"the shared dataset is not at {SHARED_DATA}")
+    folder = tmp_path_factory.mktemp("browser")
+    make_tiny_model(folder / "models", SHARED_DATA)
+    port = free_port()
+    env = {
+        **os.environ,
+        "CXR_MODELS_DIR": str(folder / "models"),
+        "CXR_RUNS_DIR": str(folder / "runs"),
+        "CXR_DATA": str(SHARED_DATA),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py"]
+    command += ["--server.port", str(port), "--server.headless", "true"]
+    command += ["--browser.gatherUsageStats", "false"]
+    with open(folder / "server.log", "wb") as log:
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", server)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+@pytest.fixture(scope="module")
+def browser(app_url: str) -> Iterator[Any]:
+    """Headless Debian Chromium driven by Playwright."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def screenshot(page: Any, path: Path) -> None:
+    """Save a full-page screenshot, and copy it to ``$CXR_SCREENSHOT_DIR`` if that is set."""
+    page.screenshot(path=str(path), full_page=True)
+    target = os.environ.get("CXR_SCREENSHOT_DIR")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(target) / path.name)
+
+
+def open_app(browser: Any, app_url: str) -> Any:
+    # Tall: Streamlit scrolls inside its main block, so a screenshot shows one viewport.
+    page = browser.new_page(viewport={"width": 1400, "height": 2200})
+    page.goto(app_url, timeout=SLOW_MS)
+    page.get_by_role("heading", name="CXR Pneumonia Lab").wait_for(timeout=SLOW_MS)
+    return page
+
+
+def go_to(page: Any, title: str) -> None:
+    """Follow the sidebar navigation link named ``title``."""
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title).click()
+    page.get_by_role("heading", name=title, exact=True).wait_for(timeout=SLOW_MS)
+
+
+def wait_idle(page: Any) -> None:
+    """Wait until the script run has finished and lazy elements (charts, tables) are drawn."""
+    busy = '[data-testid="stStatusWidget"], [data-testid="stSkeleton"]'
+    page.wait_for_function(f"() => !document.querySelector('{busy}')", timeout=SLOW_MS)
+
+
+def test_diagnose_page_in_chromium_shows_verdict_heatmap_and_disclaimer(browser, app_url, tmp_path):
+    xray = sorted((SHARED_DATA / "val" / "PNEUMONIA").glob("*.jpeg"))[0]
+    page = open_app(browser, app_url)
+    go_to(page, "Diagnose")
+    page.locator('input[type="file"]').set_input_files(str(xray), timeout=SLOW_MS)
+    page.get_by_text(f"{xray.name}: model output").wait_for(timeout=SLOW_MS)
+    overlay = page.locator('[data-testid="stImage"]').filter(has_text="overlay")
+    overlay.locator("img").wait_for(timeout=SLOW_MS)
+    page.get_by_text("Download report (PNG)").wait_for(timeout=SLOW_MS)
+    wait_idle(page)
+    body = page.locator("body").inner_text()
+    screenshot(page, tmp_path / "diagnose.png")
+    assert "model output" in body and ("PNEUMONIA" in body or "NORMAL" in body)
+    assert "Probability of pneumonia 0." in body and "threshold 0.500" in body
+    assert "Research demo - not a diagnostic device" in body
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()
+
+
+@pytest.mark.parametrize(
+    ("title", "expected"),
+    [
+        ("Home", "TensorFlow sees"),
+        ("Dataset", "Imbalance in train"),
+        ("Train", "No runs yet"),
+        ("Evaluate", "Specificity"),
+    ],
+)
+def test_page_renders_in_chromium_without_error(browser, app_url, tmp_path, title, expected):
+    page = open_app(browser, app_url)
+    if title != "Home":
+        go_to(page, title)
+    page.get_by_text(expected).first.wait_for(timeout=SLOW_MS)
+    wait_idle(page)
+    screenshot(page, tmp_path / f"{title.lower()}.png")
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()
