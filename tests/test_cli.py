@@ -15,9 +15,19 @@ from cxr_core.config import BACKBONES
 
 REPO = Path(__file__).resolve().parents[1]
 EVALUATE_KEYS = {
-    "accuracy", "precision", "recall", "specificity", "f1", "roc_auc", "pr_auc", "brier", "ece",
-    "threshold", "n", "confusion_matrix",
-}  # fmt: skip
+    "accuracy",
+    "precision",
+    "recall",
+    "specificity",
+    "f1",
+    "roc_auc",
+    "pr_auc",
+    "brier",
+    "ece",
+    "threshold",
+    "n",
+    "confusion_matrix",
+}
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -64,16 +74,38 @@ def test_scan_of_shared_train_split_gives_kaggle_weights(
 def test_train_then_evaluate_through_the_command_line(tiny_dataset: Path, tmp_path: Path) -> None:
     run = tmp_path / "runs" / "cli"
     trained = run_cli(
-        "train", "--data", str(tiny_dataset), "--backbone", "small_cnn", "--weights", "none",
-        "--image-size", "32", "--epochs", "1", "--finetune-epochs", "0", "--batch-size", "8",
-        "--out", str(run),
-    )  # fmt: skip
+        "train",
+        "--data",
+        str(tiny_dataset),
+        "--backbone",
+        "small_cnn",
+        "--weights",
+        "none",
+        "--image-size",
+        "32",
+        "--epochs",
+        "1",
+        "--finetune-epochs",
+        "0",
+        "--batch-size",
+        "8",
+        "--out",
+        str(run),
+    )
     assert trained.returncode == 0, trained.stderr[-2000:]
     assert "finished:" in trained.stdout
     evaluated = run_cli(
-        "evaluate", "--model", str(run / "model.keras"), "--data", str(tiny_dataset),
-        "--split", "val", "--json", "--bootstrap", "200",
-    )  # fmt: skip
+        "evaluate",
+        "--model",
+        str(run / "model.keras"),
+        "--data",
+        str(tiny_dataset),
+        "--split",
+        "val",
+        "--json",
+        "--bootstrap",
+        "200",
+    )
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     report = json.loads(evaluated.stdout)
     assert set(report) >= EVALUATE_KEYS

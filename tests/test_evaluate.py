@@ -65,9 +65,22 @@ def test_classification_metrics_ranking_and_probability_scores_match_hand_values
 def test_classification_metrics_returns_exact_keys_as_plain_python_values():
     m = classification_metrics(np.array(Y), np.array(S, dtype=np.float32), np.float32(0.5))
     assert set(m) == {
-        "accuracy", "precision", "recall", "sensitivity", "specificity", "npv", "f1",
-        "roc_auc", "pr_auc", "brier", "ece", "threshold", "n", "prevalence", "confusion_matrix",
-    }  # fmt: skip
+        "accuracy",
+        "precision",
+        "recall",
+        "sensitivity",
+        "specificity",
+        "npv",
+        "f1",
+        "roc_auc",
+        "pr_auc",
+        "brier",
+        "ece",
+        "threshold",
+        "n",
+        "prevalence",
+        "confusion_matrix",
+    }
     for key, value in m.items():
         if key == "confusion_matrix":
             assert all(type(v) is int for v in value.values())
@@ -306,8 +319,13 @@ def test_metrics_at_thresholds_match_classification_metrics():
     grid = [0.0, 0.35, 0.5, 0.55, 0.9, 1.0]
     table = metrics_at_thresholds(Y, S, grid)
     assert list(table.columns) == [
-        "threshold", "sensitivity", "specificity", "ppv", "npv", "accuracy",
-    ]  # fmt: skip
+        "threshold",
+        "sensitivity",
+        "specificity",
+        "ppv",
+        "npv",
+        "accuracy",
+    ]
     for row in table.itertuples():
         m = classification_metrics(Y, S, row.threshold)
         assert row.sensitivity == pytest.approx(m["sensitivity"])

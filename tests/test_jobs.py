@@ -86,8 +86,12 @@ def test_a_dead_process_shows_as_failed(tmp_path: Path) -> None:
     paths = RunPaths(tmp_path / "ghost")
     paths.root.mkdir()
     paths.config.write_text("{}")
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                              capture_output=True, text=True, check=True)  # fmt: skip
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     update_status(paths, state="running", pid=int(finished.stdout))
     paths.log.write_text("Traceback ...\nMemoryError: out of memory\n")
     run = read_run(paths.root)
