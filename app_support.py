@@ -300,9 +300,13 @@ def audit_dataset(root: str, n_images: int) -> audit.AuditResult:
 
 
 @st.cache_data(show_spinner="Preparing the evaluation sets...", ttl=3600, max_entries=8)
-def evaluation_sets(root: str, path: str, mtime: float) -> list[eval_sets.EvalSet]:
-    """The sets the model at ``path`` can be evaluated on (see ``cxr_core.eval_sets``)."""
+def _evaluation_sets(root: str, n_images: int, path: str, mtime: float) -> list:
     return eval_sets.evaluation_sets(scan_dataset(root), model_metadata(path, mtime))
+
+
+def evaluation_sets(root: str, entry: ModelEntry) -> list[eval_sets.EvalSet]:
+    """The sets a model can be evaluated on (``cxr_core.eval_sets``), cached per dataset size."""
+    return _evaluation_sets(root, len(scan_dataset(root)), entry.path, entry.mtime)
 
 
 @st.cache_data(show_spinner="Scoring images (once per model and image set)...", max_entries=16)

@@ -79,7 +79,7 @@ if copies.empty:
     st.success("No two files are identical.")
 else:
     leaking = int((copies["across_splits"] | copies["conflicting_labels"]).sum())
-    st.warning(
+    (st.warning if leaking else st.info)(
         f"{len(copies)} groups of identical files ({int(copies['files'].sum())} files); "
         f"{leaking} of them span two splits or two labels. Patient-grouped splits keep copies "
         "together, but a copy in both train and test inflates test scores."

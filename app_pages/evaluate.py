@@ -25,7 +25,7 @@ if not root:
     st.markdown(app.DATASET_GUIDE)
     st.stop()
 try:
-    sets = {s.key: s for s in app.evaluation_sets(root, entry.path, entry.mtime)}
+    sets = {s.key: s for s in app.evaluation_sets(root, entry)}
     pick = st.selectbox("Images", list(sets), format_func=lambda k: sets[k].label, key="eval_set")
     chosen = sets[pick]
     sample = sample_per_class(chosen.table, int(limit))
@@ -45,8 +45,9 @@ threshold = st.slider(
     "Decision threshold (PNEUMONIA when probability >= threshold)",
     0.0,
     1.0,
-    round(stored, 2),
+    stored,
     0.01,
+    format="%.3f",
     key=key,
 )
 st.caption(f"The model's stored threshold is {stored:.3f} (chosen on its validation split).")
@@ -85,6 +86,7 @@ compare = st.sidebar.selectbox(
     "Compare ROC with",
     [None, *others],
     format_func=lambda p: "(none)" if p is None else others[p].label,
+    key="compare_model",
 )
 if compare:
     try:

@@ -1,9 +1,12 @@
 """Home: what the app is for, the disclaimer, and the status of model, data and devices."""
 
+from pathlib import Path
+
 import streamlit as st
 
 import app_support as app
 from cxr_core.errors import CXRError
+from cxr_core.model_card import format_metric, headline_metrics, render_model_card
 
 st.title("CXR Pneumonia Lab")
 st.markdown(
@@ -32,17 +35,11 @@ with model_col:
         st.caption(
             f"threshold {float(meta.get('threshold', 0.5)):.3f} on the PNEUMONIA probability"
         )
-        ci = metrics.get("ci") or {}
-        for key, name in (
-            ("roc_auc", "ROC AUC"),
-            ("sensitivity", "Sensitivity"),
-            ("specificity", "Specificity"),
-            ("accuracy", "Accuracy"),
-        ):
-            if isinstance(metrics.get(key), int | float):
-                interval = ci.get(key)
-                extra = f" (95% CI {interval[0]:.3f}-{interval[1]:.3f})" if interval else ""
-                st.markdown(f"{name}: **{metrics[key]:.3f}**{extra}")
+        for name, (value, interval) in headline_metrics(meta).items():
+            if value is None:
+                continue
+            extra = f" (95% CI {interval[0]:.3f}-{interval[1]:.3f})" if interval else ""
+            st.markdown(f"{name}: **{format_metric(value)}**{extra}")
         if meta.get("validation"):
             st.caption(f"Validation: {meta['validation']}")
         if not metrics:
@@ -71,6 +68,11 @@ with device_col:
         st.caption(f"{gpu['name']} - {memory}")
     if not devices["gpus"]:
         st.caption("Training runs on the CPU: choose small images and few epochs.")
+
+if entry is not None:
+    with st.expander("Model card (rendered from the model's metadata)"):
+        meta = app.model_metadata(entry.path, entry.mtime)
+        st.markdown(render_model_card({"name": Path(entry.path).stem, **meta}))
 
 st.subheader("What you can do")
 st.page_link("app_pages/diagnose.py", label="Diagnose: score X-rays and see Grad-CAM heatmaps")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import time
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import numpy as np
 import pytest
 from app_helpers import make_tiny_model
 from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
 from streamlit.testing.v1 import AppTest
 
 from cxr_core import jobs
@@ -107,6 +110,35 @@ def test_diagnose_reports_a_bad_file_by_name_and_analyses_the_others(app_env):
     assert labels == ["Download results (CSV)", "Download report (PNG)"]
 
 
+def dicom_with_patient_fields() -> bytes:
+    """A small MONOCHROME2 DICOM whose header names a (fictitious) patient."""
+    ds = Dataset()
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate = "Doe^Jane", "ID-12345", "20190101"
+    ds.Modality, ds.SOPClassUID, ds.SOPInstanceUID = "DX", "1.2.840.10008.5.1.4.1.1.1.1", "1.2.3"
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = 64, 80, 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = np.random.default_rng(1).integers(0, 4095, (64, 80), np.uint16).tobytes()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def test_diagnose_shows_technical_dicom_fields_and_no_patient_field(app_env):
+    at = open_page("app_pages/diagnose.py")
+    at.file_uploader[0].set_value(("chest.dcm", dicom_with_patient_fields(), "application/dicom"))
+    at.run()
+    assert not at.exception, at.exception
+    assert "chest.dcm: model output" in all_text(at)
+    fields = at.table[0].value
+    assert fields.loc["format", "value"] == "DICOM" and fields.loc["modality", "value"] == "DX"
+    shown = fields.to_string() + all_text(at)
+    assert "Doe" not in shown and "ID-12345" not in shown and "20190101" not in shown
+
+
 def test_dataset_page_shows_counts_weights_thumbnails_and_audit(app_env):
     at = open_page("app_pages/dataset.py")
     text = all_text(at)
@@ -150,6 +182,23 @@ def test_evaluate_gallery_filters_false_negatives(app_env):
     )
 
 
+def test_evaluate_compares_two_models_roc_curves_on_one_plot(
+    app_env, monkeypatch, tmp_path, tiny_dataset
+):
+    models = tmp_path / "two_models"
+    for name in ("first", "second"):
+        make_tiny_model(models, tiny_dataset, name=name)
+    monkeypatch.setenv("CXR_MODELS_DIR", str(models))
+    at = open_page("app_pages/evaluate.py")
+    at.sidebar.selectbox(key="compare_model").set_value(str(models / "second.keras")).run()
+    assert not at.exception, at.exception
+    specs = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    roc = next(spec for spec in specs if spec["layout"]["title"]["text"] == "ROC curve")
+    names = [trace.get("name", "") for trace in roc["data"]]
+    assert any(n.startswith("first (AUC") for n in names)
+    assert any(n.startswith("second (AUC") for n in names)
+
+
 def test_train_page_launches_a_run_refuses_a_second_and_shows_its_curves(app_env, tiny_dataset):
     at = open_page("app_pages/train.py")
     assert "No runs yet" in all_text(at)
@@ -178,3 +227,49 @@ def test_train_page_launches_a_run_refuses_a_second_and_shows_its_curves(app_env
     assert "**apptest**: finished" in text and "Finished: validation AUC" in text
     assert len(at.get("plotly_chart")) == 1  # loss, accuracy and AUC curves
     assert at.dataframe[0].value["run"].tolist() == ["apptest"]
+
+    next(b for b in at.button if b.label == "Use this model").click().run()
+    assert at.session_state["active_model"] == str(app_env / "apptest" / "model.keras")
+    at.switch_page("app_pages/diagnose.py").run()
+    assert at.sidebar.selectbox(key="model_picker").value == at.session_state["active_model"]
+
+
+def wait_for_state(run_dir: Path, states: tuple[str, ...], seconds: float = 150) -> dict:
+    deadline = time.monotonic() + seconds
+    while (run := jobs.read_run(run_dir))["state"] not in states:
+        assert time.monotonic() < deadline, f"run state stayed {run['state']}"
+        time.sleep(0.5)
+    return run
+
+
+def test_train_page_shows_the_error_of_a_failed_run(app_env, tmp_path):
+    root = tmp_path / "two_images"
+    for label in ("NORMAL", "PNEUMONIA"):
+        (root / "train" / label).mkdir(parents=True)
+        Image.fromarray(np.full((48, 48), 90, np.uint8)).save(root / "train" / label / "a.png")
+    at = open_page("app_pages/train.py")
+    at.sidebar.text_input(key="t_data").set_value(str(root))
+    at.sidebar.text_input(key="t_name").set_value("doomed")
+    next(b for b in at.button if b.label == "Launch training").click().run()
+    assert wait_for_state(app_env / "doomed", ("failed",))["error"]
+    at.run()
+    assert "The run failed: There are too few patients" in at.error[0].value
+
+
+def test_train_page_cancel_button_stops_a_run(app_env):
+    at = open_page("app_pages/train.py")
+    at.sidebar.text_input(key="t_name").set_value("long")
+    at.sidebar.select_slider(key="t_size").set_value(64)
+    at.sidebar.select_slider(key="t_batch").set_value(8)
+    at.sidebar.number_input(key="t_head_epochs").set_value(200)
+    at.sidebar.number_input(key="t_finetune_epochs").set_value(0)
+    at.sidebar.number_input(key="t_patience").set_value(50)
+    next(b for b in at.button if b.label == "Launch training").click().run()
+    wait_for_state(app_env / "long", ("running",))
+    at.run()
+    assert at.get("progress"), "an active run shows a progress bar"
+    next(b for b in at.button if b.label == "Cancel run").click().run()
+    assert "Stopping after the current batch..." in [i.value for i in at.info]
+    assert wait_for_state(app_env / "long", ("cancelled", "failed", "finished"))["state"] == (
+        "cancelled"
+    )
