@@ -33,16 +33,17 @@ def launch() -> None:
     s.t_name = f"run-{datetime.now():%Y%m%d-%H%M%S}"
 
 
+def backbone_changed() -> None:
+    """Start from ImageNet weights, except for small_cnn, which has none."""
+    s.t_weights = "none" if s.t_backbone == "small_cnn" else "imagenet"
+
+
 with st.sidebar:
     st.header("New training run")
     st.text_input("Run name", key="t_name")
     st.text_input("Dataset folder", key="t_data")
-    st.selectbox(
-        "Backbone",
-        list(BACKBONES),
-        key="t_backbone",
-        format_func=lambda name: f"{name}: {BACKBONES[name].description}",
-    )
+    st.selectbox("Backbone", list(BACKBONES), key="t_backbone", on_change=backbone_changed)
+    st.caption(BACKBONES[s.t_backbone].description)
     st.radio(
         "Starting weights",
         ["imagenet", "none", "file"],

@@ -273,3 +273,28 @@ def test_train_page_cancel_button_stops_a_run(app_env):
     assert wait_for_state(app_env / "long", ("cancelled", "failed", "finished"))["state"] == (
         "cancelled"
     )
+
+
+def test_train_page_starts_pretrained_backbones_from_imagenet_weights(app_env):
+    at = open_page("app_pages/train.py")
+    assert at.sidebar.radio(key="t_weights").value == "none"  # small_cnn, the CPU default
+    at.sidebar.selectbox(key="t_backbone").set_value("efficientnet_lite0").run()
+    assert at.sidebar.radio(key="t_weights").value == "imagenet"
+    assert "EfficientNet-Lite0" in " ".join(c.value for c in at.sidebar.caption)
+
+
+def test_training_estimate_scales_a_past_runs_speed_by_image_area(tiny_dataset):
+    import app_support
+    from cxr_core import data
+
+    config = app_support.run_config_from(
+        {**app_support.TRAIN_DEFAULTS, "t_data": str(tiny_dataset), "t_size": 64}
+    )
+    past = {
+        "name": "old",
+        "images_per_second": 10.0,
+        "config": {"model": {"backbone": "small_cnn", "image_size": 128}},
+    }
+    text = app_support.training_estimate(config, data.scan(tiny_dataset), [past])
+    # 24 train images less 15% = 20; 2 epochs; 10 images/s at 128 px = 40 at 64 px; +15%.
+    assert text.startswith("About 20 training images x 2 epochs: roughly 1 s at ~40 images/s")
