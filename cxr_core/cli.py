@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -125,6 +127,8 @@ def _import_tensorflow_quietly() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = build_parser().parse_args(argv)
+    if args.command == "train":
+        _record_early_sigterm(Path(args.out))
     _import_tensorflow_quietly()
     handler = {"scan": _scan, "train": _train, "evaluate": _evaluate, "predict": _predict}
     try:
@@ -228,6 +232,21 @@ def _train(args: argparse.Namespace) -> int:
         f"accuracy {result['accuracy']:.4f} at threshold {result['threshold']:.3f}"
     )
     return 0
+
+
+def _record_early_sigterm(run_dir: Path) -> None:
+    """Turn a SIGTERM that arrives before training starts into the run's STOP request.
+
+    Importing TensorFlow takes seconds; a cancel in that window would otherwise kill the
+    process and leave the run looking failed instead of cancelled.
+    """
+
+    def request_stop(*_: object) -> None:
+        if run_dir.is_dir():
+            (run_dir / "STOP").touch()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, request_stop)
 
 
 def _evaluate(args: argparse.Namespace) -> int:

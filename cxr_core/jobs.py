@@ -142,13 +142,21 @@ def start_run(runs_root: str | Path, name: str, config: RunConfig) -> dict[str, 
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env=_child_environment(),
             )
     except OSError as error:
         update_status(paths, state="failed", error=f"could not start: {error}")
         raise JobError(f"could not start training: {error}") from None
     update_status(paths, pid=process.pid)
     return read_run(paths.root)
+
+
+def _child_environment() -> dict[str, str]:
+    """The app's environment, with this package importable wherever the app was started."""
+    package_parent = str(Path(__file__).resolve().parents[1])
+    path = os.environ.get("PYTHONPATH", "")
+    python_path = os.pathsep.join(p for p in (package_parent, path) if p)
+    return {**os.environ, "PYTHONPATH": python_path, "PYTHONUNBUFFERED": "1"}
 
 
 def cancel_run(run_dir: str | Path) -> None:
@@ -162,6 +170,8 @@ def cancel_run(run_dir: str | Path) -> None:
         raise JobError(f"run '{paths.root.name}' is not running")
     paths.stop_file.touch()
     pid = status.get("pid")
-    if _process_alive(pid):
+    # A process still starting may not have its handler yet; the STOP file alone stops it
+    # at its first batch.
+    if status.get("state") != "starting" and _process_alive(pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)

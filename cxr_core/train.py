@@ -317,6 +317,8 @@ def train_run(
         run_dir: Run folder (created if needed); see :mod:`cxr_core.runs` for its files.
         config: The run's settings; ignored when resuming (``config.json`` is read instead).
         resume: Continue an interrupted or cancelled run from its last completed epoch.
+            A STOP file already present in a new run (a cancel that arrived while the
+            process was starting) cancels it at the first batch.
         status_interval: Seconds between ``status.json`` updates during an epoch.
 
     Returns:
@@ -329,7 +331,8 @@ def train_run(
     config = _load_config(paths, config, resume)
     paths.root.mkdir(parents=True, exist_ok=True)
     write_json_atomic(paths.config, config.to_dict())
-    paths.stop_file.unlink(missing_ok=True)
+    if resume:
+        paths.stop_file.unlink(missing_ok=True)  # the request that stopped the last attempt
     stop = _StopRequest(paths.stop_file)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, stop)

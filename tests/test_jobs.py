@@ -103,3 +103,24 @@ def test_a_dead_process_shows_as_failed(tmp_path: Path) -> None:
 def test_missing_run_reads_as_missing(tmp_path: Path) -> None:
     assert read_run(tmp_path / "nope")["state"] == "missing"
     assert list_runs(tmp_path / "nope") == []
+
+
+def test_cancel_right_after_launch_ends_cancelled_not_failed(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    start_run(tmp_path, "early", job_config(tiny_dataset, 50))
+    cancel_run(tmp_path / "early")
+    ended = wait_for(tmp_path / "early", ("cancelled", "failed", "finished"))
+    assert ended["state"] == "cancelled", ended.get("error")
+
+
+def test_runs_start_from_any_working_directory(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    start_run(tmp_path / "runs", "moved", job_config(tiny_dataset, 1))
+    ended = wait_for(tmp_path / "runs" / "moved", ("finished", "failed"))
+    assert ended["state"] == "finished", ended.get("error")

@@ -90,8 +90,6 @@ def test_a_stop_file_cancels_and_resume_finishes(tiny_dataset: Path, tmp_path: P
     run = tmp_path / "run"
     paths = RunPaths(run)
 
-    run.mkdir()
-    paths.stop_file.touch()  # removed at start: a fresh run must not obey a stale request
     # Cancel from inside: write the STOP file once the first history line exists.
     import cxr_core.train as train_module
 
