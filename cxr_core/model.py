@@ -17,7 +17,7 @@ import importlib
 import json
 import os
 import platform
-import tempfile
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -189,9 +189,10 @@ def write_json_atomic(path: str | Path, payload: Any) -> None:
     """Write ``payload`` as JSON to ``path`` through a temporary file and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # A plain open (not mkstemp, which makes the file private) keeps the usual permissions.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+        with open(temporary, "w", encoding="utf-8") as stream:
             json.dump(payload, stream, indent=2, sort_keys=True, default=_json_default)
             stream.write("\n")
         os.replace(temporary, path)
@@ -239,8 +240,9 @@ def save_model(model: keras.Model, path: str | Path, metadata: dict[str, Any]) -
     if path.suffix != ".keras":
         raise ModelLoadError(f"model path must end in .keras. Received: path={str(path)!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A fresh copy without the optimizer keeps the file a third of the size.
-    bare = keras.models.clone_model(model)
+    # A fresh, never-compiled copy: clone_model keeps the optimizer, whose Adam moments
+    # would more than double the file.
+    bare = keras.Model.from_config(model.get_config())
     bare.set_weights(model.get_weights())
     temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
     try:

@@ -2,8 +2,9 @@
 
     python scripts/bundle_model.py runs/NAME --name cxr_lite0 [--notes NOTES.md]
 
-Writes ``assets/models/<name>.keras``, ``<name>.json`` (the run's sidecar plus the training
-command, hardware and threshold rule in words) and ``MODEL_CARD.md`` rendered from that sidecar.
+Re-saves the model as ``assets/models/<name>.keras`` (weights only) with its sidecar
+``<name>.json`` (the run's, plus the training command, hardware and threshold rule in words),
+and writes ``MODEL_CARD.md`` rendered from that sidecar.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
 import sys
 from pathlib import Path
 
@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from cxr_core.config import RunConfig  # noqa: E402
-from cxr_core.model import read_metadata, write_json_atomic  # noqa: E402
+from cxr_core.model import load_model, save_model  # noqa: E402
 from cxr_core.model_card import render_model_card  # noqa: E402
 
 
@@ -75,7 +75,7 @@ def main() -> None:
     parser.add_argument("--hardware", default=None, help="override the hardware description")
     args = parser.parse_args()
 
-    metadata = read_metadata(args.run / "model.keras")
+    model, metadata = load_model(args.run / "model.keras")
     config = RunConfig.from_dict(metadata["run_config"])
     metadata["run_config"]["data_root"] = "DATA/chest_xray"
     metadata.update(
@@ -86,11 +86,8 @@ def main() -> None:
         intended_use="research and teaching demo; not a medical device",
     )
     target = REPO / "assets" / "models"
-    target.mkdir(parents=True, exist_ok=True)
-    temporary = target / f".{args.name}.tmp.keras"
-    shutil.copyfile(args.run / "model.keras", temporary)
-    write_json_atomic(target / f"{args.name}.json", metadata)
-    temporary.replace(target / f"{args.name}.keras")
+    # Re-saved (not copied) so that the bundle is weights only, whatever the run file holds.
+    save_model(model, target / f"{args.name}.keras", metadata)
     notes = args.notes.read_text(encoding="utf-8") if args.notes else ""
     card = render_model_card(metadata, notes)
     (target / "MODEL_CARD.md").write_text(card, encoding="utf-8")

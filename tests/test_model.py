@@ -129,3 +129,22 @@ def test_unreachable_imagenet_download_gives_one_clear_sentence(
     message = str(error.value)
     assert "no network connection" in message and "weights 'none'" in message
     assert "\n" not in message and "googleapis" not in message
+
+
+def test_saved_model_carries_no_optimizer_state(tmp_path: Path) -> None:
+    import zipfile
+
+    import h5py
+
+    model = _tiny_model()
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    images = np.zeros((4, 32, 32, 3), "float32")
+    model.fit(images, np.array([0, 1, 0, 1], "float32"), epochs=1, verbose=0)
+    path = save_model(
+        model, tmp_path / "m.keras", {"backbone": "small_cnn", "image_size": 32, "threshold": 0.5}
+    )
+    with zipfile.ZipFile(path) as archive:
+        archive.extract("model.weights.h5", tmp_path)
+    with h5py.File(tmp_path / "model.weights.h5") as weights:
+        assert "optimizer" not in weights
+    assert oct(sidecar_path(path).stat().st_mode & 0o777) != oct(0o600)
