@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its C++ start-up notices (oneDNN, CUDA probing) kept off stderr.
+    """Import TensorFlow and probe GPUs with the C++ notices (oneDNN, CUDA) kept off stderr.
 
     They are printed before TensorFlow's log level applies, so no environment variable hides
     them; they would bury the one ``error:`` line a user needs to read.
@@ -118,7 +118,10 @@ def _import_tensorflow_quietly() -> None:
     try:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)
-            import tensorflow  # noqa: F401
+            import tensorflow
+
+            # The first device query probes CUDA and logs a failure on machines without it.
+            tensorflow.config.list_physical_devices("GPU")
     finally:
         os.dup2(saved, 2)
         os.close(saved)
