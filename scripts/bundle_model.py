@@ -84,12 +84,12 @@ def main() -> None:
         threshold_rule_text=threshold_rule_text(config),
         hardware=args.hardware or hardware(),
         intended_use="research and teaching demo; not a medical device",
+        card_notes=args.notes.read_text(encoding="utf-8") if args.notes else "",
     )
     target = REPO / "assets" / "models"
     # Re-saved (not copied) so that the bundle is weights only, whatever the run file holds.
     save_model(model, target / f"{args.name}.keras", metadata)
-    notes = args.notes.read_text(encoding="utf-8") if args.notes else ""
-    card = render_model_card(metadata, notes)
+    card = render_model_card(metadata, metadata["card_notes"])
     (target / "MODEL_CARD.md").write_text(card, encoding="utf-8")
     size = sum((target / f"{args.name}{s}").stat().st_size for s in (".keras", ".json"))
     print(f"bundled {args.name}: {size / 2**20:.1f} MB in {target}")
