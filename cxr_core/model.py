@@ -85,7 +85,9 @@ def _build_backbone(
     module_name, function_name = spec.builder.split(":")
     builder = getattr(importlib.import_module(module_name), function_name)
     try:
-        return builder(include_top=False, weights=weights, input_tensor=inputs)
+        return builder(
+            include_top=False, weights=weights, input_tensor=inputs, input_shape=inputs.shape[1:]
+        )
     except WeightsUnavailableError:
         raise
     except Exception as error:
