@@ -338,7 +338,7 @@ def thumbnail(path: str, side: int = 160, border: tuple[int, int, int] | None = 
 
 #: Train page widget keys and their first values: a run that finishes in minutes on a CPU.
 TRAIN_DEFAULTS: dict[str, Any] = {
-    "t_data": "", "t_backbone": "small_cnn", "t_weights": "none", "t_weights_file": "",
+    "t_data": "", "t_backbone": "efficientnet_lite0", "t_weights": "imagenet", "t_weights_file": "",
     "t_size": 128, "t_head_epochs": 1, "t_finetune_epochs": 1, "t_batch": 32,
     "t_head_lr": 1e-3, "t_finetune_lr": 1e-4, "t_layers": 60, "t_class_weights": True,
     "t_augment": 1.0, "t_val_fraction": 0.15, "t_seed": 42, "t_limit": 300,

@@ -203,6 +203,7 @@ def test_train_page_launches_a_run_refuses_a_second_and_shows_its_curves(app_env
     at = open_page("app_pages/train.py")
     assert "No runs yet" in all_text(at)
     at.sidebar.text_input(key="t_name").set_value("apptest")
+    at.sidebar.selectbox(key="t_backbone").set_value("small_cnn").run()
     at.sidebar.select_slider(key="t_size").set_value(64)
     at.sidebar.select_slider(key="t_batch").set_value(8)
     at.sidebar.number_input(key="t_limit").set_value(0)
@@ -277,10 +278,14 @@ def test_train_page_cancel_button_stops_a_run(app_env):
 
 def test_train_page_starts_pretrained_backbones_from_imagenet_weights(app_env):
     at = open_page("app_pages/train.py")
-    assert at.sidebar.radio(key="t_weights").value == "none"  # small_cnn, the CPU default
-    at.sidebar.selectbox(key="t_backbone").set_value("efficientnet_lite0").run()
+    # The default quick run: ImageNet Lite0 at 128 px (about 40 s on 2 cores for 600 images).
+    assert at.sidebar.selectbox(key="t_backbone").value == "efficientnet_lite0"
     assert at.sidebar.radio(key="t_weights").value == "imagenet"
     assert "EfficientNet-Lite0" in " ".join(c.value for c in at.sidebar.caption)
+    at.sidebar.selectbox(key="t_backbone").set_value("small_cnn").run()
+    assert at.sidebar.radio(key="t_weights").value == "none"
+    at.sidebar.selectbox(key="t_backbone").set_value("mobilenet_v2").run()
+    assert at.sidebar.radio(key="t_weights").value == "imagenet"
 
 
 def test_training_estimate_scales_a_past_runs_speed_by_image_area(tiny_dataset):
@@ -288,7 +293,13 @@ def test_training_estimate_scales_a_past_runs_speed_by_image_area(tiny_dataset):
     from cxr_core import data
 
     config = app_support.run_config_from(
-        {**app_support.TRAIN_DEFAULTS, "t_data": str(tiny_dataset), "t_size": 64}
+        {
+            **app_support.TRAIN_DEFAULTS,
+            "t_data": str(tiny_dataset),
+            "t_size": 64,
+            "t_backbone": "small_cnn",
+            "t_weights": "none",
+        }
     )
     past = {
         "name": "old",
