@@ -149,7 +149,7 @@ def build_model(config: ModelConfig) -> keras.Model:
         # images, such slow running statistics left validation outputs constant for epochs.
         for layer in model.layers:
             if isinstance(layer, layers.BatchNormalization):
-                layer.momentum = 0.9
+                layer.momentum = min(layer.momentum, 0.9)
     return model
 
 

@@ -49,6 +49,9 @@ def test_scratch_models_use_fast_batchnorm_statistics() -> None:
     model = build_model(ModelConfig(backbone="mobilenet_v2", weights="none", image_size=32))
     norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert norms and all(layer.momentum == 0.9 for layer in norms)
+    small = build_model(ModelConfig(backbone="small_cnn", weights="none", image_size=32))
+    norms = [layer for layer in small.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and all(layer.momentum == 0.7 for layer in norms)  # never raised to 0.9
 
 
 def _tiny_model() -> keras.Model:

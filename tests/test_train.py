@@ -167,3 +167,19 @@ def test_an_undecodable_image_fails_the_run_with_a_data_error(
     with pytest.raises(DataError, match="could not be decoded"):
         train_run(tmp_path / "run", tiny_config(root, finetune_epochs=0))
     assert read_json(RunPaths(tmp_path / "run").status)["state"] == "failed"
+
+
+def test_a_short_scratch_run_on_real_images_gives_a_discriminating_validation_output(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    # 600 images, 19 steps: BatchNorm running statistics must catch up within the epoch, or the
+    # validation output is constant (AUC exactly 0.5), as it was at momentum 0.9.
+    config = RunConfig(
+        data_root=str(shared_data),
+        model=ModelConfig(backbone="small_cnn", weights="none", image_size=128),
+        data=DataConfig(limit_per_class=300, augment=0.0),
+        train=TrainConfig(head_epochs=1, finetune_epochs=0),
+    )
+    train_run(tmp_path / "run", config)
+    (epoch,) = read_history(RunPaths(tmp_path / "run"))
+    assert epoch["val_auc"] > 0.8
