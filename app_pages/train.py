@@ -140,7 +140,9 @@ st.subheader("Monitor")
 if not runs:
     st.info("No runs yet: set up a run in the sidebar and press Launch training.")
     st.stop()
-paths = {run["path"]: f"{run['name']} ({run['state']})" for run in runs}
+# Names only: a keyed selectbox keeps the labels it first showed, so a state in them goes stale;
+# the state is shown below the picker instead.
+paths = {run["path"]: run["name"] for run in runs}
 active = jobs.active_run(app.runs_dir())
 if s.get(SHOWN_RUN) not in paths:
     s[SHOWN_RUN] = active["path"] if active else runs[0]["path"]
