@@ -162,7 +162,7 @@ def _scan(args: argparse.Namespace) -> int:
         "images": len(table),
         "counts": {split: row.to_dict() for split, row in counts.iterrows()},
         "imbalance_ratio": imbalance,
-        "class_weights": {_class_name(k): v for k, v in weights.items()},
+        "class_weights": {CLASS_NAMES[k]: v for k, v in weights.items()},
     }
     if args.duplicates:
         summary["duplicate_files"] = len(data.duplicate_groups(data.add_content_hashes(table)))
@@ -178,10 +178,6 @@ def _scan(args: argparse.Namespace) -> int:
     if args.duplicates:
         print(f"exact duplicate files: {summary['duplicate_files']}")
     return 0
-
-
-def _class_name(index: int) -> str:
-    return CLASS_NAMES[index]
 
 
 def _run_config(args: argparse.Namespace) -> RunConfig | None:
@@ -254,7 +250,8 @@ def _record_early_sigterm(run_dir: Path) -> None:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from . import data, evaluate
-    from .model import load_model, predict_scores
+    from .eval_sets import predict_table
+    from .model import load_model
 
     model, metadata = load_model(args.model)
     table = data.scan(args.data)
@@ -262,11 +259,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if subset.empty:
         found = ", ".join(sorted(table["split"].unique()))
         raise DataError(f"split '{args.split}' not found in {args.data} (found: {found})")
-    dataset = data.make_dataset(
-        subset, metadata["image_size"], DataConfig(batch_size=args.batch_size, cache=False), False
-    )
     labels = subset["label_index"].to_numpy()
-    scores = predict_scores(model, dataset)
+    scores = predict_table(model, subset, int(metadata["image_size"]), args.batch_size)
     report = evaluate.evaluation_report(
         labels, scores, float(metadata["threshold"]), n_resamples=args.bootstrap
     )

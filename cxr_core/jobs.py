@@ -18,8 +18,7 @@ from typing import Any
 
 from .config import RunConfig
 from .errors import JobError
-from .model import write_json_atomic
-from .runs import RunPaths, now_iso, read_history, read_json, update_status
+from .runs import RunPaths, now_iso, read_history, read_json, update_status, write_json_atomic
 
 __all__ = [
     "ACTIVE_STATES",

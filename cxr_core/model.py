@@ -17,7 +17,6 @@ import importlib
 import json
 import os
 import platform
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from keras import layers
 
 from .config import CLASS_NAMES, BackboneSpec, ModelConfig, backbone_spec
 from .errors import DataError, ModelLoadError, WeightsUnavailableError
+from .runs import write_json_atomic
 
 __all__ = [
     "HEAD_LAYER_NAMES",
@@ -38,7 +38,6 @@ __all__ = [
     "predict_scores",
     "save_model",
     "sidecar_path",
-    "write_json_atomic",
 ]
 
 HEAD_LAYER_NAMES = ("pool", "dropout", "logit", "probability")
@@ -185,32 +184,6 @@ def predict_scores(model: keras.Model, dataset: tf.data.Dataset) -> np.ndarray:
 def sidecar_path(model_path: str | Path) -> Path:
     """Return the JSON metadata path that belongs to ``model_path``."""
     return Path(model_path).with_suffix(".json")
-
-
-def write_json_atomic(path: str | Path, payload: Any) -> None:
-    """Write ``payload`` as JSON to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A plain open (not mkstemp, which makes the file private) keeps the usual permissions.
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8") as stream:
-            json.dump(payload, stream, indent=2, sort_keys=True, default=_json_default)
-            stream.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def library_versions() -> dict[str, str]:

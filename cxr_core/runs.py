@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .model import write_json_atomic
+import numpy as np
 
 __all__ = [
     "RUN_STATES",
@@ -35,6 +36,7 @@ __all__ = [
     "read_history",
     "read_json",
     "update_status",
+    "write_json_atomic",
 ]
 
 RUN_STATES = ("starting", "preparing", "running", "finished", "failed", "cancelled")
@@ -95,6 +97,32 @@ class RunPaths:
 def now_iso() -> str:
     """Return the current UTC time as an ISO 8601 string (seconds)."""
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def write_json_atomic(path: str | Path, payload: Any) -> None:
+    """Write ``payload`` as JSON to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A plain open (not mkstemp, which makes the file private) keeps the usual permissions.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(temporary, "w", encoding="utf-8") as stream:
+            json.dump(payload, stream, indent=2, sort_keys=True, default=_json_default)
+            stream.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -27,8 +27,16 @@ from . import data, evaluate
 from .config import CLASS_NAMES, RunConfig, backbone_spec
 from .devices import configure_devices, describe_devices, select_strategy
 from .errors import CXRError, DataError
-from .model import backbone_layers, build_model, predict_scores, save_model, write_json_atomic
-from .runs import RunPaths, append_history, now_iso, read_history, read_json, update_status
+from .model import backbone_layers, build_model, predict_scores, save_model
+from .runs import (
+    RunPaths,
+    append_history,
+    now_iso,
+    read_history,
+    read_json,
+    update_status,
+    write_json_atomic,
+)
 
 __all__ = [
     "Phase",

@@ -17,8 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import tensorflow as tf  # noqa: E402
 
-from cxr_core import data, evaluate  # noqa: E402
-from cxr_core.config import DataConfig, RunConfig  # noqa: E402
+from cxr_core import data, eval_sets, evaluate  # noqa: E402
+from cxr_core.config import DataConfig  # noqa: E402
 from cxr_core.model import load_model, predict_scores  # noqa: E402
 
 CHANGES = {
@@ -37,8 +37,8 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     args = parser.parse_args()
     model, metadata = load_model(args.model)
-    config = RunConfig.from_dict({**metadata["run_config"], "data_root": args.data})
-    _, val, _ = data.resolve_splits(data.scan(args.data), config.data)
+    sets = eval_sets.evaluation_sets(data.scan(args.data), metadata)
+    val = next(s.table for s in sets if s.key == eval_sets.VALIDATION)
     plain = data.make_dataset(
         val, metadata["image_size"], DataConfig(batch_size=32, cache=True), training=False
     )
