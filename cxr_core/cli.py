@@ -53,6 +53,8 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--weights", default=m.weights, help="imagenet, none or a weights file")
     train.add_argument("--image-size", type=int, default=m.image_size)
     train.add_argument("--dropout", type=float, default=m.dropout)
+    train.add_argument("--contrast", default=m.contrast, choices=("clahe", "none"))
+    train.add_argument("--clahe-clip-limit", type=float, default=m.clahe_clip_limit)
     train.add_argument("--epochs", type=int, default=t.head_epochs, help="head (phase 1) epochs")
     train.add_argument("--finetune-epochs", type=int, default=t.finetune_epochs)
     train.add_argument("--lr", type=float, default=t.head_learning_rate)
@@ -63,9 +65,20 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--patience", type=int, default=t.early_stopping_patience)
     train.add_argument("--threshold-rule", default=t.threshold_rule)
     train.add_argument("--target-sensitivity", type=float, default=t.target_sensitivity)
+    train.add_argument(
+        "--threshold-scores", default=t.threshold_scores, choices=("stressed", "clean")
+    )
+    train.add_argument("--calibration", default=t.calibration, choices=("platt", "none"))
+    train.add_argument("--no-input-gate", action="store_true", help="do not fit the input check")
     train.add_argument("--distribute", default=t.distribute, help="auto, none or mirrored")
     train.add_argument("--batch-size", type=int, default=d.batch_size)
     train.add_argument("--augment", type=float, default=d.augment, help="0 off .. 2 strong")
+    train.add_argument(
+        "--acquisition-augment",
+        type=float,
+        default=d.acquisition_augment,
+        help="blur/sharpen, resampling, JPEG, noise: 0 off .. 2 strong",
+    )
     train.add_argument("--horizontal-flip", action="store_true")
     train.add_argument("--val-fraction", type=float, default=d.val_fraction)
     train.add_argument("--seed", type=int, default=d.seed)
@@ -193,12 +206,20 @@ def _run_config(args: argparse.Namespace) -> RunConfig | None:
         raise ConfigError("--data is required unless --resume or --config is given")
     return RunConfig(
         data_root=str(Path(args.data).resolve()),
-        model=ModelConfig(args.backbone, args.weights, args.image_size, args.dropout),
+        model=ModelConfig(
+            args.backbone,
+            args.weights,
+            args.image_size,
+            args.dropout,
+            contrast=args.contrast,
+            clahe_clip_limit=args.clahe_clip_limit,
+        ),
         data=DataConfig(
             val_fraction=args.val_fraction,
             seed=args.seed,
             batch_size=args.batch_size,
             augment=args.augment,
+            acquisition_augment=args.acquisition_augment,
             horizontal_flip=args.horizontal_flip,
             limit_per_class=args.limit_per_class,
             cache=not args.no_cache,
@@ -214,6 +235,9 @@ def _run_config(args: argparse.Namespace) -> RunConfig | None:
             early_stopping_patience=args.patience,
             threshold_rule=args.threshold_rule,
             target_sensitivity=args.target_sensitivity,
+            threshold_scores=args.threshold_scores,
+            calibration=args.calibration,
+            input_gate=not args.no_input_gate,
             distribute=args.distribute,
         ),
     )

@@ -18,6 +18,8 @@ from .errors import ConfigError
 __all__ = [
     "BACKBONES",
     "CLASS_NAMES",
+    "CONTRAST_MODES",
+    "LEGACY_DEFAULTS",
     "BackboneSpec",
     "DataConfig",
     "ModelConfig",
@@ -31,6 +33,9 @@ CLASS_NAMES: tuple[str, str] = ("NORMAL", "PNEUMONIA")
 
 #: Input scaling a backbone's weights expect; applied inside the model on raw 0-255 pixels.
 PREPROCESSING_MODES = ("tf", "torch", "caffe", "none", "unit")
+
+#: Contrast normalisation a model applies to its input (its first layer).
+CONTRAST_MODES = ("clahe", "none")
 
 
 @dataclass(frozen=True)
@@ -147,12 +152,20 @@ class ModelConfig:
             ``"none"`` (random initialisation) or the path of a weights file.
         image_size: Side of the square input in pixels.
         dropout: Dropout rate before the final linear layer, in [0, 1).
+        contrast: ``"clahe"``: contrast-limited adaptive histogram equalisation as the model's
+            first layer (see :mod:`cxr_core.contrast`), so training and prediction share it;
+            ``"none"``: raw pixels (models saved before this setting existed).
+        clahe_clip_limit: CLAHE contrast limit (OpenCV's ``clipLimit``), in (0, 40].
+        clahe_tiles: CLAHE grid tiles along each side, from 1 to 32.
     """
 
     backbone: str = "efficientnet_lite0"
     weights: str = "imagenet"
     image_size: int = 224
     dropout: float = 0.2
+    contrast: str = "clahe"
+    clahe_clip_limit: float = 2.0
+    clahe_tiles: int = 8
 
     def __post_init__(self) -> None:
         spec = backbone_spec(self.backbone)
@@ -174,6 +187,19 @@ class ModelConfig:
             self.dropout,
             "a number in [0, 1)",
         )
+        _require(self.contrast in CONTRAST_MODES, "contrast", self.contrast, "'clahe' or 'none'")
+        _require(
+            _is_number(self.clahe_clip_limit) and 0 < self.clahe_clip_limit <= 40,
+            "clahe_clip_limit",
+            self.clahe_clip_limit,
+            "a number in (0, 40]",
+        )
+        _require(
+            _is_int(self.clahe_tiles) and 1 <= self.clahe_tiles <= min(32, self.image_size),
+            "clahe_tiles",
+            self.clahe_tiles,
+            "an integer from 1 to 32, at most the image size",
+        )
 
     @property
     def pretrained(self) -> bool:
@@ -192,7 +218,10 @@ class DataConfig:
             patient-grouped split of train is used instead.
         seed: Seed for the split, shuffling and augmentation.
         batch_size: Images per training step.
-        augment: Augmentation strength; 0 turns it off, 1 is the default, up to 2.
+        augment: Geometry and exposure augmentation strength; 0 turns it off, 1 is the
+            default, up to 2.
+        acquisition_augment: Sharpness, resolution, JPEG and noise augmentation strength
+            (see :data:`cxr_core.augment.ACQUISITION_AT_STRENGTH_1`); 0 off, up to 2.
         horizontal_flip: Mirror images during augmentation (off: the heart is on the left).
         limit_per_class: Use at most this many train images of each class (quick trials).
         cache: Keep decoded images in memory after the first epoch.
@@ -203,6 +232,7 @@ class DataConfig:
     seed: int = 42
     batch_size: int = 32
     augment: float = 1.0
+    acquisition_augment: float = 1.0
     horizontal_flip: bool = False
     limit_per_class: int | None = None
     cache: bool = True
@@ -231,6 +261,12 @@ class DataConfig:
             _is_number(self.augment) and 0 <= self.augment <= 2,
             "augment",
             self.augment,
+            "a number in [0, 2]",
+        )
+        _require(
+            _is_number(self.acquisition_augment) and 0 <= self.acquisition_augment <= 2,
+            "acquisition_augment",
+            self.acquisition_augment,
             "a number in [0, 2]",
         )
         _require(
@@ -270,6 +306,13 @@ class TrainConfig:
         threshold_rule: ``"youden"`` (maximise sensitivity + specificity) or
             ``"sensitivity"`` (the highest threshold reaching ``target_sensitivity``).
         target_sensitivity: Used by the ``"sensitivity"`` rule, in (0, 1].
+        threshold_scores: Which validation scores the threshold rule sees: ``"stressed"``
+            (the clean scores pooled with those under every perturbation of the stress suite,
+            :mod:`cxr_core.stress`, so the operating point holds under shift) or ``"clean"``.
+        calibration: ``"platt"``: fit ``sigmoid(a * logit + b)`` on the same validation scores
+            and fold it into the model's logit layer; ``"none"``: keep the raw probabilities.
+        input_gate: Fit the "is this a frontal chest X-ray?" check (:mod:`cxr_core.gate`) on
+            the train images' features and store it beside the model.
         distribute: ``"auto"`` (MirroredStrategy when several GPUs are visible), ``"none"``
             or ``"mirrored"`` (every visible GPU, or every logical CPU when there is none).
     """
@@ -284,6 +327,9 @@ class TrainConfig:
     early_stopping_patience: int = 3
     threshold_rule: str = "youden"
     target_sensitivity: float = 0.95
+    threshold_scores: str = "stressed"
+    calibration: str = "platt"
+    input_gate: bool = True
     distribute: str = "auto"
 
     def __post_init__(self) -> None:
@@ -330,11 +376,33 @@ class TrainConfig:
             "a number in (0, 1]",
         )
         _require(
+            self.threshold_scores in ("stressed", "clean"),
+            "threshold_scores",
+            self.threshold_scores,
+            "'stressed' or 'clean'",
+        )
+        _require(
+            self.calibration in ("platt", "none"),
+            "calibration",
+            self.calibration,
+            "'platt' or 'none'",
+        )
+        _require(isinstance(self.input_gate, bool), "input_gate", self.input_gate, "true or false")
+        _require(
             self.distribute in ("auto", "none", "mirrored"),
             "distribute",
             self.distribute,
             "'auto', 'none' or 'mirrored'",
         )
+
+
+#: Values for settings that a configuration written before they existed lacks: what that
+#: run actually did, so that ``--resume`` of an older run keeps its recipe.
+LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "model": {"contrast": "none"},
+    "data": {"acquisition_augment": 0.0},
+    "train": {"threshold_scores": "clean", "calibration": "none", "input_gate": False},
+}
 
 
 @dataclass(frozen=True)
@@ -362,11 +430,15 @@ class RunConfig:
     def from_dict(cls, values: dict[str, Any]) -> RunConfig:
         """Rebuild a RunConfig from :meth:`to_dict` output; unknown keys raise ConfigError."""
         try:
+            sections = {
+                name: {**LEGACY_DEFAULTS[name], **values.get(name, {})}
+                for name in ("model", "data", "train")
+            }
             return cls(
                 data_root=str(Path(values["data_root"])),
-                model=ModelConfig(**values.get("model", {})),
-                data=DataConfig(**values.get("data", {})),
-                train=TrainConfig(**values.get("train", {})),
+                model=ModelConfig(**sections["model"]),
+                data=DataConfig(**sections["data"]),
+                train=TrainConfig(**sections["train"]),
             )
         except (KeyError, TypeError) as error:
             raise ConfigError(f"run configuration is malformed: {error}") from None

@@ -400,7 +400,7 @@ def make_dataset(
 
     read -> decode (greyscale) -> :func:`~cxr_core.preprocess.to_model_input` -> cache (if
     ``data_config.cache``) -> [training: shuffle, reshuffled each epoch] -> batch ->
-    [training with ``augment > 0``: :func:`make_augmenter`] -> prefetch. Without training, the
+    [training with ``augment`` or ``acquisition_augment`` > 0: :func:`make_augmenter`] -> prefetch. Without training, the
     order is the table's. JPEG and PNG files only.
 
     Args:
@@ -442,9 +442,12 @@ def make_dataset(
         dataset = dataset.shuffle(buffer, seed=data_config.seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(data_config.batch_size)
     augmenter = None
-    if training and data_config.augment > 0:
+    if training and (data_config.augment > 0 or data_config.acquisition_augment > 0):
         augmenter = make_augmenter(
-            data_config.augment, data_config.horizontal_flip, seed=data_config.seed
+            data_config.augment,
+            data_config.horizontal_flip,
+            seed=data_config.seed,
+            acquisition=data_config.acquisition_augment,
         )
     dataset = dataset.map(
         lambda images, labels: (_to_model_batch(images, augmenter), labels),

@@ -2,9 +2,9 @@
 
 The model is one flat Keras graph so that Grad-CAM can reach any inner layer::
 
-    image (raw 0-255, H x W x 3) -> backbone's own input scaling -> keras.applications backbone
-    (include_top=False) -> global average pooling -> dropout -> Dense(1) "logit" -> sigmoid
-    "probability"
+    image (raw 0-255, H x W x 3) -> [CLAHE] -> backbone's own input scaling ->
+    keras.applications backbone (include_top=False) -> global average pooling -> dropout ->
+    Dense(1) "logit" -> sigmoid "probability"
 
 Every saved model has a JSON sidecar beside it (same name, ``.json``) with what the app and the
 command line need to use it honestly: class names, image size, backbone, decision threshold,
@@ -27,6 +27,7 @@ import tensorflow as tf
 from keras import layers
 
 from .config import CLASS_NAMES, BackboneSpec, ModelConfig, backbone_spec
+from .contrast import CLAHE
 from .errors import DataError, ModelLoadError, WeightsUnavailableError
 from .runs import write_json_atomic
 
@@ -136,7 +137,10 @@ def build_model(config: ModelConfig) -> keras.Model:
     weights = _resolve_weights(config)
     size = config.image_size
     inputs = keras.Input((size, size, 3), name="image")
-    scaled = _preprocessing(spec.preprocessing, inputs)
+    pixels = inputs
+    if config.contrast == "clahe":
+        pixels = CLAHE(config.clahe_clip_limit, config.clahe_tiles, name="preprocess_clahe")(inputs)
+    scaled = _preprocessing(spec.preprocessing, pixels)
     backbone = _build_backbone(spec, weights, scaled)
     x = layers.GlobalAveragePooling2D(name="pool")(backbone.output)
     x = layers.Dropout(config.dropout, name="dropout")(x)
@@ -279,3 +283,4 @@ def load_model(path: str | Path) -> tuple[keras.Model, dict[str, Any]]:
 def _register_custom_objects() -> None:
     """Import the modules whose layers a saved model may reference."""
     importlib.import_module("cxr_core.small_cnn")
+    importlib.import_module("cxr_core.contrast")
