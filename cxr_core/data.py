@@ -400,8 +400,8 @@ def make_dataset(
 
     read -> decode (greyscale) -> :func:`~cxr_core.preprocess.to_model_input` -> cache (if
     ``data_config.cache``) -> [training: shuffle, reshuffled each epoch] -> batch ->
-    [training with ``augment`` or ``acquisition_augment`` > 0: :func:`make_augmenter`] -> prefetch. Without training, the
-    order is the table's. JPEG and PNG files only.
+    [training with ``augment`` or ``acquisition_augment`` > 0: :func:`make_augmenter`] ->
+    prefetch. Without training, the order is the table's. JPEG and PNG files only.
 
     Args:
         table: A :func:`scan` table (or part of one), non-empty.

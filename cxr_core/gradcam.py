@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from .config import CLASS_NAMES
 from .errors import ConfigError, InvalidImageError, ModelLoadError
+from .gate import InputCheck, InputGate, gate_path, load_gate, pixel_problem
 from .preprocess import to_model_input
 
 __all__ = ["METHODS", "Prediction", "Predictor", "find_last_conv_layer", "overlay"]
@@ -60,18 +61,24 @@ class Prediction:
         threshold: The model's decision threshold on ``probability``.
         heatmap: ``(H, W)`` float32 in [0, 1] at the input image's size, explaining ``label``;
             ``None`` when only a prediction was asked for.
+        input_check: Whether the image looks like a frontal chest X-ray
+            (:class:`cxr_core.gate.InputCheck`); a refused image's verdict must not be shown
+            as one. ``accepted`` is True with no reason when the model has no input check
+            and the pixel checks pass.
     """
 
     probability: float
     label: str
     threshold: float
     heatmap: np.ndarray | None = None
+    input_check: InputCheck = InputCheck(True)
 
     def __repr__(self) -> str:
         heatmap = None if self.heatmap is None else f"<{self.heatmap.shape} float32>"
         return (
             f"Prediction(probability={self.probability:.4f}, label={self.label!r}, "
-            f"threshold={self.threshold:.4f}, heatmap={heatmap})"
+            f"threshold={self.threshold:.4f}, heatmap={heatmap}, "
+            f"accepted={self.input_check.accepted})"
         )
 
 
@@ -132,6 +139,8 @@ class Predictor:
             the model's input side), ``class_names`` and ``last_conv_layer`` are used.
         layer_name: The layer to explain; overrides ``metadata["last_conv_layer"]``, which
             overrides :func:`find_last_conv_layer`.
+        gate: The model's fitted input check (:mod:`cxr_core.gate`), or None for pixel
+            checks only.
 
     Raises:
         ModelLoadError: The model has no ``logit`` layer, or its metadata is unusable.
@@ -139,9 +148,14 @@ class Predictor:
     """
 
     def __init__(
-        self, model: keras.Model, metadata: dict[str, Any], layer_name: str | None = None
+        self,
+        model: keras.Model,
+        metadata: dict[str, Any],
+        layer_name: str | None = None,
+        gate: InputGate | None = None,
     ) -> None:
         self._model = model
+        self._gate = gate
         self._metadata = dict(metadata)
         self._threshold, self._image_size, self._class_names = _read_metadata(model, metadata)
         self._layer_name = _resolve_layer(model, self._metadata, layer_name)
@@ -150,8 +164,10 @@ class Predictor:
         except ValueError:
             raise ModelLoadError("The model has no layer named 'logit' to explain.") from None
         conv = model.get_layer(self._layer_name)
+        features = _pooled_output(model)
         # Built once: a new keras.Model per call would leak graphs and cost a rebuild each time.
-        self._gradient_model = keras.Model(model.inputs, [conv.output, logit.output])
+        self._gradient_model = keras.Model(model.inputs, [conv.output, logit.output, features])
+        self._scoring_model = keras.Model(model.inputs, [logit.output, features])
         self._traces = {"predict": 0, "explain": 0}
         signature = [tf.TensorSpec((None, None), tf.uint8)]
         self._predict_step = tf.function(self._predict_graph, input_signature=signature)
@@ -167,7 +183,17 @@ class Predictor:
         from .model import load_model
 
         model, metadata = load_model(path)
-        return cls(model, metadata, layer_name=layer_name)
+        gate = None
+        entry = metadata.get("input_gate")
+        if isinstance(entry, dict):
+            feature_size = int(_pooled_output(model).shape[-1])
+            gate = load_gate(gate_path(path), feature_size)
+        return cls(model, metadata, layer_name=layer_name, gate=gate)
+
+    @property
+    def has_gate(self) -> bool:
+        """Whether the model has a fitted feature check (pixel checks always run)."""
+        return self._gate is not None
 
     @property
     def threshold(self) -> float:
@@ -199,25 +225,33 @@ class Predictor:
         """How often each compiled step was traced: 1 each once used; more means retracing."""
         return dict(self._traces)
 
-    def predict(self, pixels: np.ndarray) -> Prediction:
+    def predict(self, pixels: np.ndarray, colour: float = 0.0) -> Prediction:
         """Score one image without a heatmap (the fast path).
 
         Args:
             pixels: ``(H, W)`` uint8 greyscale, 0-255 (``DecodedImage.pixels``); ``(H, W, 3)``
                 RGB and float arrays in [0, 255] are converted.
+            colour: The file's mean chroma (``DecodedImage.info["colour"]``), for the input
+                check; an RGB ``pixels`` array is measured itself.
 
         Returns:
             A :class:`Prediction` whose ``heatmap`` is None.
         """
-        probability = float(self._predict_step(_as_grey_uint8(pixels)))
-        return self._verdict(probability, None)
+        colour = max(colour, _chroma(pixels))
+        grey = _as_grey_uint8(pixels)
+        probability, features = self._predict_step(grey)
+        check = self._check(grey, colour, features.numpy())
+        return self._verdict(float(probability), None, check)
 
-    def explain(self, pixels: np.ndarray, method: str = "gradcam") -> Prediction:
+    def explain(
+        self, pixels: np.ndarray, method: str = "gradcam", colour: float = 0.0
+    ) -> Prediction:
         """Score one image and explain the predicted class with a heatmap.
 
         Args:
             pixels: ``(H, W)`` uint8 greyscale, 0-255, as for :meth:`predict`.
             method: ``"gradcam"`` or ``"gradcam++"``.
+            colour: As for :meth:`predict`.
 
         Returns:
             A :class:`Prediction` with a ``(H, W)`` float32 heatmap in [0, 1] (all zeros where
@@ -228,37 +262,66 @@ class Predictor:
         """
         if method not in METHODS:
             raise ConfigError(f"method must be one of {', '.join(METHODS)}. Received: {method!r}")
+        colour = max(colour, _chroma(pixels))
         grey = _as_grey_uint8(pixels)
-        probability, activations, gradients = self._explain_step(grey)
-        verdict = self._verdict(float(probability), None)
+        probability, activations, gradients, features = self._explain_step(grey)
+        check = self._check(grey, colour, features.numpy())
+        verdict = self._verdict(float(probability), None, check)
         # d(-logit)/dA = -d(logit)/dA: NORMAL is explained without a second backward pass.
         sign = 1.0 if verdict.label == self._class_names[1] else -1.0
         weigh = _gradcam_plus_plus if method == "gradcam++" else _gradcam
         cam = weigh(activations.numpy(), sign * gradients.numpy())
-        return self._verdict(verdict.probability, _to_heatmap(cam, grey.shape))
+        return self._verdict(verdict.probability, _to_heatmap(cam, grey.shape), check)
 
-    def _verdict(self, probability: float, heatmap: np.ndarray | None) -> Prediction:
+    def _check(self, grey: np.ndarray, colour: float, features: np.ndarray) -> InputCheck:
+        problem = pixel_problem(grey, colour)
+        if problem is not None:
+            return InputCheck(False, problem)
+        return InputCheck(True) if self._gate is None else self._gate.check(features)
+
+    def _verdict(
+        self, probability: float, heatmap: np.ndarray | None, check: InputCheck
+    ) -> Prediction:
         index = 1 if probability >= self._threshold else 0
-        return Prediction(probability, self._class_names[index], self._threshold, heatmap)
+        label = self._class_names[index]
+        return Prediction(probability, label, self._threshold, heatmap, check)
 
     def _model_input(self, pixels: tf.Tensor) -> tf.Tensor:
         return to_model_input(pixels, self._image_size)[tf.newaxis]
 
-    def _predict_graph(self, pixels: tf.Tensor) -> tf.Tensor:
+    def _predict_graph(self, pixels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         self._traces["predict"] += 1  # Python side effect: runs only while tracing
-        return self._model(self._model_input(pixels), training=False)[0, 0]
+        logit, features = self._scoring_model(self._model_input(pixels), training=False)
+        return tf.sigmoid(tf.cast(logit[0, 0], tf.float32)), features[0]
 
-    def _explain_graph(self, pixels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    def _explain_graph(self, pixels: tf.Tensor) -> tuple[tf.Tensor, ...]:
         self._traces["explain"] += 1
         inputs = self._model_input(pixels)
         with tf.GradientTape() as tape:
             # Watching the input records every op, so the gradient reaches the layer even
             # when the model's weights are frozen.
             tape.watch(inputs)
-            activations, logit = self._gradient_model(inputs, training=False)
+            activations, logit, features = self._gradient_model(inputs, training=False)
         gradients = tape.gradient(logit, activations)
         probability = tf.sigmoid(tf.cast(logit[0, 0], tf.float32))
-        return probability, activations[0], gradients[0]
+        return probability, activations[0], gradients[0], features[0]
+
+
+def _pooled_output(model: keras.Model) -> keras.KerasTensor:
+    """The pooled features the input check measures: the ``pool`` layer, else the logit's input."""
+    names = {layer.name for layer in model.layers}
+    if "pool" in names:
+        return model.get_layer("pool").output
+    return model.get_layer("logit").input
+
+
+def _chroma(pixels: np.ndarray) -> float:
+    """Mean chroma of an RGB(A) array as a share of 255; 0 for grey arrays."""
+    array = np.asarray(pixels)
+    if array.ndim != 3 or array.shape[-1] not in (3, 4):
+        return 0.0
+    rgb = array[..., :3].astype(np.float32)
+    return float((rgb.max(axis=-1) - rgb.min(axis=-1)).mean() / 255.0)
 
 
 def _read_metadata(model: keras.Model, metadata: dict[str, Any]) -> tuple[float, int, tuple]:

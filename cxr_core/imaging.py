@@ -114,13 +114,14 @@ class DecodedImage:
         pixels: ``(H, W)`` uint8 greyscale, 0-255, bone bright, upright (EXIF applied);
             read-only (copy it to draw on it).
         info: Technical fields only: ``format`` ("JPEG", "PNG", "DICOM"), ``width``,
-            ``height``, ``bit_depth`` and ``mode`` (Pillow mode) or, for DICOM,
+            ``height``, ``bit_depth``, ``mode`` (Pillow mode) and ``colour`` (mean chroma of
+            the stored pixels as a share of 255; 0 for grey files) or, for DICOM,
             ``photometric_interpretation``, ``modality``, ``view_position``, ``frames``,
             ``transfer_syntax``; ``note`` when something was done worth saying.
     """
 
     pixels: np.ndarray
-    info: dict[str, str | int] = field(default_factory=dict)
+    info: dict[str, str | int | float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Read-only like the dataclass: a cached upload cannot be changed by one of its users.
@@ -266,16 +267,27 @@ def _decode_raster(data: bytes, name: str) -> DecodedImage:
     if orientation in _ORIENTATIONS:
         grey = np.asarray(Image.fromarray(grey).transpose(_ORIENTATIONS[orientation]))
         notes.append("EXIF orientation applied")
-    info: dict[str, str | int] = {
+    info: dict[str, str | int | float] = {
         "format": name,
         "width": int(grey.shape[1]),
         "height": int(grey.shape[0]),
         "bit_depth": 16 if sixteen_bit else 8,
         "mode": mode,
+        "colour": _colourfulness(image),
     }
     if notes:
         info["note"] = "; ".join(notes)
     return DecodedImage(np.ascontiguousarray(grey), info)
+
+
+def _colourfulness(image: Image.Image) -> float:
+    """Mean chroma (max - min of R, G, B) as a share of 255 on a small copy; 0 for grey modes."""
+    if image.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"):
+        return 0.0
+    small = image.copy()
+    small.thumbnail((256, 256))
+    rgb = np.asarray(small.convert("RGB"), dtype=np.float32)
+    return round(float((rgb.max(axis=-1) - rgb.min(axis=-1)).mean() / 255.0), 4)
 
 
 def _has_alpha(image: Image.Image) -> bool:

@@ -5,7 +5,8 @@ Phase ``head`` trains the new classification head on a frozen pretrained backbon
 BatchNormalization layer stays frozen (unfrozen, their statistics drift on small batches of a
 new domain and undo the pretrained features). A backbone without pretrained weights trains
 whole in one ``scratch`` phase. Early stopping and the best checkpoint follow validation AUC;
-the decision threshold is then chosen on the validation split and saved with the model.
+then :func:`cxr_core.finalize.finalize_model` calibrates the model, chooses the decision
+threshold on the validation split pooled over the stress suite, and fits the input check.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from . import data, evaluate
+from . import data
 from .config import CLASS_NAMES, RunConfig, backbone_spec
 from .devices import configure_devices, describe_devices, select_strategy
 from .errors import CXRError, DataError
-from .model import backbone_layers, build_model, predict_scores, save_model
+from .finalize import finalize_model, save_finalized
+from .model import backbone_layers, build_model
 from .runs import (
     RunPaths,
     append_history,
@@ -254,27 +256,27 @@ def _finish(model: keras.Model, config: RunConfig, prepared: dict, context: dict
     paths: RunPaths = context["paths"]
     if paths.best_weights.exists():
         model.load_weights(paths.best_weights)
-    labels = prepared["val_table"]["label_index"].to_numpy()
-    scores = predict_scores(model, prepared["val"])
-    rule = config.train
-    threshold = evaluate.choose_threshold(
-        labels, scores, rule=rule.threshold_rule, target_sensitivity=rule.target_sensitivity
+
+    def say(message: str) -> None:
+        update_status(paths, state="running", phase="finishing", message=message)
+
+    finalized = finalize_model(
+        model, config, prepared["train_table"], prepared["val_table"], progress=say
     )
-    report = evaluate.evaluation_report(labels, scores, threshold, seed=config.data.seed)
-    report["validation"] = prepared["description"]
-    write_json_atomic(paths.metrics, report)
+    report = {**finalized.report, "validation": prepared["description"]}
+    write_json_atomic(paths.metrics, {**report, "stress": finalized.stress})
     summary = {key: value for key, value in report.items() if key not in ("curves",)}
     seconds = round(time.monotonic() - context["started"])
-    save_model(
+    save_finalized(
         model,
         paths.model,
+        finalized,
         {
             "backbone": config.model.backbone,
             "image_size": config.model.image_size,
-            "threshold": threshold,
-            "threshold_rule": rule.threshold_rule,
+            "threshold_rule": config.train.threshold_rule,
+            "threshold_scores": config.train.threshold_scores,
             "last_conv_layer": backbone_spec(config.model.backbone).last_conv_layer,
-            "metrics": summary,
             "run_config": config.to_dict(),
             "data_fingerprint": prepared["fingerprint"],
             "validation": prepared["description"],
@@ -282,7 +284,7 @@ def _finish(model: keras.Model, config: RunConfig, prepared: dict, context: dict
             "devices": describe_devices()["summary"],
         },
     )
-    return summary
+    return {**summary, "threshold": finalized.threshold}
 
 
 def _phase_weights(paths: RunPaths, phase: Phase) -> Path:

@@ -1,0 +1,167 @@
+"""What happens to a trained model before it is saved: calibration, operating point, stress
+suite and input check, all from the validation split (never from a test split).
+
+1. Score the validation images clean and under every perturbation of :mod:`cxr_core.stress`.
+2. Fit Platt scaling on those scores (``TrainConfig.calibration``) and fold it into the model.
+3. Choose the threshold with ``TrainConfig.threshold_rule`` on the pooled clean and stressed
+   scores (``TrainConfig.threshold_scores = "stressed"``), so the operating point is one that
+   holds when images are blurrier, darker or framed differently than the training images.
+4. Report the clean metrics and the stress suite at that threshold, and ECE before and after.
+5. Fit the "is this a chest X-ray?" gate (:mod:`cxr_core.gate`) on the train images' features.
+
+:func:`cxr_core.train.train_run` calls :func:`finalize_model` at the end of every run;
+``scripts/bundle_model.py --finalize`` applies it to a run trained before it existed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+
+from . import evaluate, gate, stress
+from .calibration import fit_platt, fold_into_model
+from .config import RunConfig
+from .model import save_model
+
+__all__ = ["Finalized", "finalize_model", "save_finalized"]
+
+#: At most this many train images are used to fit the input check (features of 3,000 images
+#: pin down a 1,280-dimensional shrunk covariance well and take about a minute on 2 cores).
+GATE_TRAIN_IMAGES = 3000
+
+
+@dataclass(frozen=True, eq=False)
+class Finalized:
+    """The outcome of :func:`finalize_model`.
+
+    Attributes:
+        threshold: Decision threshold on the (calibrated) probability.
+        report: Clean validation report (:func:`cxr_core.evaluate.evaluation_report`).
+        stress: :func:`cxr_core.stress.stress_report` at ``threshold``.
+        calibration: Sidecar entry: method, fitted map and ECE before and after.
+        input_gate: The fitted gate, or None when ``TrainConfig.input_gate`` is off.
+    """
+
+    threshold: float
+    report: dict[str, Any]
+    stress: dict[str, Any]
+    calibration: dict[str, Any]
+    input_gate: gate.InputGate | None
+
+
+def _ece_pair(labels: np.ndarray, logits: dict[str, np.ndarray]) -> dict[str, float]:
+    pooled_labels, pooled_logits = stress.pooled(labels, logits)
+    return {
+        "clean": evaluate.expected_calibration_error(labels, stress.sigmoid(logits[stress.CLEAN])),
+        "stressed": evaluate.expected_calibration_error(
+            pooled_labels, stress.sigmoid(pooled_logits)
+        ),
+    }
+
+
+def _calibrate(
+    model: keras.Model, config: RunConfig, labels: np.ndarray, logits: dict[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    before = _ece_pair(labels, logits)
+    if config.train.calibration == "none":
+        return logits, {"method": "none", "ece": before}
+    fit_on = logits if config.train.threshold_scores == "stressed" else _clean_only(logits)
+    scaling = fit_platt(*stress.pooled(labels, fit_on))
+    fold_into_model(model, scaling)
+    logits = {name: scaling.apply(values) for name, values in logits.items()}
+    entry = {
+        "method": "platt",
+        "scale": scaling.scale,
+        "bias": scaling.bias,
+        "fitted_on": f"{config.train.threshold_scores} validation scores",
+        "folded_into": "logit layer",
+        "ece_before": before,
+        "ece_after": _ece_pair(labels, logits),
+    }
+    return logits, entry
+
+
+def _clean_only(logits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {stress.CLEAN: logits[stress.CLEAN]}
+
+
+def finalize_model(
+    model: keras.Model,
+    config: RunConfig,
+    train_table: pd.DataFrame,
+    val_table: pd.DataFrame,
+    progress: Callable[[str], None] | None = None,
+) -> Finalized:
+    """Calibrate ``model`` in place and work out its threshold, reports and input check.
+
+    Args:
+        model: The trained classifier (best weights loaded).
+        config: The run's configuration (threshold rule, calibration, input check, seed).
+        train_table: The train images (for the input check).
+        val_table: The validation images.
+        progress: Called with a short sentence as each step starts.
+
+    Returns:
+        A :class:`Finalized`.
+    """
+    say = progress or (lambda _: None)
+    size, batch, rule = config.model.image_size, config.data.batch_size, config.train
+    labels = val_table["label_index"].to_numpy()
+    say("scoring validation images under the stress suite")
+    logits = stress.stressed_logits(model, val_table, size, batch)
+    logits, calibration = _calibrate(model, config, labels, logits)
+    chosen = logits if rule.threshold_scores == "stressed" else _clean_only(logits)
+    pooled_labels, pooled_logits = stress.pooled(labels, chosen)
+    threshold = evaluate.choose_threshold(
+        pooled_labels,
+        stress.sigmoid(pooled_logits),
+        rule=rule.threshold_rule,
+        target_sensitivity=rule.target_sensitivity,
+    )
+    clean = stress.sigmoid(logits[stress.CLEAN])
+    report = evaluate.evaluation_report(labels, clean, threshold, seed=config.data.seed)
+    suite = stress.stress_report(labels, logits, threshold, seed=config.data.seed)
+    fitted_gate = None
+    if rule.input_gate:
+        say("fitting the input check on train features")
+        sample = train_table.sample(
+            min(len(train_table), GATE_TRAIN_IMAGES), random_state=config.data.seed
+        )
+        fitted_gate = gate.fit_gate(
+            gate.table_features(model, sample, size, batch),
+            gate.table_features(model, val_table, size, batch),
+        )
+    return Finalized(threshold, report, suite, calibration, fitted_gate)
+
+
+def save_finalized(
+    model: keras.Model, path: str | Path, finalized: Finalized, metadata: dict[str, Any]
+) -> Path:
+    """Save the model, its input check and a sidecar that records what finalizing found.
+
+    Args:
+        model: The calibrated classifier.
+        path: Destination ``.keras`` path.
+        finalized: :func:`finalize_model` output.
+        metadata: Everything else the sidecar holds (backbone, image size, run config, ...).
+
+    Returns:
+        The model path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    extra: dict[str, Any] = {
+        "threshold": finalized.threshold,
+        "metrics": {k: v for k, v in finalized.report.items() if k != "curves"},
+        "stress": finalized.stress,
+        "calibration": finalized.calibration,
+    }
+    if finalized.input_gate is not None:
+        extra["input_gate"] = gate.save_gate(finalized.input_gate, gate.gate_path(path))
+    return save_model(model, path, {**metadata, **extra})

@@ -1,0 +1,211 @@
+""" "Is this a frontal chest X-ray?" - the check an image passes before it gets a verdict.
+
+A classifier answers every input: the previous bundled model called a blank grey image
+PNEUMONIA at 0.963 and a photo of coins at 0.983. Before a verdict the app and the command
+line ask two things:
+
+1. Cheap pixel checks on the decoded image: a near-constant image (blank, a flat gradient) or
+   one with strong colour (a photo, a screenshot) is not a radiograph.
+2. How far the image's features lie from the training X-rays': the Mahalanobis distance of the
+   model's pooled features (its ``pool`` layer) from the train images' mean, under a
+   Ledoit-Wolf shrunk covariance (scikit-learn; Lee et al. 2018 use this distance to find
+   out-of-distribution inputs). The threshold is a high quantile of the validation images'
+   distances, so that almost every real X-ray passes.
+
+The fitted gate is stored beside the model as ``<model>.gate.npz`` (arrays only, read without
+pickle) and described in the sidecar's ``input_gate`` entry with its version.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+from sklearn.covariance import LedoitWolf
+
+from . import data
+from .config import DataConfig
+from .errors import DataError, ModelLoadError
+
+__all__ = [
+    "GATE_VERSION",
+    "MIN_CONTRAST",
+    "MAX_COLOUR",
+    "NOT_A_CHEST_XRAY",
+    "InputCheck",
+    "InputGate",
+    "feature_model",
+    "fit_gate",
+    "gate_path",
+    "load_gate",
+    "pixel_problem",
+    "save_gate",
+    "table_features",
+]
+
+GATE_VERSION = 1
+#: Smallest spread (1st to 99th percentile, grey levels) of a radiograph's pixels.
+MIN_CONTRAST = 24.0
+#: Largest mean chroma (max - min of R, G, B, as a share of 255) of a radiograph stored in colour.
+MAX_COLOUR = 0.06
+#: What a refused image is told.
+NOT_A_CHEST_XRAY = "This image does not look like a frontal chest X-ray, so it gets no verdict."
+#: Share of validation images whose distance the threshold keeps below it.
+ACCEPT_QUANTILE = 0.995
+FEATURE_LAYER = "pool"
+
+
+@dataclass(frozen=True, eq=False)
+class InputCheck:
+    """The gate's answer for one image.
+
+    Attributes:
+        accepted: Whether the image may get a verdict.
+        reason: Why it was refused (one plain sentence), or None.
+        distance: Mahalanobis distance of its features, or None when no feature gate exists
+            or a pixel check already refused it.
+        threshold: The distance above which images are refused, or None.
+    """
+
+    accepted: bool
+    reason: str | None = None
+    distance: float | None = None
+    threshold: float | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class InputGate:
+    """A fitted feature gate.
+
+    Attributes:
+        location: ``(d,)`` mean of the train images' pooled features.
+        precision: ``(d, d)`` inverse of their shrunk covariance.
+        threshold: Distances above it are refused.
+        fitted_on: Number of train images it was fitted on.
+    """
+
+    location: np.ndarray
+    precision: np.ndarray
+    threshold: float
+    fitted_on: int
+
+    def distances(self, features: np.ndarray) -> np.ndarray:
+        """Mahalanobis distances of ``(n, d)`` features, float64 ``(n,)``."""
+        centred = np.asarray(features, np.float64).reshape(len(features), -1) - self.location
+        return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", centred, self.precision, centred), 0))
+
+    def check(self, features: np.ndarray) -> InputCheck:
+        """Accept or refuse one image from its ``(d,)`` pooled features."""
+        distance = float(self.distances(np.asarray(features)[None])[0])
+        accepted = bool(distance <= self.threshold)
+        reason = None if accepted else NOT_A_CHEST_XRAY
+        return InputCheck(accepted, reason, distance, self.threshold)
+
+
+def pixel_problem(pixels: np.ndarray, colour: float = 0.0) -> str | None:
+    """Refuse what no feature is needed to refuse.
+
+    Args:
+        pixels: ``(H, W)`` decoded grey image, 0-255.
+        colour: Mean chroma of the original file in [0, 1] (``DecodedImage.info["colour"]``).
+
+    Returns:
+        One sentence saying what is wrong, or None when the pixels could be a radiograph.
+    """
+    if colour > MAX_COLOUR:
+        return "This image is in colour, which an X-ray is not, so it gets no verdict."
+    low, high = np.percentile(np.asarray(pixels, np.float32), (1, 99))
+    if high - low < MIN_CONTRAST:
+        return "This image is almost uniform (blank or a flat gradient), so it gets no verdict."
+    return None
+
+
+def feature_model(model: keras.Model) -> keras.Model:
+    """Return a model with the classifier's input that outputs its pooled features."""
+    return keras.Model(model.inputs, model.get_layer(FEATURE_LAYER).output)
+
+
+def table_features(
+    model: keras.Model, table: pd.DataFrame, image_size: int, batch_size: int = 32
+) -> np.ndarray:
+    """Pooled features ``(len(table), d)`` of a table's images, in the table's order."""
+    config = DataConfig(batch_size=batch_size, cache=False, augment=0.0, acquisition_augment=0.0)
+    dataset = data.make_dataset(table, int(image_size), config, training=False)
+    features = feature_model(model).predict(dataset.map(lambda images, _: images), verbose=0)
+    return np.asarray(features, np.float64)
+
+
+def fit_gate(train_features: np.ndarray, val_features: np.ndarray) -> InputGate:
+    """Fit the feature gate on train features; take its threshold from validation features.
+
+    Args:
+        train_features: ``(n, d)`` pooled features of the train images (n > 1).
+        val_features: ``(m, d)`` pooled features of the validation images (m >= 1).
+
+    Returns:
+        The gate; its threshold is the ``ACCEPT_QUANTILE`` quantile of validation distances.
+    """
+    if len(train_features) < 2 or len(val_features) < 1:
+        raise DataError("The input check needs at least 2 train and 1 validation image.")
+    estimator = LedoitWolf().fit(np.asarray(train_features, np.float64))
+    gate = InputGate(estimator.location_, estimator.precision_, np.inf, len(train_features))
+    threshold = float(np.quantile(gate.distances(val_features), ACCEPT_QUANTILE))
+    return InputGate(gate.location, gate.precision, threshold, len(train_features))
+
+
+def gate_path(model_path: str | Path) -> Path:
+    """Where the gate of the model at ``model_path`` is stored."""
+    return Path(model_path).with_suffix(".gate.npz")
+
+
+def save_gate(gate: InputGate, path: str | Path) -> dict[str, Any]:
+    """Write the gate atomically; return its sidecar entry (file name, version, figures)."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(temporary, "wb") as handle:
+        np.savez_compressed(
+            handle,
+            version=np.array(GATE_VERSION),
+            location=gate.location.astype(np.float32),
+            precision=gate.precision.astype(np.float32),
+            threshold=np.array(gate.threshold),
+            fitted_on=np.array(gate.fitted_on),
+        )
+    os.replace(temporary, path)
+    return {
+        "file": path.name,
+        "version": GATE_VERSION,
+        "method": "Mahalanobis distance of pooled features, Ledoit-Wolf covariance",
+        "feature_layer": FEATURE_LAYER,
+        "threshold": gate.threshold,
+        "fitted_on": gate.fitted_on,
+        "accept_quantile": ACCEPT_QUANTILE,
+        "min_contrast": MIN_CONTRAST,
+        "max_colour": MAX_COLOUR,
+    }
+
+
+def load_gate(path: str | Path, feature_size: int) -> InputGate:
+    """Read a gate written by :func:`save_gate`; raises ModelLoadError if unusable."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            arrays = {key: stored[key] for key in stored.files}
+        version = int(arrays["version"])
+        location = arrays["location"].astype(np.float64)
+        precision = arrays["precision"].astype(np.float64)
+        threshold, fitted_on = float(arrays["threshold"]), int(arrays["fitted_on"])
+    except (OSError, KeyError, ValueError, TypeError) as error:
+        raise ModelLoadError(f"input check {path.name} is unreadable: {error}") from None
+    if version != GATE_VERSION:
+        raise ModelLoadError(f"input check {path.name} has version {version}, not {GATE_VERSION}")
+    if location.shape != (feature_size,) or precision.shape != (feature_size, feature_size):
+        raise ModelLoadError(f"input check {path.name} does not fit this model's features")
+    if not np.isfinite(threshold):
+        raise ModelLoadError(f"input check {path.name} has no finite threshold")
+    return InputGate(location, precision, threshold, fitted_on)
