@@ -250,7 +250,8 @@ def _analyse(path: str, mtime: float, digest: str, _content: bytes, name: str, m
     from cxr_core.imaging import read_image
 
     decoded = read_image(_content, filename=name)
-    result = _predictor(path, mtime).explain(decoded.pixels, method=method)
+    colour = float(decoded.info.get("colour", 0.0))
+    result = _predictor(path, mtime).explain(decoded.pixels, method=method, colour=colour)
     return {
         "pixels": _fit(decoded.pixels, DISPLAY_SIDE),
         "heatmap": _fit(result.heatmap, DISPLAY_SIDE),
@@ -258,6 +259,8 @@ def _analyse(path: str, mtime: float, digest: str, _content: bytes, name: str, m
         "probability": result.probability,
         "label": result.label,
         "threshold": result.threshold,
+        "accepted": result.input_check.accepted,
+        "refusal": result.input_check.reason,
     }
 
 
@@ -266,7 +269,9 @@ def analyse_upload(entry: ModelEntry, content: bytes, name: str, method: str) ->
 
     Returns:
         ``pixels`` (uint8, at most ``DISPLAY_SIDE`` on a side), ``heatmap`` (float32 in [0, 1],
-        same shape), ``info`` (technical fields), ``probability``, ``label``, ``threshold``.
+        same shape), ``info`` (technical fields), ``probability``, ``label``, ``threshold``,
+        ``accepted`` (whether the input check took it for a frontal chest X-ray) and
+        ``refusal`` (the sentence saying why not, or None).
 
     Raises:
         InvalidImageError: The file is not a usable image; the message says why.

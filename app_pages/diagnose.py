@@ -41,13 +41,14 @@ for upload in uploads:
         rows.append({"file": upload.name, "model output": "", "error": str(error)})
         continue
     results.append((upload.name, result))
+    accepted = result["accepted"]
     rows.append(
         {
             "file": upload.name,
-            "model output": result["label"],
-            "probability of pneumonia": round(result["probability"], 3),
+            "model output": result["label"] if accepted else "no verdict (not a chest X-ray?)",
+            "probability of pneumonia": round(result["probability"], 3) if accepted else None,
             "threshold": round(result["threshold"], 3),
-            "error": "",
+            "error": "" if accepted else result["refusal"],
         }
     )
 
@@ -61,9 +62,21 @@ if len(uploads) > 1:
 
 for index, (name, result) in enumerate(results):
     label, probability, threshold = result["label"], result["probability"], result["threshold"]
-    colour = "red" if label == "PNEUMONIA" else "green"
-    relation = "at or above" if probability >= threshold else "below"
     st.divider()
+    if not result["accepted"]:
+        st.text(name)
+        st.warning(result["refusal"], icon=":material/block:")
+        anyway = st.checkbox(
+            "Score it anyway (research use only: a verdict on an image unlike the training "
+            "X-rays means nothing)",
+            key=f"anyway_{index}",
+        )
+        if not anyway:
+            st.image(result["pixels"], caption="Original - no verdict, no heatmap", width=360)
+            continue
+        label = f"{label} (input check refused this image)"
+    colour = "red" if label.startswith("PNEUMONIA") else "green"
+    relation = "at or above" if probability >= threshold else "below"
     st.markdown(f"#### {name}: model output :{colour}[**{label}**]")
     st.markdown(
         f"Probability of pneumonia **{probability:.3f}**, {relation} the model's threshold "

@@ -3,6 +3,7 @@
 import hashlib
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 import app_charts as charts
@@ -11,6 +12,7 @@ from cxr_core import evaluate
 from cxr_core.config import CLASS_NAMES
 from cxr_core.errors import CXRError
 from cxr_core.eval_sets import sample_per_class
+from cxr_core.model_card import robustness_lines, stress_rows
 
 st.title("Evaluate")
 entries = app.discover_models()
@@ -115,6 +117,24 @@ left.plotly_chart(
 right.plotly_chart(charts.calibration_figure(curves["calibration"], at["ece"]))
 st.markdown("**Classification report** at the slider's threshold")
 st.dataframe(evaluate.classification_report_table(y, scores, threshold).round(3))
+
+st.subheader("Stress suite: the validation split under shift")
+stored_meta = app.model_metadata(entry.path, entry.mtime)
+stress_table = stress_rows(stored_meta)
+if stress_table:
+    st.caption(
+        "Stored with the model: its validation images re-scored after blur, sharpening, "
+        "resampling, JPEG, exposure, contrast, zoom and noise, at the stored threshold. "
+        "Clean validation flatters; the worst row is the better guide to new patients."
+    )
+    st.dataframe(pd.DataFrame(stress_table).round(3), hide_index=True)
+    for line in robustness_lines(stored_meta):
+        st.text(line)
+else:
+    st.info(
+        "This model was saved without a stress suite. `python -m cxr_core stress --model "
+        "MODEL --data DATA` measures one."
+    )
 
 st.subheader("Predictions")
 kind = st.radio("Show", ["all", "false positives", "false negatives", "correct"], horizontal=True)

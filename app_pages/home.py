@@ -6,7 +6,12 @@ import streamlit as st
 
 import app_support as app
 from cxr_core.errors import CXRError
-from cxr_core.model_card import format_metric, headline_metrics, render_model_card
+from cxr_core.model_card import (
+    format_metric,
+    headline_metrics,
+    render_model_card,
+    robustness_lines,
+)
 
 st.title("CXR Pneumonia Lab")
 st.markdown(
@@ -41,7 +46,13 @@ with model_col:
             extra = f" (95% CI {interval[0]:.3f}-{interval[1]:.3f})" if interval else ""
             st.markdown(f"{name}: **{format_metric(value)}**{extra}")
         if meta.get("validation"):
-            st.caption(f"Validation: {meta['validation']}")
+            st.caption(
+                f"Validation (carved from train, flatters every model): {meta['validation']}"
+            )
+        for line in robustness_lines(meta):
+            st.text(line)
+        for check in meta.get("independent_checks") or []:
+            st.caption(f"Independent check: {check}")
         if not metrics:
             st.caption("This model's metadata holds no validation metrics.")
 

@@ -25,7 +25,13 @@ from .config import (  # noqa: E402
     RunConfig,
     TrainConfig,
 )
-from .errors import ConfigError, CXRError, DataError, InvalidImageError  # noqa: E402
+from .errors import (  # noqa: E402
+    ConfigError,
+    CXRError,
+    DataError,
+    InvalidImageError,
+    NotAChestXrayError,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -104,6 +110,27 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--json", action="store_true", help="one JSON line per file")
     predict.add_argument("--heatmap-dir", help="write a Grad-CAM overlay PNG per file here")
     predict.add_argument("--method", default="gradcam", choices=("gradcam", "gradcam++"))
+    predict.add_argument(
+        "--score-anyway",
+        action="store_true",
+        help="research use: also score images the input check refuses (marked as refused)",
+    )
+
+
+def _add_stress(commands: argparse._SubParsersAction) -> None:
+    stress = commands.add_parser(
+        "stress", help="re-score the validation split under blur, exposure, zoom, noise, ..."
+    )
+    stress.add_argument("--model", required=True, help="a .keras model with its .json sidecar")
+    stress.add_argument("--data", required=True, help="dataset root")
+    stress.add_argument(
+        "--split",
+        default="validation",
+        help="validation (the model's own, rebuilt from its sidecar), train, val or test",
+    )
+    stress.add_argument("--json", action="store_true", help="print one JSON object")
+    stress.add_argument("--batch-size", type=int, default=32)
+    stress.add_argument("--bootstrap", type=int, default=200, help="resamples for the CIs")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="CXR Pneumonia Lab - research demo, not a medical device.",
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_add_scan, _add_train, _add_evaluate, _add_predict):
+    for add in (_add_scan, _add_train, _add_evaluate, _add_predict, _add_stress):
         add(commands)
     return parser
 
@@ -146,7 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
         _record_early_sigterm(Path(args.out))
     _import_tensorflow_quietly()
-    handler = {"scan": _scan, "train": _train, "evaluate": _evaluate, "predict": _predict}
+    handler = {
+        "scan": _scan,
+        "train": _train,
+        "evaluate": _evaluate,
+        "predict": _predict,
+        "stress": _stress,
+    }
     try:
         return handler[args.command](args)
     except CXRError as error:
@@ -324,10 +357,15 @@ def _predict(args: argparse.Namespace) -> int:
     for index, name in enumerate(args.files):
         try:
             image = read_image(Path(name), filename=Path(name).name)
+            colour = float(image.info.get("colour", 0.0))
             if heatmap_dir is None:
-                result = predictor.predict(image.pixels)
+                result = predictor.predict(image.pixels, colour=colour)
             else:
-                result = predictor.explain(image.pixels, method=args.method)
+                result = predictor.explain(image.pixels, method=args.method, colour=colour)
+            check = result.input_check
+            if not check.accepted and not args.score_anyway:
+                raise NotAChestXrayError(check.reason)
+            if heatmap_dir is not None:
                 _write_overlay(heatmap_dir, name, index, image.pixels, result.heatmap)
         except CXRError as error:
             failures += 1
@@ -345,19 +383,66 @@ def _report_failure(as_json: bool, name: str, error: CXRError) -> None:
 
 
 def _report_prediction(as_json: bool, name: str, result: Any) -> None:
+    check = result.input_check
     payload = {
         "file": name,
         "probability": round(result.probability, 6),
         "label": result.label,
         "threshold": round(result.threshold, 6),
+        "input_check": "passed" if check.accepted else f"refused: {check.reason}",
     }
+    if check.distance is not None:
+        payload["input_distance"] = round(check.distance, 3)
     if as_json:
         _emit(payload)
     else:
+        refused = "" if check.accepted else " [REFUSED by the input check; scored anyway]"
         print(
             f"{name}: {result.label} (P(pneumonia) = {result.probability:.3f}, "
-            f"threshold {result.threshold:.3f}) - research demo, not a diagnosis"
+            f"threshold {result.threshold:.3f}){refused} - research demo, not a diagnosis"
         )
+
+
+def _stress(args: argparse.Namespace) -> int:
+    from . import data, eval_sets, stress
+    from .model import load_model
+
+    model, metadata = load_model(args.model)
+    table = data.scan(args.data)
+    sets = {item.key: item for item in eval_sets.evaluation_sets(table, metadata)}
+    if args.split not in sets:
+        raise DataError(
+            f"split '{args.split}' is not available for this model and dataset "
+            f"(available: {', '.join(sets)})"
+        )
+    subset = sets[args.split].table
+    logits = stress.stressed_logits(model, subset, int(metadata["image_size"]), args.batch_size)
+    report = stress.stress_report(
+        subset["label_index"].to_numpy(),
+        logits,
+        float(metadata["threshold"]),
+        n_resamples=args.bootstrap,
+    )
+    report.update(model=str(args.model), split=args.split, n=len(subset))
+    if args.json:
+        _emit(report)
+    else:
+        _print_stress(report)
+    return 0
+
+
+def _print_stress(report: dict[str, Any]) -> None:
+    print(f"{report['split']}: {report['n']} images, threshold {report['threshold']:.3f}")
+    print(f"  {'perturbation':<16} {'AUC':>6} {'sens':>6} {'spec':>6} {'ECE':>6} {'flips':>6}")
+    rows = {"clean": {**report["clean"], "flip_rate": 0.0}, **report["perturbations"]}
+    for name, m in rows.items():
+        auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
+        print(
+            f"  {name:<16} {auc:>6} {m['sensitivity']:>6.3f} {m['specificity']:>6.3f} "
+            f"{m['ece']:>6.3f} {m['flip_rate']:>6.3f}"
+        )
+    worst, which = report["summary"]["worst"], report["summary"]["worst_perturbation"]
+    print("  worst: " + ", ".join(f"{k} {v:.3f} ({which[k]})" for k, v in worst.items()))
 
 
 def _write_overlay(folder: Path, name: str, index: int, pixels: Any, heatmap: Any) -> None:

@@ -7,6 +7,7 @@ catch that one class and show its message::
     ├── ConfigError          a setting out of range or of the wrong kind
     ├── DataError            a dataset folder that is missing, empty or malformed
     ├── InvalidImageError    a file that is not a usable X-ray image
+    │   └── NotAChestXrayError   an image the input check refuses (no verdict)
     ├── ModelLoadError       a model file that is missing, corrupt or incompatible
     ├── WeightsUnavailableError  pretrained weights that cannot be fetched or read
     └── JobError             a background training run that cannot be started or stopped
@@ -23,6 +24,7 @@ __all__ = [
     "InvalidImageError",
     "JobError",
     "ModelLoadError",
+    "NotAChestXrayError",
     "WeightsUnavailableError",
 ]
 
@@ -41,6 +43,10 @@ class DataError(CXRError):
 
 class InvalidImageError(CXRError):
     """A file is not an image that the model can read."""
+
+
+class NotAChestXrayError(InvalidImageError):
+    """An image decodes but does not look like a frontal chest X-ray, so it gets no verdict."""
 
 
 class ModelLoadError(CXRError):

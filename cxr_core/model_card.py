@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CARD_METRICS", "format_metric", "headline_metrics", "render_model_card"]
+__all__ = [
+    "CARD_METRICS",
+    "format_metric",
+    "headline_metrics",
+    "render_model_card",
+    "robustness_lines",
+    "stress_rows",
+]
 
 #: (sidecar key, label) of the metrics a card reports, each with its bootstrap 95% interval.
 CARD_METRICS = (
@@ -63,9 +70,94 @@ def _recipe_lines(metadata: dict[str, Any]) -> list[str]:
         f"- Loss: binary cross-entropy, class-weighted: {train.get('class_weighting')}, label "
         f"smoothing {train.get('label_smoothing')}.",
         f"- Augmentation strength {data.get('augment')} (rotation, zoom, shift, contrast, "
-        f"brightness, gamma; horizontal flip: {data.get('horizontal_flip')}), batch "
-        f"{data.get('batch_size')}, seed {data.get('seed')}.",
+        f"brightness, gamma; horizontal flip: {data.get('horizontal_flip')}), acquisition "
+        f"augmentation {data.get('acquisition_augment', 0.0)} (blur/sharpen, down-up sampling, "
+        f"JPEG, noise), batch {data.get('batch_size')}, seed {data.get('seed')}.",
+        f"- Contrast normalisation: `{model.get('contrast', 'none')}`"
+        + (
+            f" (CLAHE clip limit {model.get('clahe_clip_limit')}, {model.get('clahe_tiles')} x "
+            f"{model.get('clahe_tiles')} tiles, the model's first layer)."
+            if model.get("contrast") == "clahe"
+            else "."
+        ),
+        f"- Threshold chosen on {train.get('threshold_scores', 'clean')} validation scores; "
+        f"calibration `{train.get('calibration', 'none')}`.",
     ]
+
+
+def stress_rows(metadata: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per stress-suite perturbation (clean first) from the sidecar's ``stress``.
+
+    Returns:
+        Dicts with ``perturbation``, ``ROC AUC``, ``sensitivity``, ``specificity``, ``ECE`` and
+        ``verdicts flipped``; empty when the model was saved without a stress suite.
+    """
+    suite = metadata.get("stress")
+    if not isinstance(suite, dict) or not isinstance(suite.get("perturbations"), dict):
+        return []
+    measured = {"clean": {**suite.get("clean", {}), "flip_rate": 0.0}, **suite["perturbations"]}
+    return [
+        {
+            "perturbation": name,
+            "ROC AUC": values.get("roc_auc"),
+            "sensitivity": values.get("sensitivity"),
+            "specificity": values.get("specificity"),
+            "ECE": values.get("ece"),
+            "verdicts flipped": values.get("flip_rate"),
+        }
+        for name, values in measured.items()
+        if isinstance(values, dict)
+    ]
+
+
+def robustness_lines(metadata: dict[str, Any]) -> list[str]:
+    """Plain sentences on the stress suite's worst case, calibration and the input check."""
+    lines = []
+    summary = (metadata.get("stress") or {}).get("summary") or {}
+    worst, which = summary.get("worst") or {}, summary.get("worst_perturbation") or {}
+    if worst:
+        parts = [
+            f"{label} {format_metric(worst.get(key))} ({which.get(key)})"
+            for key, label in (("roc_auc", "AUC"), ("sensitivity", "sensitivity"))
+            + (("specificity", "specificity"), ("ece", "ECE"))
+            if key in worst
+        ]
+        lines.append("Stress suite worst case: " + ", ".join(parts) + ".")
+    calibration = metadata.get("calibration") or {}
+    if calibration.get("method") == "platt":
+        before, after = calibration.get("ece_before", {}), calibration.get("ece_after", {})
+        lines.append(
+            f"Calibration (Platt, on {calibration.get('fitted_on')}): ECE clean "
+            f"{format_metric(before.get('clean'))} -> {format_metric(after.get('clean'))}, "
+            f"stressed {format_metric(before.get('stressed'))} -> "
+            f"{format_metric(after.get('stressed'))}."
+        )
+    gate = metadata.get("input_gate") or {}
+    if gate:
+        figures = gate.get("figures") or ""
+        lines.append(f"Input check: {gate.get('method')}. {figures}".strip())
+    else:
+        lines.append("Input check: pixel checks only (this model has no fitted feature check).")
+    return lines
+
+
+def _stress_table(metadata: dict[str, Any]) -> list[str]:
+    rows = stress_rows(metadata)
+    if not rows:
+        return ["This model was saved without a stress suite."]
+    header = list(rows[0])
+    table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [row["perturbation"], *(format_metric(row[key]) for key in header[1:])]
+        table.append("| " + " | ".join(cells) + " |")
+    return table
+
+
+def _independent_lines(metadata: dict[str, Any]) -> list[str]:
+    checks = metadata.get("independent_checks") or []
+    if not checks:
+        return []
+    return ["## Independent checks", *[f"- {check}" for check in checks], ""]
 
 
 def render_model_card(metadata: dict[str, Any], notes: str = "") -> str:
@@ -118,6 +210,18 @@ def render_model_card(metadata: dict[str, Any], notes: str = "") -> str:
         f"Confusion matrix: TN {matrix.get('tn')}, FP {matrix.get('fp')}, FN {matrix.get('fn')}, "
         f"TP {matrix.get('tp')}. Brier score {format_metric(metrics.get('brier'))}.",
         "",
+        "Validation carved from train flatters every model on this dataset; the stress suite "
+        "below and the independent checks are the better guide to new patients.",
+        "",
+        "## Stress suite",
+        "The same validation images re-scored after each change, at the stored threshold "
+        "(`python -m cxr_core stress`).",
+        "",
+        *_stress_table(metadata),
+        "",
+        *[f"- {line}" for line in robustness_lines(metadata)],
+        "",
+        *_independent_lines(metadata),
         "## Training time and hardware",
         f"- {metadata.get('training_seconds', 0) / 60:.1f} minutes on "
         f"{metadata.get('hardware', metadata.get('devices', 'n/a'))}.",
@@ -137,8 +241,9 @@ def render_model_card(metadata: dict[str, Any], notes: str = "") -> str:
 LIMITS = (
     "Paediatric patients (1-5 years) from one centre in China; adults, other hospitals, other "
     "scanners and other populations are untested.",
-    "Anterior-posterior views only. Lateral views, CT and anything that is not a chest X-ray "
-    "give meaningless outputs: the model cannot say 'this is not a chest X-ray'.",
+    "Anterior-posterior views only. The input check refuses most images that are not chest "
+    "X-rays (see its figures), but it is a distance in feature space, not a guarantee: a "
+    "lateral view or an adult film may pass and still get a meaningless output.",
     "Two classes only: bacterial and viral pneumonia are one class; other findings (effusion, "
     "tuberculosis, COVID-19, devices) were never labelled.",
     "Validation was carved from the training split. Models that score 0.96+ on such a split "
@@ -149,5 +254,6 @@ LIMITS = (
     "acquisition differences (exposure, markers, positioning) may still be learnt.",
     "Prevalence shift: 74% pneumonia in train, 62.5% in the official test split; the stored "
     "threshold was chosen for the validation split's prevalence.",
-    "Probabilities are not calibrated for other populations; read them as scores, not risks.",
+    "Probabilities are calibrated on this dataset's validation split under the stress suite, "
+    "not for other populations; read them as scores, not risks.",
 )
