@@ -127,7 +127,7 @@ def pixel_problem(pixels: np.ndarray, colour: float = 0.0) -> str | None:
 
 def feature_model(model: keras.Model) -> keras.Model:
     """Return a model with the classifier's input that outputs its pooled features."""
-    return keras.Model(model.inputs, model.get_layer(FEATURE_LAYER).output)
+    return keras.Model(model.input, model.get_layer(FEATURE_LAYER).output)
 
 
 def table_features(

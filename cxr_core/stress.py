@@ -139,7 +139,7 @@ def perturb(images: np.ndarray, perturbation: Perturbation, seed: int = 0) -> np
 
 def logit_model(model: keras.Model) -> keras.Model:
     """Return a model with the same input that outputs the classifier's ``logit`` layer."""
-    return keras.Model(model.inputs, model.get_layer("logit").output)
+    return keras.Model(model.input, model.get_layer("logit").output)
 
 
 def stressed_logits(

@@ -1,0 +1,129 @@
+"""The stress suite, Platt calibration, the threshold on stressed scores and `stress --json`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cxr_core import evaluate, stress
+from cxr_core.calibration import fit_platt, fold_into_model
+from cxr_core.cli import main
+from cxr_core.config import ModelConfig
+from cxr_core.errors import DataError
+from cxr_core.model import build_model, save_model
+from tests.conftest import synthetic_xray
+
+EVALUATE_KEYS = {
+    "accuracy", "precision", "recall", "sensitivity", "specificity", "npv", "f1", "roc_auc",
+    "pr_auc", "brier", "ece", "threshold", "n", "prevalence", "confusion_matrix", "ci",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("perturbation", stress.PERTURBATIONS, ids=lambda p: p.name)
+def test_each_perturbation_changes_the_image_and_keeps_shape_and_range(perturbation) -> None:
+    images = np.stack([synthetic_xray(i, np.random.default_rng(i), 64) for i in (0, 1)])
+    out = stress.perturb(images, perturbation)
+    assert out.shape == images.shape and out.dtype == np.float32
+    assert out.min() >= 0 and out.max() <= 255
+    assert np.abs(out - images).mean() > 0.5
+    assert np.array_equal(out, stress.perturb(images, perturbation))  # seeded
+
+
+def test_blur_and_sharpen_move_sharpness_the_right_way() -> None:
+    import cv2
+
+    image = synthetic_xray(1, np.random.default_rng(0), 128)[None].astype(np.float32)
+    by_name = {p.name: p for p in stress.PERTURBATIONS}
+
+    def sharpness(x: np.ndarray) -> float:
+        return float(cv2.Laplacian(x[0], cv2.CV_32F).var())
+
+    assert sharpness(stress.perturb(image, by_name["blur"])) < sharpness(image)
+    assert sharpness(stress.perturb(image, by_name["sharpen"])) > sharpness(image)
+    assert stress.perturb(image, by_name["gamma_darker"]).mean() < image.mean()
+    assert stress.perturb(image, by_name["gamma_brighter"]).mean() > image.mean()
+
+
+def test_stress_report_numbers_on_known_scores() -> None:
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    logits = {
+        "clean": np.array([-3.0, -2.0, -1.0, 1.0, 2.0, 3.0]),
+        "blur": np.array([-3.0, 0.5, -1.0, -0.5, 2.0, 3.0]),  # one FP, one FN: 2 flips
+    }
+    report = stress.stress_report(labels, logits, threshold=0.5, n_resamples=20)
+    blur = report["perturbations"]["blur"]
+    assert set(blur) >= EVALUATE_KEYS and "curves" not in blur
+    assert report["clean"]["roc_auc"] == 1.0 and report["clean"]["accuracy"] == 1.0
+    assert blur["sensitivity"] == pytest.approx(2 / 3)
+    assert blur["specificity"] == pytest.approx(2 / 3)
+    assert blur["flip_rate"] == pytest.approx(2 / 6)
+    assert blur["roc_auc"] == pytest.approx(8 / 9)
+    assert report["summary"]["worst"]["flip_rate"] == pytest.approx(1 / 3)
+    assert report["summary"]["worst_perturbation"]["roc_auc"] == "blur"
+    with pytest.raises(DataError):
+        stress.stress_report(labels, {"blur": logits["blur"]}, 0.5)
+
+
+def test_threshold_on_pooled_scores_keeps_sensitivity_under_shift() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 200)
+    clean = np.where(labels == 1, 3.0, -3.0) + rng.normal(0, 1, 400)
+    logits = {"clean": clean, "darker": clean - 1.5}  # shift lowers every logit
+    y, pooled = stress.pooled(labels, logits)
+    on_clean = evaluate.choose_threshold(labels, stress.sigmoid(clean), "sensitivity", 0.95)
+    on_pooled = evaluate.choose_threshold(y, stress.sigmoid(pooled), "sensitivity", 0.95)
+    darker_positive = stress.sigmoid(logits["darker"][labels == 1])
+    assert on_pooled < on_clean
+    assert (darker_positive >= on_pooled).mean() > (darker_positive >= on_clean).mean()
+
+
+def test_platt_scaling_lowers_ece_of_overconfident_scores_and_folds_into_the_model() -> None:
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 2000)
+    logits = 4.0 * (np.where(labels == 1, 1.0, -1.0) + rng.normal(0, 1.2, 2000))
+    scaling = fit_platt(labels, logits)
+    before = evaluate.expected_calibration_error(labels, stress.sigmoid(logits))
+    after = evaluate.expected_calibration_error(labels, stress.sigmoid(scaling.apply(logits)))
+    assert 0 < scaling.scale < 1 and after < before / 2
+    model = build_model(ModelConfig(backbone="small_cnn", weights="none", image_size=64))
+    batch = np.repeat(synthetic_xray(1, rng, 64)[None, ..., None], 3, -1).astype("float32")
+    raw = float(stress.logit_model(model)(batch)[0, 0])
+    fold_into_model(model, scaling)
+    assert float(stress.logit_model(model)(batch)[0, 0]) == pytest.approx(
+        scaling.apply(raw), abs=1e-4
+    )
+    with pytest.raises(DataError):
+        fit_platt(np.zeros(10), np.arange(10.0))
+
+
+def test_stress_json_has_every_perturbation_with_evaluate_keys(
+    tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = build_model(ModelConfig(backbone="small_cnn", weights="none", image_size=64))
+    path = save_model(
+        model, tmp_path / "m.keras", {"backbone": "small_cnn", "image_size": 64, "threshold": 0.5}
+    )
+    code = main(["stress", "--model", str(path), "--data", str(tiny_dataset), "--split", "val",
+                 "--json", "--bootstrap", "20"])  # fmt: skip
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["perturbations"]) == {p.name for p in stress.PERTURBATIONS}
+    for metrics in report["perturbations"].values():
+        assert EVALUATE_KEYS | {"flip_rate"} <= set(metrics)
+        assert metrics["n"] == 8
+    assert report["split"] == "val" and report["threshold"] == 0.5
+
+
+def test_stress_on_a_split_the_dataset_lacks_is_one_error_line(
+    tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = build_model(ModelConfig(backbone="small_cnn", weights="none", image_size=64))
+    path = save_model(
+        model, tmp_path / "m.keras", {"backbone": "small_cnn", "image_size": 64, "threshold": 0.5}
+    )
+    assert main(["stress", "--model", str(path), "--data", str(tiny_dataset)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error:") and "validation" in error and len(error.splitlines()) == 1
