@@ -309,3 +309,18 @@ def test_training_estimate_scales_a_past_runs_speed_by_image_area(tiny_dataset):
     text = app_support.training_estimate(config, data.scan(tiny_dataset), [past])
     # 24 train images less 15% = 20; 2 epochs; 10 images/s at 128 px = 40 at 64 px; +15%.
     assert text.startswith("About 20 training images x 2 epochs: roughly 1 s at ~40 images/s")
+
+
+def test_diagnose_refuses_a_blank_image_without_verdict_or_heatmap_unless_asked(app_env):
+    at = open_page("app_pages/diagnose.py")
+    blank = png_bytes(np.full((120, 120), 90, np.uint8))
+    at.file_uploader[0].set_value(("blank.png", blank, "image/png")).run()
+    assert not at.exception, at.exception
+    text = all_text(at)
+    assert "does not look like" in text or "almost uniform" in text
+    assert "model output" not in text and "Probability of pneumonia" not in text
+    assert len(at.get("image")) == 1  # the original only, no overlay
+    assert not at.get("download_button")
+    at.checkbox(key="anyway_0").check().run()
+    text = all_text(at)
+    assert "input check refused this image" in text and "Probability of pneumonia" in text
