@@ -1,10 +1,16 @@
 """Copy a finished training run into assets/models/ with its sidecar and a model card.
 
-    python scripts/bundle_model.py runs/NAME --name cxr_lite0 [--notes NOTES.md]
+    python scripts/bundle_model.py runs/NAME --name cxr_lite0 [--notes NOTES.md] \
+        [--finalize --data DATA/chest_xray] [--independent CHECKS.txt]
 
 Re-saves the model as ``assets/models/<name>.keras`` (weights only) with its sidecar
 ``<name>.json`` (the run's, plus the training command, hardware and threshold rule in words),
-and writes ``MODEL_CARD.md`` rendered from that sidecar.
+its input check ``<name>.gate.npz`` and ``MODEL_CARD.md`` rendered from that sidecar.
+``--finalize`` re-runs :func:`cxr_core.finalize.finalize_model` (calibration, threshold on the
+stressed validation scores, stress suite, input check) for a run trained before it existed.
+The input check's refusal rate on the generated non-X-ray corpus and its acceptance of the
+dataset's ``val`` files are measured and stored in the sidecar. ``--independent`` adds lines
+(one check per line, e.g. figures the maintainers measured on the official test split).
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from cxr_core import data, gate  # noqa: E402
 from cxr_core.config import RunConfig  # noqa: E402
+from cxr_core.finalize import finalize_model, save_finalized  # noqa: E402
 from cxr_core.model import load_model, save_model  # noqa: E402
 from cxr_core.model_card import render_model_card  # noqa: E402
 
@@ -32,7 +40,10 @@ def training_command(config: RunConfig) -> str:
         f"--dropout {m.dropout} --epochs {t.head_epochs} --finetune-epochs {t.finetune_epochs}",
         f"--lr {t.head_learning_rate} --finetune-lr {t.finetune_learning_rate}",
         f"--finetune-layers {t.finetune_layers} --label-smoothing {t.label_smoothing}",
-        f"--augment {d.augment} --batch-size {d.batch_size} --val-fraction {d.val_fraction}",
+        f"--augment {d.augment} --acquisition-augment {d.acquisition_augment}",
+        f"--contrast {m.contrast} --clahe-clip-limit {m.clahe_clip_limit}",
+        f"--threshold-scores {t.threshold_scores} --calibration {t.calibration}",
+        f"--batch-size {d.batch_size} --val-fraction {d.val_fraction}",
         f"--seed {d.seed} --threshold-rule {t.threshold_rule}",
         f"--target-sensitivity {t.target_sensitivity} --patience {t.early_stopping_patience}",
     ]
@@ -40,6 +51,8 @@ def training_command(config: RunConfig) -> str:
         parts.append("--no-class-weights")
     if d.horizontal_flip:
         parts.append("--horizontal-flip")
+    if not t.input_gate:
+        parts.append("--no-input-gate")
     return " ".join(parts) + " --out runs/NAME"
 
 
@@ -66,6 +79,31 @@ def hardware() -> str:
     return f"{cpu}, {os.cpu_count()} CPU cores, no GPU"
 
 
+def gate_figures(model_path: Path, data_root: Path | None) -> str:
+    """The input check's refusals on the non-X-ray corpus and acceptance of the val files."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    from input_check_figures import corpus_figures, xray_acceptance
+
+    from cxr_core.gradcam import Predictor
+
+    predictor = Predictor.from_path(model_path)
+    corpus = corpus_figures(predictor)
+    refused = sum(c["refused"] for c in corpus.values())
+    total = sum(c["total"] for c in corpus.values())
+    text = f"Refuses {refused} of {total} generated non-X-ray images ({refused / total:.0%})"
+    if data_root is not None:
+        table = data.scan(data_root)
+        files = xray_acceptance(predictor, sorted(table.loc[table["split"] == "val", "path"]))
+        text += f"; accepts {files['accepted']} of {files['total']} dataset val X-rays"
+    return text + " (scripts/input_check_figures.py)."
+
+
+def _finalize(model, config: RunConfig, data_root: Path):
+    table = data.scan(data_root)
+    train_table, val_table, _ = data.resolve_splits(table, config.data)
+    return finalize_model(model, config, train_table, val_table, progress=print)
+
+
 def main() -> None:
     """Bundle the run."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -73,11 +111,15 @@ def main() -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--notes", type=Path, help="Markdown to add after the recipe")
     parser.add_argument("--hardware", default=None, help="override the hardware description")
+    parser.add_argument("--finalize", action="store_true", help="re-run calibration etc.")
+    parser.add_argument("--data", type=Path, help="dataset root (for --finalize and figures)")
+    parser.add_argument("--independent", type=Path, help="independent checks, one per line")
     args = parser.parse_args()
 
     model, metadata = load_model(args.run / "model.keras")
     config = RunConfig.from_dict(metadata["run_config"])
     metadata["run_config"]["data_root"] = "DATA/chest_xray"
+    checks = args.independent.read_text(encoding="utf-8").splitlines() if args.independent else []
     metadata.update(
         name=args.name,
         training_command=training_command(config),
@@ -85,13 +127,30 @@ def main() -> None:
         hardware=args.hardware or hardware(),
         intended_use="research and teaching demo; not a medical device",
         card_notes=args.notes.read_text(encoding="utf-8") if args.notes else "",
+        independent_checks=[line.strip() for line in checks if line.strip()],
     )
     target = REPO / "assets" / "models"
+    path = target / f"{args.name}.keras"
     # Re-saved (not copied) so that the bundle is weights only, whatever the run file holds.
-    save_model(model, target / f"{args.name}.keras", metadata)
+    if args.finalize:
+        if args.data is None:
+            parser.error("--finalize needs --data")
+        finalized = _finalize(model, config, args.data)
+        save_finalized(model, path, finalized, metadata)
+        metadata = load_model(path)[1]
+    else:
+        if metadata.get("input_gate"):
+            source = gate.gate_path(args.run / "model.keras")
+            gate.gate_path(path).write_bytes(source.read_bytes())
+            metadata["input_gate"]["file"] = gate.gate_path(path).name
+        save_model(model, path, metadata)
+    if metadata.get("input_gate"):
+        metadata["input_gate"]["figures"] = gate_figures(path, args.data)
+        save_model(model, path, metadata)
     card = render_model_card(metadata, metadata["card_notes"])
     (target / "MODEL_CARD.md").write_text(card, encoding="utf-8")
-    size = sum((target / f"{args.name}{s}").stat().st_size for s in (".keras", ".json"))
+    files = [path, path.with_suffix(".json"), gate.gate_path(path)]
+    size = sum(f.stat().st_size for f in files if f.exists())
     print(f"bundled {args.name}: {size / 2**20:.1f} MB in {target}")
 
 
