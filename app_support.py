@@ -348,6 +348,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "t_head_lr": 1e-3, "t_finetune_lr": 1e-4, "t_layers": 60, "t_class_weights": True,
     "t_augment": 1.0, "t_val_fraction": 0.15, "t_seed": 42, "t_limit": 300,
     "t_dropout": 0.2, "t_patience": 3, "t_rule": "youden",
+    "t_contrast": "clahe", "t_acquisition": 1.0, "t_threshold_scores": "stressed",
+    "t_calibration": "platt",
 }  # fmt: skip
 
 
@@ -367,12 +369,19 @@ def run_config_from(values: Any) -> Any:
         raise ConfigError(f"The weights file {weights or '(empty)'} does not exist.")
     return RunConfig(
         data_root=v["t_data"].strip(),
-        model=ModelConfig(v["t_backbone"], weights, int(v["t_size"]), float(v["t_dropout"])),
+        model=ModelConfig(
+            v["t_backbone"],
+            weights,
+            int(v["t_size"]),
+            float(v["t_dropout"]),
+            contrast=v["t_contrast"],
+        ),
         data=DataConfig(
             val_fraction=float(v["t_val_fraction"]),
             seed=int(v["t_seed"]),
             batch_size=int(v["t_batch"]),
             augment=float(v["t_augment"]),
+            acquisition_augment=float(v["t_acquisition"]),
             limit_per_class=int(v["t_limit"]) or None,
         ),
         train=TrainConfig(
@@ -384,6 +393,8 @@ def run_config_from(values: Any) -> Any:
             class_weighting=bool(v["t_class_weights"]),
             early_stopping_patience=int(v["t_patience"]),
             threshold_rule=v["t_rule"],
+            threshold_scores=v["t_threshold_scores"],
+            calibration=v["t_calibration"],
         ),
     )
 

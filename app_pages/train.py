@@ -62,6 +62,20 @@ with st.sidebar:
     st.number_input("Layers to fine-tune", 0, 1000, key="t_layers")
     st.checkbox("Weight classes by inverse frequency", key="t_class_weights")
     st.slider("Augmentation strength (0 = off)", 0.0, 2.0, step=0.25, key="t_augment")
+    st.slider(
+        "Acquisition augmentation (blur/sharpen, resampling, JPEG, noise; 0 = off)",
+        0.0,
+        2.0,
+        step=0.25,
+        key="t_acquisition",
+    )
+    st.radio(
+        "Contrast normalisation",
+        ["clahe", "none"],
+        key="t_contrast",
+        horizontal=True,
+        help="CLAHE as the model's first layer evens out exposure between hospitals.",
+    )
     st.slider("Validation fraction (patients of train)", 0.05, 0.5, step=0.05, key="t_val_fraction")
     st.number_input("Seed", 0, 2**31 - 1, key="t_seed")
     st.number_input(
@@ -76,6 +90,13 @@ with st.sidebar:
             key="t_rule",
             help="youden: best sensitivity + specificity; sensitivity: reach 95%.",
         )
+        st.radio(
+            "Threshold chosen on",
+            ["stressed", "clean"],
+            key="t_threshold_scores",
+            help="stressed: validation scores pooled over the stress suite (holds under shift).",
+        )
+        st.radio("Calibration", ["platt", "none"], key="t_calibration", horizontal=True)
     st.button("Launch training", type="primary", on_click=launch, width="stretch")
 
 st.title("Train")

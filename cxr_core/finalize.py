@@ -27,6 +27,7 @@ import pandas as pd
 from . import evaluate, gate, stress
 from .calibration import fit_platt, fold_into_model
 from .config import RunConfig
+from .errors import DataError
 from .model import save_model
 
 __all__ = ["Finalized", "finalize_model", "save_finalized"]
@@ -72,7 +73,10 @@ def _calibrate(
     if config.train.calibration == "none":
         return logits, {"method": "none", "ece": before}
     fit_on = logits if config.train.threshold_scores == "stressed" else _clean_only(logits)
-    scaling = fit_platt(*stress.pooled(labels, fit_on))
+    try:
+        scaling = fit_platt(*stress.pooled(labels, fit_on))
+    except DataError as error:  # e.g. a quick run whose output is still constant
+        return logits, {"method": "none", "ece": before, "note": f"not calibrated: {error}"}
     fold_into_model(model, scaling)
     logits = {name: scaling.apply(values) for name, values in logits.items()}
     entry = {

@@ -176,10 +176,10 @@ def stressed_logits(
     for images, _ in dataset:
         grey = images.numpy()[..., 0]
         variants = [grey] + [perturb(grey, p, seed=done) for p in perturbations]
-        stacked = np.repeat(np.concatenate(variants)[..., None], 3, axis=-1)
-        logits = np.asarray(scorer(stacked, training=False), np.float32).reshape(len(names), -1)
-        for name, row in zip(names, logits, strict=True):
-            parts[name].append(row)
+        for name, variant in zip(names, variants, strict=True):
+            # One batch at a time: eager calls on every variant at once held ~20 GB at 224 px.
+            batch = np.repeat(variant[..., None], 3, axis=-1)
+            parts[name].append(np.asarray(scorer.predict_on_batch(batch), np.float32).ravel())
         done += len(grey)
         if progress is not None:
             progress(done, len(table))

@@ -177,7 +177,7 @@ def test_a_short_scratch_run_on_real_images_gives_a_discriminating_validation_ou
     config = RunConfig(
         data_root=str(shared_data),
         model=ModelConfig(backbone="small_cnn", weights="none", image_size=128),
-        data=DataConfig(limit_per_class=300, augment=0.0),
+        data=DataConfig(limit_per_class=300, augment=0.0, acquisition_augment=0.0),
         train=TrainConfig(head_epochs=1, finetune_epochs=0),
     )
     train_run(tmp_path / "run", config)
