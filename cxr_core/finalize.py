@@ -118,7 +118,7 @@ def finalize_model(
     size, batch, rule = config.model.image_size, config.data.batch_size, config.train
     labels = val_table["label_index"].to_numpy()
     say("scoring validation images under the stress suite")
-    logits = stress.stressed_logits(model, val_table, size, batch)
+    logits, features = stress.stressed_outputs(model, val_table, size, batch)
     logits, calibration = _calibrate(model, config, labels, logits)
     chosen = logits if rule.threshold_scores == "stressed" else _clean_only(logits)
     pooled_labels, pooled_logits = stress.pooled(labels, chosen)
@@ -139,7 +139,7 @@ def finalize_model(
         )
         fitted_gate = gate.fit_gate(
             gate.table_features(model, sample, size, batch),
-            gate.table_features(model, val_table, size, batch),
+            np.concatenate(list(features.values())),
         )
     return Finalized(threshold, report, suite, calibration, fitted_gate)
 

@@ -9,8 +9,11 @@ line ask two things:
 2. How far the image's features lie from the training X-rays': the Mahalanobis distance of the
    model's pooled features (its ``pool`` layer) from the train images' mean, under a
    Ledoit-Wolf shrunk covariance (scikit-learn; Lee et al. 2018 use this distance to find
-   out-of-distribution inputs). The threshold is a high quantile of the validation images'
-   distances, so that almost every real X-ray passes.
+   out-of-distribution inputs). The threshold is a high quantile of the distances of the
+   validation images, clean and under every perturbation of the stress suite: an X-ray from
+   another scanner - blurrier, noisier, darker - is still an X-ray and must pass. (With the
+   clean validation images alone the threshold refused 2 of the dataset's 16 full-resolution
+   val X-rays; the nearest non-X-ray of the generated corpus lies 3 times farther.)
 
 The fitted gate is stored beside the model as ``<model>.gate.npz`` (arrays only, read without
 pickle) and described in the sidecar's ``input_gate`` entry with its version.
@@ -55,7 +58,7 @@ MIN_CONTRAST = 24.0
 MAX_COLOUR = 0.06
 #: What a refused image is told.
 NOT_A_CHEST_XRAY = "This image does not look like a frontal chest X-ray, so it gets no verdict."
-#: Share of validation images whose distance the threshold keeps below it.
+#: Share of validation images (clean and stressed) whose distance the threshold keeps below it.
 ACCEPT_QUANTILE = 0.995
 FEATURE_LAYER = "pool"
 
@@ -145,7 +148,8 @@ def fit_gate(train_features: np.ndarray, val_features: np.ndarray) -> InputGate:
 
     Args:
         train_features: ``(n, d)`` pooled features of the train images (n > 1).
-        val_features: ``(m, d)`` pooled features of the validation images (m >= 1).
+        val_features: ``(m, d)`` pooled features of the validation images, clean and under
+            the stress suite's perturbations (m >= 1).
 
     Returns:
         The gate; its threshold is the ``ACCEPT_QUANTILE`` quantile of validation distances.

@@ -29,6 +29,7 @@ from .config import CLASS_NAMES
 from .errors import ConfigError, InvalidImageError, ModelLoadError
 from .gate import InputCheck, InputGate, gate_path, load_gate, pixel_problem
 from .preprocess import to_model_input
+from .stress import pooled_output
 
 __all__ = ["METHODS", "Prediction", "Predictor", "find_last_conv_layer", "overlay"]
 
@@ -164,7 +165,7 @@ class Predictor:
         except ValueError:
             raise ModelLoadError("The model has no layer named 'logit' to explain.") from None
         conv = model.get_layer(self._layer_name)
-        features = _pooled_output(model)
+        features = pooled_output(model)
         # Built once: a new keras.Model per call would leak graphs and cost a rebuild each time.
         self._gradient_model = keras.Model(model.inputs, [conv.output, logit.output, features])
         self._scoring_model = keras.Model(model.inputs, [logit.output, features])
@@ -186,7 +187,7 @@ class Predictor:
         gate = None
         entry = metadata.get("input_gate")
         if isinstance(entry, dict):
-            feature_size = int(_pooled_output(model).shape[-1])
+            feature_size = int(pooled_output(model).shape[-1])
             gate = load_gate(gate_path(path), feature_size)
         return cls(model, metadata, layer_name=layer_name, gate=gate)
 
@@ -305,14 +306,6 @@ class Predictor:
         gradients = tape.gradient(logit, activations)
         probability = tf.sigmoid(tf.cast(logit[0, 0], tf.float32))
         return probability, activations[0], gradients[0], features[0]
-
-
-def _pooled_output(model: keras.Model) -> keras.KerasTensor:
-    """The pooled features the input check measures: the ``pool`` layer, else the logit's input."""
-    names = {layer.name for layer in model.layers}
-    if "pool" in names:
-        return model.get_layer("pool").output
-    return model.get_layer("logit").input
 
 
 def _chroma(pixels: np.ndarray) -> float:

@@ -35,8 +35,10 @@ __all__ = [
     "logit_model",
     "perturb",
     "pooled",
+    "pooled_output",
     "stress_report",
     "stressed_logits",
+    "stressed_outputs",
 ]
 
 #: Key of the unperturbed scores in :func:`stressed_logits`' result.
@@ -167,11 +169,29 @@ def stressed_logits(
     Raises:
         DataError: The table is empty or lists DICOM files.
     """
+    return stressed_outputs(model, table, image_size, batch_size, perturbations, progress)[0]
+
+
+def stressed_outputs(
+    model: keras.Model,
+    table: pd.DataFrame,
+    image_size: int,
+    batch_size: int = 32,
+    perturbations: Sequence[Perturbation] = PERTURBATIONS,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """:func:`stressed_logits` plus the pooled features of every image and variant.
+
+    Returns:
+        ``(logits, features)``: logits as in :func:`stressed_logits`; features
+        ``{name: float32 (len(table), d)}`` from the model's ``pool`` layer.
+    """
     config = DataConfig(batch_size=batch_size, cache=False, augment=0.0, acquisition_augment=0.0)
     dataset = data.make_dataset(table, int(image_size), config, training=False)
-    scorer = logit_model(model)
+    scorer = keras.Model(model.input, [model.get_layer("logit").output, pooled_output(model)])
     names = [CLEAN, *(p.name for p in perturbations)]
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    logits: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    features: dict[str, list[np.ndarray]] = {name: [] for name in names}
     done = 0
     for images, _ in dataset:
         grey = images.numpy()[..., 0]
@@ -179,11 +199,23 @@ def stressed_logits(
         for name, variant in zip(names, variants, strict=True):
             # One batch at a time: eager calls on every variant at once held ~20 GB at 224 px.
             batch = np.repeat(variant[..., None], 3, axis=-1)
-            parts[name].append(np.asarray(scorer.predict_on_batch(batch), np.float32).ravel())
+            logit, pooled = scorer.predict_on_batch(batch)
+            logits[name].append(np.asarray(logit, np.float32).ravel())
+            features[name].append(np.asarray(pooled, np.float32))
         done += len(grey)
         if progress is not None:
             progress(done, len(table))
-    return {name: np.concatenate(rows) for name, rows in parts.items()}
+    return (
+        {name: np.concatenate(rows) for name, rows in logits.items()},
+        {name: np.concatenate(rows) for name, rows in features.items()},
+    )
+
+
+def pooled_output(model: keras.Model) -> keras.KerasTensor:
+    """The pooled features of a classifier: its ``pool`` layer, else the logit layer's input."""
+    if "pool" in {layer.name for layer in model.layers}:
+        return model.get_layer("pool").output
+    return model.get_layer("logit").input
 
 
 def pooled(labels: np.ndarray, logits: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
