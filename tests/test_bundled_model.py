@@ -23,8 +23,22 @@ def predictor() -> Predictor:
 
 
 def test_bundle_is_small_enough_to_ship() -> None:
-    size = BUNDLED.stat().st_size + BUNDLED.with_suffix(".json").stat().st_size
-    assert size <= 25 * 2**20
+    files = [BUNDLED, BUNDLED.with_suffix(".json"), BUNDLED.with_suffix(".gate.npz")]
+    assert all(f.is_file() for f in files)
+    assert sum(f.stat().st_size for f in files) <= 40 * 2**20
+
+
+def test_bundled_sidecar_records_the_shift_robust_recipe() -> None:
+    metadata = read_metadata(BUNDLED)
+    config = metadata["run_config"]
+    assert config["model"]["contrast"] == "clahe" and config["data"]["acquisition_augment"] > 0
+    assert metadata["calibration"]["method"] == "platt"
+    after, before = metadata["calibration"]["ece_after"], metadata["calibration"]["ece_before"]
+    assert after["clean"] < before["clean"] and after["stressed"] < before["stressed"]
+    assert set(metadata["stress"]["perturbations"]) >= {"blur", "sharpen", "zoom_in", "noise"}
+    assert metadata["input_gate"]["version"] == 1
+    assert "Refuses" in metadata["input_gate"]["figures"]
+    assert any("0.936" in line for line in metadata["independent_checks"])
 
 
 def test_bundled_model_loads_with_its_metadata(predictor: Predictor) -> None:
