@@ -23,14 +23,14 @@ if not root.strip():
 try:
     table = app.scan_dataset(root.strip())
 except CXRError as error:
-    st.error(str(error))
+    st.error(app.md(error))
     st.markdown(app.DATASET_GUIDE)
     st.stop()
 
 counts = data.count_table(table)
 chart_col, table_col = st.columns([3, 2])
 chart_col.plotly_chart(charts.counts_figure(counts))
-table_col.markdown(f"**{len(table)} images** in `{root.strip()}`")
+table_col.markdown(f"**{len(table)} images** in {app.md(root.strip())}")
 table_col.dataframe(counts)
 
 train = table[table["split"] == "train"]
@@ -64,11 +64,11 @@ st.caption(
 try:
     result = app.audit_dataset(root.strip(), len(table))
 except CXRError as error:
-    st.error(f"The audit could not finish: {error}")
+    st.error(f"The audit could not finish: {app.md(error)}")
     st.stop()
 st.dataframe(result.summary, hide_index=True)
 for warning in result.warnings:
-    st.warning(warning)
+    st.warning(app.md(warning))
 if not result.warnings:
     st.success(
         "Within each split, NORMAL and PNEUMONIA files are stored alike (size, mode, format)."

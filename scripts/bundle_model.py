@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from cxr_core.config import RunConfig  # noqa: E402
-from cxr_core.model import load_model, save_model  # noqa: E402
+from cxr_core.model import load_model, read_metadata, save_model  # noqa: E402
 from cxr_core.model_card import render_model_card  # noqa: E402
 
 
@@ -75,8 +75,9 @@ def main() -> None:
     parser.add_argument("--hardware", default=None, help="override the hardware description")
     args = parser.parse_args()
 
-    model, metadata = load_model(args.run / "model.keras")
-    config = RunConfig.from_dict(metadata["run_config"])
+    model, checked = load_model(args.run / "model.keras")
+    config = RunConfig.from_dict(checked.run_config or {})
+    metadata = checked.to_dict()
     metadata["run_config"]["data_root"] = "DATA/chest_xray"
     metadata.update(
         name=args.name,
@@ -88,8 +89,8 @@ def main() -> None:
     )
     target = REPO / "assets" / "models"
     # Re-saved (not copied) so that the bundle is weights only, whatever the run file holds.
-    save_model(model, target / f"{args.name}.keras", metadata)
-    card = render_model_card(metadata, metadata["card_notes"])
+    saved = save_model(model, target / f"{args.name}.keras", metadata)
+    card = render_model_card(read_metadata(saved), metadata["card_notes"])
     (target / "MODEL_CARD.md").write_text(card, encoding="utf-8")
     size = sum((target / f"{args.name}{s}").stat().st_size for s in (".keras", ".json"))
     print(f"bundled {args.name}: {size / 2**20:.1f} MB in {target}")

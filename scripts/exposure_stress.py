@@ -40,9 +40,9 @@ def main() -> None:
     sets = eval_sets.evaluation_sets(data.scan(args.data), metadata)
     val = next(s.table for s in sets if s.key == eval_sets.VALIDATION)
     plain = data.make_dataset(
-        val, metadata["image_size"], DataConfig(batch_size=32, cache=True), training=False
+        val, metadata.image_size, DataConfig(batch_size=32, cache=True), training=False
     )
-    labels, threshold = val["label_index"].to_numpy(), float(metadata["threshold"])
+    labels, threshold = val["label_index"].to_numpy(), metadata.threshold
     print(f"{args.model.name}: {len(val)} validation images, threshold {threshold:.3f}")
     print(f"{'change':24s} {'ROC AUC':>8s} {'sens':>6s} {'spec':>6s}")
     for name, change in CHANGES.items():
