@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -329,7 +330,9 @@ def _guard_training(args: argparse.Namespace) -> Any:
     _run_config(args)
     lock_run(out)
     stop = StopRequest(out / "STOP", since=process_started_at())
+    early = signal.getsignal(signal.SIGTERM)  # python -m cxr_core's, if any
     stop.install()
+    stop.signalled = bool(getattr(early, "received", False))
 
     def stopped_hard() -> None:
         # The run did not reach a batch boundary in time (starting, a long validation or
