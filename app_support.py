@@ -42,6 +42,7 @@ __all__ = [
     "METHODS",
     "ModelEntry",
     "active_model",
+    "analyse_bytes",
     "analyse_upload",
     "audit_dataset",
     "default_data_root",
@@ -71,8 +72,14 @@ ACTIVE_MODEL = "active_model"
 _PICKER = "model_picker"
 #: Explanation methods as the pages name them -> ``Predictor.explain`` methods.
 METHODS = {"Grad-CAM": "gradcam", "Grad-CAM++": "gradcam++"}
-#: Largest side of the images kept for display after a prediction.
+#: Largest side of the images decoded, explained and kept for display after a prediction.
 DISPLAY_SIDE = 1024
+#: Files of one upload that the Diagnose page analyses; the others are listed, not decoded.
+MAX_FILES_PER_UPLOAD = 12
+#: Largest accepted upload, in megabytes (cxr_core.imaging refuses files over 50 MB).
+MAX_UPLOAD_MB = 50
+#: Analyses kept in the cache for all sessions together: at most 2 MB of pixels each.
+MAX_CACHED_ANALYSES = 32
 
 DATASET_GUIDE = """
 **No dataset yet?** The app expects Kaggle's *Chest X-Ray Images (Pneumonia)* (Kermany, Zhang
@@ -275,16 +282,26 @@ def _fit(image: np.ndarray, side: int) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def _analyse(path: str, mtime: float, digest: str, _content: bytes, name: str, method: str):
+def analyse_bytes(predictor: Any, content: bytes, name: str, method: str) -> dict[str, Any]:
+    """The Diagnose page's analysis of one file, uncached (see :func:`analyse_upload`).
+
+    A JPEG is decoded reduced (libjpeg DCT scaling) and any image larger than
+    ``DISPLAY_SIDE`` is shrunk before the model and Grad-CAM see it, so no full-size copy,
+    heatmap or overlay is ever made (``benchmarks/upload_memory.py`` measures it).
+
+    Returns:
+        As :func:`analyse_upload`, but with the heatmap as uint8 0-255.
+    """
     from cxr_core.imaging import read_image
 
-    decoded = read_image(_content, filename=name)
+    decoded = read_image(content, filename=name, max_side=DISPLAY_SIDE)
+    pixels = _fit(decoded.pixels, DISPLAY_SIDE)
     colour = float(decoded.info.get("colour", 0.0))
-    result = _predictor(path, mtime).explain(decoded.pixels, method=method, colour=colour)
+    result = predictor.explain(pixels, method=method, colour=colour)
     return {
-        "pixels": _fit(decoded.pixels, DISPLAY_SIDE),
-        "heatmap": _fit(result.heatmap, DISPLAY_SIDE),
+        "pixels": pixels,
+        # Kept as uint8: a quarter of the float32 map's memory in the cache.
+        "heatmap": np.rint(result.heatmap * 255).astype(np.uint8),
         "info": dict(decoded.info),
         "probability": result.probability,
         "label": result.label,
@@ -292,6 +309,11 @@ def _analyse(path: str, mtime: float, digest: str, _content: bytes, name: str, m
         "accepted": result.input_check.accepted,
         "refusal": result.input_check.reason,
     }
+
+
+@st.cache_data(show_spinner=False, max_entries=MAX_CACHED_ANALYSES)
+def _analyse(path: str, mtime: float, digest: str, _content: bytes, name: str, method: str):
+    return analyse_bytes(_predictor(path, mtime), _content, name, method)
 
 
 def analyse_upload(entry: ModelEntry, content: bytes, name: str, method: str) -> dict[str, Any]:
@@ -307,7 +329,9 @@ def analyse_upload(entry: ModelEntry, content: bytes, name: str, method: str) ->
         InvalidImageError: The file is not a usable image; the message says why.
     """
     digest = hashlib.blake2b(content, digest_size=16).hexdigest()
-    return _analyse(entry.path, entry.mtime, digest, content, name, METHODS.get(method, method))
+    method = METHODS.get(method, method)
+    result = _analyse(entry.path, entry.mtime, digest, content, name, method)
+    return {**result, "heatmap": result["heatmap"].astype(np.float32) / 255.0}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,12 +26,19 @@ except CXRError as error:
     st.stop()
 
 uploads = st.file_uploader(
-    "Drop chest X-rays here (JPEG, PNG or DICOM; several at once are fine)",
+    f"Drop chest X-rays here (JPEG, PNG or DICOM; up to {app.MAX_FILES_PER_UPLOAD} at once)",
     accept_multiple_files=True,
+    max_upload_size=app.MAX_UPLOAD_MB,
 )
 if not uploads:
     st.info("Upload one or more frontal chest X-rays to see the model's output and heatmap.")
     st.stop()
+if len(uploads) > app.MAX_FILES_PER_UPLOAD:
+    st.warning(
+        f"{len(uploads)} files were uploaded; the first {app.MAX_FILES_PER_UPLOAD} are analysed. "
+        "Remove some to see the others."
+    )
+    uploads = uploads[: app.MAX_FILES_PER_UPLOAD]
 
 results, rows = [], []
 for upload in uploads:
