@@ -6,14 +6,16 @@ link and ``![t](http://host/t.png)`` makes every viewer's browser fetch that URL
 :func:`escape_markdown` puts a backslash before every ASCII punctuation character that
 Markdown gives a meaning (CommonMark lets any of them be escaped), so no emphasis, link, image,
 HTML tag, code span, table, heading, list, math (``$``) or Streamlit directive (``:red[...]``)
-can start, and no URL is auto-linked; control characters and line breaks become spaces.
+can start; control characters and line breaks become spaces. GitHub-flavoured Markdown also
+turns bare ``http://...``, ``www.`` and ``a@b.c`` text into links after parsing, escapes or
+not, so an invisible word joiner (U+2060) goes before ``://``, after ``www`` and after ``@``.
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["code_span", "escape_markdown"]
+__all__ = ["JOINER", "code_span", "escape_markdown"]
 
 #: ASCII punctuation that can start or end Markdown, HTML, an entity, a URL, an e-mail link,
 #: math or a Streamlit directive. Other punctuation (, ; ' " % ? / = ^) never does.
@@ -22,6 +24,9 @@ _ESCAPES = {ord(ch): "\\" + ch for ch in _SPECIAL}
 # Line breaks and other control characters would start new Markdown blocks.
 _ESCAPES.update({code: " " for code in range(32)})
 _ESCAPES[0x7F] = " "
+#: An invisible word joiner: breaks GFM's autolink patterns without changing what is shown.
+JOINER = "\u2060"
+_AUTOLINK = re.compile(r"(?i)(?<=[a-z0-9])(?=\\?:\\?/\\?/)|(?<=www)(?=\\?\.)|(?<=@)")
 
 
 def escape_markdown(text: object, limit: int = 500) -> str:
@@ -37,7 +42,7 @@ def escape_markdown(text: object, limit: int = 500) -> str:
     value = str(text)
     if len(value) > limit:
         value = value[: limit - 3] + "..."
-    return value.translate(_ESCAPES)
+    return _AUTOLINK.sub(JOINER, value.translate(_ESCAPES))
 
 
 def code_span(text: object, limit: int = 500) -> str:

@@ -56,7 +56,7 @@ def open_page(page: str) -> AppTest:
 
 def shown(markdown: str) -> str:
     """What a reader sees of escaped Markdown: the text without its escaping backslashes."""
-    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown).replace("\u2060", "")
 
 
 def all_text(at: AppTest) -> str:
