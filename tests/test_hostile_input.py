@@ -17,7 +17,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 from streamlit.testing.v1 import AppTest
 
 from cxr_core.imaging import read_image
-from cxr_core.markdown import code_span, escape_markdown
+from cxr_core.markdown import JOINER, code_span, escape_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")
@@ -135,6 +135,8 @@ def test_a_large_jpeg_is_decoded_reduced_and_close_to_a_full_decode_shrunk() -> 
 
 
 def test_escape_markdown_and_code_span_keep_text_literal() -> None:
-    assert escape_markdown("**a**[b](http://c)") == r"\*\*a\*\*\[b\]\(http\://c\)"
+    escaped = r"\*\*a\*\*\[b\]\(http" + JOINER + r"\://c\)"
+    assert escape_markdown("**a**[b](http://c)") == escaped
+    assert escape_markdown("see www.x.org") == "see www" + JOINER + r"\.x\.org"
     assert escape_markdown("line\nbreak") == "line break"
     assert code_span("a`b") == "``a`b``" and code_span("plain") == "`plain`"
