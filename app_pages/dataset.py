@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+import app_access as access
 import app_charts as charts
 import app_support as app
 from cxr_core import data
@@ -10,11 +11,10 @@ from cxr_core.errors import CXRError
 from cxr_core.train import class_weight_description
 
 st.title("Dataset")
-root = st.text_input(
-    "Dataset folder",
-    value=app.default_data_root(),
-    help="A folder with train/ (and optionally val/ and test/), each holding NORMAL/ and "
-    "PNEUMONIA/ image folders.",
+root = access.dataset_folder_ui(
+    "Dataset folder (train/, val/, test/ each holding NORMAL/ and PNEUMONIA/)",
+    "dataset_root",
+    app.default_data_root(),
 )
 if not root.strip():
     st.info("Type the folder of a chest X-ray dataset above.")

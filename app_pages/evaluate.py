@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+import app_access as access
 import app_charts as charts
 import app_support as app
 from cxr_core import evaluate
@@ -17,7 +18,7 @@ from cxr_core.model_card import robustness_lines, stress_rows
 st.title("Evaluate")
 entries = app.discover_models()
 entry = app.model_picker(entries)
-root = st.sidebar.text_input("Dataset folder", value=app.default_data_root()).strip()
+root = access.dataset_folder_ui("Dataset folder", "eval_root", app.default_data_root(), st.sidebar)
 limit = st.sidebar.number_input("At most N images per class (0 = all)", 0, 100_000, 200, 50)
 if entry is None:
     st.info(app.no_model_message())
