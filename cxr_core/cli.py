@@ -291,13 +291,9 @@ def _train(args: argparse.Namespace) -> int:
     from .train import plan_phases, train_run
 
     config = _run_config(args)
-    if config is not None and not config.model.pretrained and config.train.finetune_epochs:
-        epochs = plan_phases(config)[0].epochs
-        print(
-            f"note: --weights none trains the whole network in one phase of {epochs} epochs "
-            f"(--epochs {config.train.head_epochs} + --finetune-epochs "
-            f"{config.train.finetune_epochs})"
-        )
+    note = _scratch_note(config, plan_phases)
+    if note:
+        print(note)
     result = train_run(args.out, config, resume=args.resume, stop=getattr(args, "stop", None))
     if result.get("state") == "cancelled":
         print(f"cancelled: {args.out} (continue with: {_resume_command(args.out)})")
@@ -307,6 +303,17 @@ def _train(args: argparse.Namespace) -> int:
         f"accuracy {result['accuracy']:.4f} at threshold {result['threshold']:.3f}"
     )
     return 0
+
+
+def _scratch_note(config: RunConfig | None, plan_phases: Any) -> str | None:
+    """Say how many epochs a from-scratch run trains when fine-tuning epochs were added."""
+    if config is None or config.model.pretrained or not config.train.finetune_epochs:
+        return None
+    return (
+        f"note: --weights none trains the whole network in one phase of "
+        f"{plan_phases(config)[0].epochs} epochs (--epochs {config.train.head_epochs} + "
+        f"--finetune-epochs {config.train.finetune_epochs})"
+    )
 
 
 def _resume_command(out: str) -> str:

@@ -320,3 +320,16 @@ def test_training_estimate_scales_a_past_runs_speed_by_image_area(tiny_dataset):
     text = app_support.training_estimate(config, data.scan(tiny_dataset), [past])
     # 24 train images less 15% = 20; 2 epochs; 10 images/s at 128 px = 40 at 64 px; +15%.
     assert text.startswith("About 20 training images x 2 epochs: roughly 1 s at ~40 images/s")
+
+
+def test_a_cancelled_run_shows_the_resume_command_with_its_folder(app_env, tiny_dataset):
+    from cxr_core.runs import RunPaths, update_status, write_json_atomic
+
+    paths = RunPaths(app_env / "stopped")
+    paths.root.mkdir(parents=True)
+    config = RunConfig(str(tiny_dataset), ModelConfig("small_cnn", "none", image_size=64))
+    write_json_atomic(paths.config, config.to_dict())
+    update_status(paths, state="cancelled", started_at="2026-01-01T10:00:00+00:00")
+    at = open_page("app_pages/train.py")
+    assert f"python -m cxr_core train --out {paths.root} --resume" in [c.value for c in at.code]
+    assert "Resume run" in [b.label for b in at.button]  # the open single-user mode
