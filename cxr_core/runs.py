@@ -208,8 +208,13 @@ def cancelled_message(paths: RunPaths) -> str:
 def append_history(paths: RunPaths, row: dict[str, Any]) -> None:
     """Append one epoch's metrics as a JSON line (flushed and synced to disk)."""
     paths.root.mkdir(parents=True, exist_ok=True)
-    with open(paths.history, "a", encoding="utf-8") as stream:
-        stream.write(json.dumps(row, sort_keys=True) + "\n")
+    with status_lock, open(paths.history, "a+b") as stream:
+        torn = False
+        if stream.seek(0, os.SEEK_END) > 0:
+            stream.seek(-1, os.SEEK_END)
+            torn = stream.read(1) != b"\n"
+        prefix = b"\n" if torn else b""  # a line torn by a killed process stays on its own
+        stream.write(prefix + (json.dumps(row, sort_keys=True) + "\n").encode("utf-8"))
         stream.flush()
         os.fsync(stream.fileno())
 
@@ -367,10 +372,11 @@ def read_config(paths: RunPaths) -> RunConfig:
 def read_history(paths: RunPaths) -> list[HistoryRow]:
     """One checked row per epoch, the latest line winning when a resumed run repeated one.
 
-    A last line that is not JSON (being written right now) is skipped.
+    A line that is not JSON (being written right now, or torn when a process was killed) is
+    skipped; a JSON line of the wrong shape is not.
 
     Raises:
-        RunFileError: The file is not UTF-8, or a line is not JSON or is wrongly shaped.
+        RunFileError: The file is not UTF-8, or a line is wrongly shaped.
     """
     try:
         lines = paths.history.read_bytes().decode("utf-8").splitlines()
@@ -382,14 +388,10 @@ def read_history(paths: RunPaths) -> list[HistoryRow]:
         raise RunFileError("history.jsonl is not UTF-8 text") from None
     by_epoch: dict[int, HistoryRow] = {}
     for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
         try:
             values = json.loads(line)
         except ValueError:
-            if number == len(lines):
-                continue  # a line being written right now
-            raise RunFileError(f"history.jsonl line {number} is not JSON") from None
+            continue  # being written right now, or torn by a process killed while writing
         row = HistoryRow.from_dict(values, f"history.jsonl line {number}")
         by_epoch[row.epoch] = row
     return [by_epoch[epoch] for epoch in sorted(by_epoch)]

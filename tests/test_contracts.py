@@ -15,7 +15,14 @@ from cxr_core import jobs
 from cxr_core.cli import main
 from cxr_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from cxr_core.errors import ModelLoadError, RunFileError
-from cxr_core.runs import RunPaths, read_history, read_status, update_status, write_json_atomic
+from cxr_core.runs import (
+    RunPaths,
+    append_history,
+    read_history,
+    read_status,
+    update_status,
+    write_json_atomic,
+)
 from cxr_core.sidecar import check_model_file, sidecar_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,12 +162,14 @@ def test_a_malformed_run_file_reads_as_unreadable_and_others_still_list(
     assert jobs.active_run(tmp_path) is None
 
 
-def test_readers_raise_run_file_errors_and_skip_a_half_written_last_line(tmp_path) -> None:
+def test_readers_raise_run_file_errors_and_skip_torn_lines(tmp_path) -> None:
     paths = RunPaths(tmp_path)
     paths.history.write_text('{"epoch": 1, "loss": 0.5}\n{"epoch": 2, "lo')
     assert [row.epoch for row in read_history(paths)] == [1]
-    paths.history.write_text('{"epoch": 1, "lo\n{"epoch": 2, "loss": 0.5}\n')
-    with pytest.raises(RunFileError, match="line 1 is not JSON"):
+    append_history(paths, {"epoch": 2, "loss": 0.4})  # after a process was killed mid-line
+    assert [(row.epoch, row.value("loss")) for row in read_history(paths)] == [(1, 0.5), (2, 0.4)]
+    paths.history.write_text('{"epoch": 1, "loss": "low"}\n')
+    with pytest.raises(RunFileError, match="loss must be a number"):
         read_history(paths)
     paths.status.write_text('{"state": "running", "epoch": "3"}')
     with pytest.raises(RunFileError, match="epoch must be an integer"):
@@ -245,3 +254,11 @@ def test_train_page_lists_unreadable_runs_and_works(broken_env) -> None:
     at.run()
     assert not at.exception, at.exception
     assert any("files cannot be read" in e.value for e in at.error)
+
+
+def test_history_lines_are_appended_one_per_line(tmp_path) -> None:
+    paths = RunPaths(tmp_path)
+    for epoch in (1, 2, 3):
+        append_history(paths, {"epoch": epoch, "loss": 0.1 * epoch})
+    assert paths.history.read_text().count("\n") == 3
+    assert [row.epoch for row in read_history(paths)] == [1, 2, 3]
