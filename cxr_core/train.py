@@ -26,7 +26,7 @@ from . import data
 from .config import CLASS_NAMES, RunConfig, backbone_spec
 from .devices import configure_devices, describe_devices, select_strategy
 from .errors import CXRError, DataError
-from .finalize import finalize_model, save_finalized
+from .finalize import Finalized, finalize_model, save_finalized
 from .model import backbone_layers, build_model
 from .run_guard import StopRequest, StopRequested, lock_run, process_start, unlock_run
 from .runs import (
@@ -273,7 +273,7 @@ def _save_finalized(
     model: keras.Model,
     config: RunConfig,
     prepared: dict,
-    finalized: Any,
+    finalized: Finalized,
     paths: RunPaths,
     seconds: int,
 ) -> None:
