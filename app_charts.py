@@ -6,6 +6,7 @@ No Streamlit here and no computation beyond arranging the numbers: metrics come 
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 
 import pandas as pd
@@ -132,7 +133,8 @@ def roc_figure(
     """ROC curves of one or more models on one plot.
 
     Args:
-        curves: ``(name, fpr, tpr)`` per model; the name should carry its AUC.
+        curves: ``(name, fpr, tpr)`` per model; the name should carry its AUC. Names are
+            HTML-escaped (Plotly would render tags in them).
         marks: ``(name, fpr, tpr)`` operating points, e.g. the stored threshold.
     """
     figure = go.Figure()
@@ -140,8 +142,9 @@ def roc_figure(
         x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"dash": "dash", "color": "#aaa"}
     )
     for (name, fpr, tpr), colour in zip(curves, _LINES, strict=False):
+        # Plotly reads <a href>, <b> and friends in trace names: a model name is text.
         figure.add_scatter(
-            x=list(fpr), y=list(tpr), mode="lines", name=name, line={"color": colour}
+            x=list(fpr), y=list(tpr), mode="lines", name=html.escape(name), line={"color": colour}
         )
     _add_marks(figure, marks)
     figure.update_layout(

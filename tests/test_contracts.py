@@ -223,7 +223,9 @@ def texts(at: AppTest) -> str:
     return "\n".join(str(e.value) for kind in kinds for e in getattr(at, kind))
 
 
-@pytest.mark.parametrize("path", ["app_pages/home.py", "app_pages/diagnose.py"])
+@pytest.mark.parametrize(
+    "path", ["app_pages/home.py", "app_pages/diagnose.py", "app_pages/evaluate.py"]
+)
 def test_pages_work_with_the_good_model_beside_broken_ones(broken_env, path) -> None:
     at = page(path)
     labels = at.sidebar.selectbox(key="model_picker").options

@@ -17,7 +17,7 @@ from cxr_core.config import DataConfig
 from cxr_core.errors import ConfigError, DataError
 from cxr_core.preprocess import to_model_input
 
-QUICK = DataConfig(batch_size=5, augment=0.0, cache=False)
+QUICK = DataConfig(batch_size=5, augment=0.0, acquisition_augment=0.0, cache=False)
 
 
 def _tree(root: Path, files: dict[str, bytes]) -> Path:
