@@ -6,14 +6,15 @@ No Streamlit here and no computation beyond arranging the numbers: metrics come 
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
-from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from cxr_core.config import CLASS_NAMES
+from cxr_core.runs import HistoryRow
 
 __all__ = [
     "CLASS_COLOURS",
@@ -52,19 +53,20 @@ def counts_figure(counts: pd.DataFrame) -> go.Figure:
     return figure
 
 
-def history_figure(history: Sequence[dict[str, Any]]) -> go.Figure:
+def history_figure(history: Sequence[HistoryRow]) -> go.Figure:
     """Loss, accuracy and AUC per epoch, training against validation, side by side.
 
     Args:
-        history: One dict per epoch with ``epoch``, ``phase``, ``loss``, ``val_loss``,
-            ``accuracy``, ``val_accuracy``, ``auc`` and ``val_auc`` (missing keys are skipped).
+        history: One checked row per epoch (``cxr_core.runs.read_history``) with ``loss``,
+            ``val_loss``, ``accuracy``, ``val_accuracy``, ``auc`` and ``val_auc`` (missing
+            metrics are skipped).
     """
     panels = (("loss", "Loss"), ("accuracy", "Accuracy"), ("auc", "ROC AUC"))
     figure = make_subplots(rows=1, cols=3, subplot_titles=[title for _, title in panels])
-    epochs = [row.get("epoch") for row in history]
+    epochs = [row.epoch for row in history]
     for column, (key, _) in enumerate(panels, start=1):
         for prefix, name, colour in (("", "train", _TRAIN), ("val_", "validation", _VAL)):
-            values = [row.get(prefix + key) for row in history]
+            values = [row.value(prefix + key) for row in history]
             if all(value is None for value in values):
                 continue
             figure.add_scatter(
@@ -80,8 +82,8 @@ def history_figure(history: Sequence[dict[str, Any]]) -> go.Figure:
             )
     title = "Training curves"
     for row, previous in zip(history[1:], history[:-1], strict=False):
-        if row.get("phase") != previous.get("phase"):
-            figure.add_vline(x=row["epoch"] - 0.5, line_dash="dot", line_color="#888")
+        if row.phase != previous.phase:
+            figure.add_vline(x=row.epoch - 0.5, line_dash="dot", line_color="#888")
             title = "Training curves (dotted line: fine-tuning starts)"
     figure.update_xaxes(title_text="epoch", dtick=1)
     figure.update_layout(height=340, title=title)
@@ -131,7 +133,8 @@ def roc_figure(
     """ROC curves of one or more models on one plot.
 
     Args:
-        curves: ``(name, fpr, tpr)`` per model; the name should carry its AUC.
+        curves: ``(name, fpr, tpr)`` per model; the name should carry its AUC. Names are
+            HTML-escaped (Plotly would render tags in them).
         marks: ``(name, fpr, tpr)`` operating points, e.g. the stored threshold.
     """
     figure = go.Figure()
@@ -139,8 +142,9 @@ def roc_figure(
         x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"dash": "dash", "color": "#aaa"}
     )
     for (name, fpr, tpr), colour in zip(curves, _LINES, strict=False):
+        # Plotly reads <a href>, <b> and friends in trace names: a model name is text.
         figure.add_scatter(
-            x=list(fpr), y=list(tpr), mode="lines", name=name, line={"color": colour}
+            x=list(fpr), y=list(tpr), mode="lines", name=html.escape(name), line={"color": colour}
         )
     _add_marks(figure, marks)
     figure.update_layout(

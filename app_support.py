@@ -28,8 +28,12 @@ import pandas as pd
 import streamlit as st
 from PIL import Image, ImageOps
 
+from app_access import checked_folder
 from cxr_core import audit, data, eval_sets, jobs
+from cxr_core.markdown import escape_markdown
 from cxr_core.report import DISCLAIMER
+from cxr_core.runs import RunState
+from cxr_core.sidecar import ModelMetadata
 
 __all__ = [
     "ACTIVE_MODEL",
@@ -38,6 +42,7 @@ __all__ = [
     "METHODS",
     "ModelEntry",
     "active_model",
+    "analyse_bytes",
     "analyse_upload",
     "audit_dataset",
     "default_data_root",
@@ -46,6 +51,7 @@ __all__ = [
     "discover_models",
     "evaluation_sets",
     "load_model",
+    "md",
     "model_metadata",
     "model_picker",
     "models_dir",
@@ -59,13 +65,21 @@ __all__ = [
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent
+#: Untrusted text (file names, DICOM fields, run names, error messages) inside Markdown.
+md = escape_markdown
 #: Session-state key holding the path of the model the user chose (shared by every page).
 ACTIVE_MODEL = "active_model"
 _PICKER = "model_picker"
 #: Explanation methods as the pages name them -> ``Predictor.explain`` methods.
 METHODS = {"Grad-CAM": "gradcam", "Grad-CAM++": "gradcam++"}
-#: Largest side of the images kept for display after a prediction.
+#: Largest side of the images decoded, explained and kept for display after a prediction.
 DISPLAY_SIDE = 1024
+#: Files of one upload that the Diagnose page analyses; the others are listed, not decoded.
+MAX_FILES_PER_UPLOAD = 12
+#: Largest accepted upload, in megabytes (cxr_core.imaging refuses files over 50 MB).
+MAX_UPLOAD_MB = 50
+#: Analyses kept in the cache for all sessions together: at most 2 MB of pixels each.
+MAX_CACHED_ANALYSES = 32
 
 DATASET_GUIDE = """
 **No dataset yet?** The app expects Kaggle's *Chest X-Ray Images (Pneumonia)* (Kermany, Zhang
@@ -124,59 +138,80 @@ def disclaimer() -> None:
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """A model the app can use.
+    """A model the app lists.
 
     Attributes:
         path: The ``.keras`` file.
         label: How pickers show it.
         source: ``"bundled"`` or ``"run"``.
-        mtime: The file's modification time (part of every cache key).
+        mtime: The newest modification time of the file and its sidecar (part of every
+            cache key).
+        problem: Why the model cannot be used (a malformed or missing sidecar, a truncated
+            file, a size that disagrees with the model), or None when it can.
     """
 
     path: str
     label: str
     source: str
     mtime: float
+    problem: str | None = None
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def model_metadata(path: str, mtime: float) -> dict[str, Any]:
-    """The model's JSON sidecar (``{}`` if it cannot be read); cheap, no TensorFlow model."""
+def _checked_metadata(path: str, mtime: float) -> tuple[ModelMetadata | None, str | None]:
     from cxr_core.errors import CXRError
-    from cxr_core.model import read_metadata
+    from cxr_core.sidecar import check_model_file
 
     try:
-        return read_metadata(path)
-    except CXRError:
-        return {}
+        return check_model_file(path), None
+    except CXRError as error:
+        return None, str(error)
 
 
-def _describe(name: str, source: str, metadata: dict[str, Any]) -> str:
-    parts = [metadata.get("backbone", "?"), f"{metadata.get('image_size', '?')} px"]
-    auc = (metadata.get("metrics") or {}).get("roc_auc")
-    if isinstance(auc, int | float):
+def model_metadata(entry: ModelEntry) -> ModelMetadata:
+    """The model's checked sidecar; cheap (no TensorFlow model is loaded).
+
+    Raises:
+        ModelLoadError: The model is unusable (:attr:`ModelEntry.problem` says why).
+    """
+    from cxr_core.errors import ModelLoadError
+
+    metadata, problem = _checked_metadata(entry.path, entry.mtime)
+    if metadata is None:
+        raise ModelLoadError(problem or "the model cannot be read")
+    return metadata
+
+
+def _entry(path: Path, name: str, source: str) -> ModelEntry:
+    sidecar = path.with_suffix(".json")
+    mtime = max(path.stat().st_mtime, sidecar.stat().st_mtime if sidecar.exists() else 0.0)
+    metadata, problem = _checked_metadata(str(path), mtime)
+    if metadata is None:
+        return ModelEntry(str(path), f"{name} - {source} (unusable)", source, mtime, problem)
+    parts = [metadata.backbone, f"{metadata.image_size} px"]
+    auc = metadata.metrics.value("roc_auc")
+    if auc is not None:
         parts.append(f"val AUC {auc:.3f}")
-    return f"{name} - {source} ({', '.join(str(p) for p in parts)})"
+    return ModelEntry(str(path), f"{name} - {source} ({', '.join(parts)})", source, mtime)
 
 
 def discover_models() -> list[ModelEntry]:
-    """Every bundled model, then every finished run's model, newest run first."""
+    """Every bundled model, then every finished run's model, newest run first.
+
+    A model whose files cannot be used is listed too, with its :attr:`ModelEntry.problem`.
+    """
     entries = []
     folder = models_dir()
     bundled = sorted(folder.glob("*.keras")) if folder.is_dir() else []
     for path in bundled:
         if path.name.startswith(".") or not path.with_suffix(".json").is_file():
             continue
-        mtime = path.stat().st_mtime
-        label = _describe(path.stem, "bundled", model_metadata(str(path), mtime))
-        entries.append(ModelEntry(str(path), label, "bundled", mtime))
+        entries.append(_entry(path, path.stem, "bundled"))
     for run in jobs.list_runs(runs_dir()):
-        path = Path(run["path"]) / "model.keras"
-        if run["state"] != "finished" or not path.is_file():
+        path = run.path / "model.keras"
+        if run.state != RunState.FINISHED or not path.is_file():
             continue
-        mtime = path.stat().st_mtime
-        label = _describe(run["name"], "run", model_metadata(str(path), mtime))
-        entries.append(ModelEntry(str(path), label, "run", mtime))
+        entries.append(_entry(path, run.name, "run"))
     return entries
 
 
@@ -186,12 +221,14 @@ def set_active_model(path: str) -> None:
 
 
 def active_model(entries: list[ModelEntry]) -> ModelEntry | None:
-    """The chosen model if it still exists, else the first bundled model, else the newest run."""
+    """The chosen model if it still exists, else the first usable bundled model, else the
+    newest usable run, else the first (unusable) entry."""
     chosen = st.session_state.get(ACTIVE_MODEL)
     for entry in entries:
         if entry.path == chosen:
             return entry
-    return entries[0] if entries else None
+    usable = [entry for entry in entries if entry.problem is None]
+    return (usable or entries or [None])[0]
 
 
 def _remember_pick() -> None:
@@ -213,13 +250,13 @@ def model_picker(entries: list[ModelEntry], container: Any = None) -> ModelEntry
 
 
 @st.cache_resource(show_spinner="Loading the model...", max_entries=4)
-def _loaded(path: str, mtime: float) -> tuple[Any, dict[str, Any]]:
+def _loaded(path: str, mtime: float) -> tuple[Any, ModelMetadata]:
     from cxr_core.model import load_model as load
 
     return load(path)
 
 
-def load_model(entry: ModelEntry) -> tuple[Any, dict[str, Any]]:
+def load_model(entry: ModelEntry) -> tuple[Any, ModelMetadata]:
     """``(keras.Model, metadata)``, loaded once per file version; raises ModelLoadError."""
     return _loaded(entry.path, entry.mtime)
 
@@ -229,7 +266,7 @@ def _predictor(path: str, mtime: float) -> Any:
     from cxr_core.gradcam import Predictor
 
     model, metadata = _loaded(path, mtime)
-    return Predictor(model, metadata)
+    return Predictor.with_stored_gate(model, metadata, path)
 
 
 def predictor(entry: ModelEntry) -> Any:
@@ -245,16 +282,26 @@ def _fit(image: np.ndarray, side: int) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def _analyse(path: str, mtime: float, digest: str, _content: bytes, name: str, method: str):
+def analyse_bytes(predictor: Any, content: bytes, name: str, method: str) -> dict[str, Any]:
+    """The Diagnose page's analysis of one file, uncached (see :func:`analyse_upload`).
+
+    A JPEG is decoded reduced (libjpeg DCT scaling) and any image larger than
+    ``DISPLAY_SIDE`` is shrunk before the model and Grad-CAM see it, so no full-size copy,
+    heatmap or overlay is ever made (``benchmarks/upload_memory.py`` measures it).
+
+    Returns:
+        As :func:`analyse_upload`, but with the heatmap as uint8 0-255.
+    """
     from cxr_core.imaging import read_image
 
-    decoded = read_image(_content, filename=name)
+    decoded = read_image(content, filename=name, max_side=DISPLAY_SIDE)
+    pixels = _fit(decoded.pixels, DISPLAY_SIDE)
     colour = float(decoded.info.get("colour", 0.0))
-    result = _predictor(path, mtime).explain(decoded.pixels, method=method, colour=colour)
+    result = predictor.explain(pixels, method=method, colour=colour)
     return {
-        "pixels": _fit(decoded.pixels, DISPLAY_SIDE),
-        "heatmap": _fit(result.heatmap, DISPLAY_SIDE),
+        "pixels": pixels,
+        # Kept as uint8: a quarter of the float32 map's memory in the cache.
+        "heatmap": np.rint(result.heatmap * 255).astype(np.uint8),
         "info": dict(decoded.info),
         "probability": result.probability,
         "label": result.label,
@@ -262,6 +309,11 @@ def _analyse(path: str, mtime: float, digest: str, _content: bytes, name: str, m
         "accepted": result.input_check.accepted,
         "refusal": result.input_check.reason,
     }
+
+
+@st.cache_data(show_spinner=False, max_entries=MAX_CACHED_ANALYSES)
+def _analyse(path: str, mtime: float, digest: str, _content: bytes, name: str, method: str):
+    return analyse_bytes(_predictor(path, mtime), _content, name, method)
 
 
 def analyse_upload(entry: ModelEntry, content: bytes, name: str, method: str) -> dict[str, Any]:
@@ -277,7 +329,9 @@ def analyse_upload(entry: ModelEntry, content: bytes, name: str, method: str) ->
         InvalidImageError: The file is not a usable image; the message says why.
     """
     digest = hashlib.blake2b(content, digest_size=16).hexdigest()
-    return _analyse(entry.path, entry.mtime, digest, content, name, METHODS.get(method, method))
+    method = METHODS.get(method, method)
+    result = _analyse(entry.path, entry.mtime, digest, content, name, method)
+    return {**result, "heatmap": result["heatmap"].astype(np.float32) / 255.0}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,9 +347,18 @@ def device_summary() -> dict[str, Any]:
 
 
 @st.cache_data(show_spinner="Listing images...", ttl=300, max_entries=8)
-def scan_dataset(root: str) -> pd.DataFrame:
-    """The :func:`cxr_core.data.scan` table of ``root``; raises DataError."""
+def _scan_dataset(root: str) -> pd.DataFrame:
     return data.scan(root)
+
+
+def scan_dataset(root: str) -> pd.DataFrame:
+    """The :func:`cxr_core.data.scan` table of ``root``.
+
+    Raises:
+        DataError: The folder is outside ``CXR_DATA_ROOTS`` (one sentence for every such
+            path), or it is missing, empty or malformed.
+    """
+    return _scan_dataset(checked_folder(root))
 
 
 @st.cache_data(show_spinner="Auditing the dataset...", ttl=3600, max_entries=4)
@@ -305,20 +368,24 @@ def audit_dataset(root: str, n_images: int) -> audit.AuditResult:
 
 
 @st.cache_data(show_spinner="Preparing the evaluation sets...", ttl=3600, max_entries=8)
-def _evaluation_sets(root: str, n_images: int, path: str, mtime: float) -> list:
-    return eval_sets.evaluation_sets(scan_dataset(root), model_metadata(path, mtime))
+def _evaluation_sets(root: str, n_images: int, _entry: ModelEntry, path: str, mtime: float):
+    return eval_sets.evaluation_sets(scan_dataset(root), model_metadata(_entry))
 
 
 def evaluation_sets(root: str, entry: ModelEntry) -> list[eval_sets.EvalSet]:
-    """The sets a model can be evaluated on (``cxr_core.eval_sets``), cached per dataset size."""
-    return _evaluation_sets(root, len(scan_dataset(root)), entry.path, entry.mtime)
+    """The sets a model can be evaluated on (``cxr_core.eval_sets``), cached per dataset size.
+
+    Raises:
+        CXRError: The dataset or the model cannot be used.
+    """
+    return _evaluation_sets(root, len(scan_dataset(root)), entry, entry.path, entry.mtime)
 
 
 @st.cache_data(show_spinner="Scoring images (once per model and image set)...", max_entries=16)
 def _predictions(path: str, mtime: float, paths: tuple[str, ...]) -> np.ndarray:
     model, metadata = _loaded(path, mtime)
     table = pd.DataFrame({"path": list(paths), "label_index": 0})
-    return eval_sets.predict_table(model, table, int(metadata["image_size"]))
+    return eval_sets.predict_table(model, table, metadata.image_size)
 
 
 def predictions(entry: ModelEntry, table: pd.DataFrame) -> np.ndarray:
@@ -366,7 +433,7 @@ def run_config_from(values: Any) -> Any:
     v = values
     weights = v["t_weights_file"].strip() if v["t_weights"] == "file" else v["t_weights"]
     if v["t_weights"] == "file" and not Path(weights).is_file():
-        raise ConfigError(f"The weights file {weights or '(empty)'} does not exist.")
+        raise ConfigError("The weights file does not exist.")
     return RunConfig(
         data_root=v["t_data"].strip(),
         model=ModelConfig(
@@ -407,7 +474,7 @@ def format_seconds(seconds: float | None) -> str:
     return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
-def training_estimate(config: Any, table: pd.DataFrame, runs: list[dict[str, Any]]) -> str:
+def training_estimate(config: Any, table: pd.DataFrame, runs: list[jobs.Run]) -> str:
     """A rough size and duration of the run ``config`` would start.
 
     The training images are the train split's, at most ``limit_per_class`` per class, less the
@@ -420,44 +487,43 @@ def training_estimate(config: Any, table: pd.DataFrame, runs: list[dict[str, Any
     epochs = config.train.head_epochs + config.train.finetune_epochs
     text = f"About {n_train} training images x {epochs} epochs"
     for run in runs:
-        model = (run.get("config") or {}).get("model") or {}
-        rate = run.get("images_per_second")
-        if model.get("backbone") != config.model.backbone or not isinstance(rate, int | float):
+        rate = run.status.images_per_second
+        if run.config is None or run.config.model.backbone != config.model.backbone or not rate:
             continue
-        scaled = rate * (int(model.get("image_size", 1)) / config.model.image_size) ** 2
-        if scaled > 0:
-            seconds = n_train * epochs / scaled * 1.15  # validation passes add ~15%
-            return (
-                f"{text}: roughly {format_seconds(seconds)} at ~{scaled:.0f} images/s (the "
-                f"speed of run {run['name']}), plus ~20 s to start."
-            )
+        scaled = rate * (run.config.model.image_size / config.model.image_size) ** 2
+        seconds = n_train * epochs / scaled * 1.15  # validation passes add ~15%
+        return (
+            f"{text}: roughly {format_seconds(seconds)} at ~{scaled:.0f} images/s (the "
+            f"speed of run {run.name}), plus ~20 s to start."
+        )
     return f"{text}; the first run of this backbone measures the speed for an estimate."
 
 
-def runs_table(runs: list[dict[str, Any]]) -> pd.DataFrame:
+def runs_table(runs: list[jobs.Run]) -> pd.DataFrame:
     """One row per run (newest first): settings, progress and validation metrics."""
     rows = []
     for run in runs:
-        model = (run.get("config") or {}).get("model") or {}
-        summary = run.get("summary") or {}
+        model = run.config.model if run.config else None
+        summary = run.status.summary
+        metrics = summary.metrics if summary else None
         rows.append(
             {
-                "run": run["name"],
-                "state": run["state"],
-                "backbone": model.get("backbone"),
-                "image size": model.get("image_size"),
-                "epochs": len(run["history"]),
+                "run": run.name,
+                "state": str(run.state),
+                "backbone": model.backbone if model else None,
+                "image size": model.image_size if model else None,
+                "epochs": len(run.history),
                 **{
-                    name: summary.get(key)
+                    name: metrics.value(key) if metrics else None
                     for key, name in (
                         ("roc_auc", "val AUC"),
                         ("accuracy", "accuracy"),
                         ("sensitivity", "sensitivity"),
                         ("specificity", "specificity"),
-                        ("threshold", "threshold"),
                     )
-                },  # fmt: skip
-                "started": (run.get("started_at") or "").replace("T", " ")[:16],
+                },
+                "threshold": summary.threshold if summary else None,
+                "started": (run.status.started_at or "").replace("T", " ")[:16],
             }
         )
     return pd.DataFrame(rows).round(3)

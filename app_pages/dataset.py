@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+import app_access as access
 import app_charts as charts
 import app_support as app
 from cxr_core import data
@@ -10,11 +11,10 @@ from cxr_core.errors import CXRError
 from cxr_core.train import class_weight_description
 
 st.title("Dataset")
-root = st.text_input(
-    "Dataset folder",
-    value=app.default_data_root(),
-    help="A folder with train/ (and optionally val/ and test/), each holding NORMAL/ and "
-    "PNEUMONIA/ image folders.",
+root = access.dataset_folder_ui(
+    "Dataset folder (train/, val/, test/ each holding NORMAL/ and PNEUMONIA/)",
+    "dataset_root",
+    app.default_data_root(),
 )
 if not root.strip():
     st.info("Type the folder of a chest X-ray dataset above.")
@@ -23,14 +23,14 @@ if not root.strip():
 try:
     table = app.scan_dataset(root.strip())
 except CXRError as error:
-    st.error(str(error))
+    st.error(app.md(error))
     st.markdown(app.DATASET_GUIDE)
     st.stop()
 
 counts = data.count_table(table)
 chart_col, table_col = st.columns([3, 2])
 chart_col.plotly_chart(charts.counts_figure(counts))
-table_col.markdown(f"**{len(table)} images** in `{root.strip()}`")
+table_col.markdown(f"**{len(table)} images** in {app.md(root.strip())}")
 table_col.dataframe(counts)
 
 train = table[table["split"] == "train"]
@@ -64,11 +64,11 @@ st.caption(
 try:
     result = app.audit_dataset(root.strip(), len(table))
 except CXRError as error:
-    st.error(f"The audit could not finish: {error}")
+    st.error(f"The audit could not finish: {app.md(error)}")
     st.stop()
 st.dataframe(result.summary, hide_index=True)
 for warning in result.warnings:
-    st.warning(warning)
+    st.warning(app.md(warning))
 if not result.warnings:
     st.success(
         "Within each split, NORMAL and PNEUMONIA files are stored alike (size, mode, format)."

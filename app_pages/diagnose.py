@@ -19,25 +19,33 @@ if entry is None:
     st.info(app.no_model_message())
     st.stop()
 try:
+    app.model_metadata(entry)
     app.predictor(entry)
 except CXRError as error:
-    st.error(f"The model {entry.label} cannot be used: {error}")
+    st.error(f"The model {app.md(entry.label)} cannot be used: {app.md(error)}")
     st.stop()
 
 uploads = st.file_uploader(
-    "Drop chest X-rays here (JPEG, PNG or DICOM; several at once are fine)",
+    f"Drop chest X-rays here (JPEG, PNG or DICOM; up to {app.MAX_FILES_PER_UPLOAD} at once)",
     accept_multiple_files=True,
+    max_upload_size=app.MAX_UPLOAD_MB,
 )
 if not uploads:
     st.info("Upload one or more frontal chest X-rays to see the model's output and heatmap.")
     st.stop()
+if len(uploads) > app.MAX_FILES_PER_UPLOAD:
+    st.warning(
+        f"{len(uploads)} files were uploaded; the first {app.MAX_FILES_PER_UPLOAD} are analysed. "
+        "Remove some to see the others."
+    )
+    uploads = uploads[: app.MAX_FILES_PER_UPLOAD]
 
 results, rows = [], []
 for upload in uploads:
     try:
         result = app.analyse_upload(entry, upload.getvalue(), upload.name, method)
     except CXRError as error:
-        st.error(f"**{upload.name}** could not be analysed: {error}")
+        st.error(f"**{app.md(upload.name)}** could not be analysed: {app.md(error)}")
         rows.append({"file": upload.name, "model output": "", "error": str(error)})
         continue
     results.append((upload.name, result))
@@ -77,7 +85,7 @@ for index, (name, result) in enumerate(results):
         label = f"{label} (input check refused this image)"
     colour = "red" if label.startswith("PNEUMONIA") else "green"
     relation = "at or above" if probability >= threshold else "below"
-    st.markdown(f"#### {name}: model output :{colour}[**{label}**]")
+    st.markdown(f"#### {app.md(name)}: model output :{colour}[**{app.md(label)}**]")
     st.markdown(
         f"Probability of pneumonia **{probability:.3f}**, {relation} the model's threshold "
         f"**{threshold:.3f}**. *{app.DISCLAIMER}*"
@@ -86,7 +94,9 @@ for index, (name, result) in enumerate(results):
     left, right = st.columns(2)
     left.image(result["pixels"], caption="Original", width="stretch")
     right.image(
-        blended, caption=f"{method} overlay (red: regions that drove {label})", width="stretch"
+        blended,
+        caption=f"{method} overlay (red: regions that drove {app.md(label)})",
+        width="stretch",
     )
     report = render_report(
         result["pixels"],
@@ -102,7 +112,8 @@ for index, (name, result) in enumerate(results):
         "Download report (PNG)", report, report_filename(name), "image/png", key=f"report_{index}"
     )
     with st.expander("Technical fields"):
-        st.table(
+        # A dataframe shows cells as text; st.table would render Markdown in DICOM fields.
+        st.dataframe(
             pd.DataFrame(
                 {"value": [str(v) for v in result["info"].values()]}, index=list(result["info"])
             )

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+import app_access as access
 import app_charts as charts
 import app_support as app
 from cxr_core import evaluate
@@ -17,10 +18,13 @@ from cxr_core.model_card import robustness_lines, stress_rows
 st.title("Evaluate")
 entries = app.discover_models()
 entry = app.model_picker(entries)
-root = st.sidebar.text_input("Dataset folder", value=app.default_data_root()).strip()
+root = access.dataset_folder_ui("Dataset folder", "eval_root", app.default_data_root(), st.sidebar)
 limit = st.sidebar.number_input("At most N images per class (0 = all)", 0, 100_000, 200, 50)
 if entry is None:
     st.info(app.no_model_message())
+    st.stop()
+if entry.problem:
+    st.error(f"The model {app.md(entry.label)} cannot be used: {app.md(entry.problem)}")
     st.stop()
 if not root:
     st.info("Type a dataset folder in the sidebar to evaluate on.")
@@ -33,15 +37,16 @@ try:
     sample = sample_per_class(chosen.table, int(limit))
     scores = app.predictions(entry, sample)
 except CXRError as error:
-    st.error(str(error))
+    st.error(app.md(error))
     st.stop()
-(st.warning if chosen.optimistic else st.info)(chosen.note)
+(st.warning if chosen.optimistic else st.info)(app.md(chosen.note))
 y = sample["label_index"].to_numpy()
 if len(np.unique(y)) < 2:
     st.warning("These images hold only one class, so ROC and precision-recall are undefined.")
     st.stop()
 
-stored = float(app.model_metadata(entry.path, entry.mtime).get("threshold", 0.5))
+stored_meta = app.model_metadata(entry)
+stored = stored_meta.threshold
 key = "threshold_" + hashlib.blake2b(entry.path.encode(), digest_size=6).hexdigest()
 threshold = st.slider(
     "Decision threshold (PNEUMONIA when probability >= threshold)",
@@ -83,7 +88,7 @@ roc_curves = [
     (f"{entry.label.split(' - ')[0]} ({auc_text})", curves["roc"]["fpr"], curves["roc"]["tpr"])
 ]
 
-others = {e.path: e for e in entries if e.path != entry.path}
+others = {e.path: e for e in entries if e.path != entry.path and e.problem is None}
 compare = st.sidebar.selectbox(
     "Compare ROC with",
     [None, *others],
@@ -103,7 +108,7 @@ if compare:
             )
         )
     except CXRError as error:
-        st.sidebar.error(f"The second model cannot be used: {error}")
+        st.sidebar.error(f"The second model cannot be used: {app.md(error)}")
 
 left, right = st.columns(2)
 left.plotly_chart(charts.confusion_figure(at["confusion_matrix"]))
@@ -119,7 +124,6 @@ st.markdown("**Classification report** at the slider's threshold")
 st.dataframe(evaluate.classification_report_table(y, scores, threshold).round(3))
 
 st.subheader("Stress suite: the validation split under shift")
-stored_meta = app.model_metadata(entry.path, entry.mtime)
 stress_table = stress_rows(stored_meta)
 if stress_table:
     st.caption(

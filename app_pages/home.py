@@ -33,27 +33,26 @@ with model_col:
     st.subheader("Model")
     if entry is None:
         st.info(app.no_model_message())
+    elif entry.problem:
+        st.error(f"The model {app.md(entry.label)} cannot be used: {app.md(entry.problem)}")
     else:
-        meta = app.model_metadata(entry.path, entry.mtime)
-        metrics = meta.get("metrics") or {}
-        st.markdown(f"**{entry.label}**")
-        st.caption(
-            f"threshold {float(meta.get('threshold', 0.5)):.3f} on the PNEUMONIA probability"
-        )
+        meta = app.model_metadata(entry)
+        st.markdown(f"**{app.md(entry.label)}**")
+        st.caption(f"threshold {meta.threshold:.3f} on the PNEUMONIA probability")
         for name, (value, interval) in headline_metrics(meta).items():
             if value is None:
                 continue
             extra = f" (95% CI {interval[0]:.3f}-{interval[1]:.3f})" if interval else ""
             st.markdown(f"{name}: **{format_metric(value)}**{extra}")
-        if meta.get("validation"):
+        if meta.validation:
             st.caption(
-                f"Validation (carved from train, flatters every model): {meta['validation']}"
+                f"Validation (carved from train, flatters every model): {app.md(meta.validation)}"
             )
         for line in robustness_lines(meta):
             st.text(line)
-        for check in meta.get("independent_checks") or []:
-            st.caption(f"Independent check: {check}")
-        if not metrics:
+        for check in meta.independent_checks:
+            st.caption(f"Independent check: {app.md(check)}")
+        if not meta.metrics.values:
             st.caption("This model's metadata holds no validation metrics.")
 
 with data_col:
@@ -64,11 +63,11 @@ with data_col:
     else:
         try:
             table = app.scan_dataset(root)
-            st.markdown(f"`{root}`")
+            st.text(root)
             counts = table.groupby(["split", "label"]).size().unstack(fill_value=0)
             st.dataframe(counts)
         except CXRError as error:
-            st.error(f"The dataset at {root} cannot be used: {error}")
+            st.error(f"The dataset at {app.md(root)} cannot be used: {app.md(error)}")
 
 with device_col:
     st.subheader("Devices")
@@ -80,10 +79,9 @@ with device_col:
     if not devices["gpus"]:
         st.caption("Training runs on the CPU: choose small images and few epochs.")
 
-if entry is not None:
+if entry is not None and entry.problem is None:
     with st.expander("Model card (rendered from the model's metadata)"):
-        meta = app.model_metadata(entry.path, entry.mtime)
-        st.markdown(render_model_card({"name": Path(entry.path).stem, **meta}))
+        st.markdown(render_model_card(app.model_metadata(entry), name=Path(entry.path).stem))
 
 st.subheader("What you can do")
 st.page_link("app_pages/diagnose.py", label="Diagnose: score X-rays and see Grad-CAM heatmaps")

@@ -1,7 +1,21 @@
 """``python -m cxr_core``: see :mod:`cxr_core.cli`."""
 
+import signal
 import sys
 
-from .cli import main
+
+class _EarlySigterm:
+    """Keeps a SIGTERM that arrives while the command line is still importing, instead of
+    dying of it; ``train`` hands it to its stop request (see ``cli._guard_training``)."""
+
+    received = False
+
+    def __call__(self, *_: object) -> None:
+        self.received = True
+
+
+signal.signal(signal.SIGTERM, _EarlySigterm())
+
+from .cli import main  # noqa: E402
 
 sys.exit(main())

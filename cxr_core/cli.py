@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -62,7 +61,12 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--contrast", default=m.contrast, choices=("clahe", "none"))
     train.add_argument("--clahe-clip-limit", type=float, default=m.clahe_clip_limit)
     train.add_argument("--epochs", type=int, default=t.head_epochs, help="head (phase 1) epochs")
-    train.add_argument("--finetune-epochs", type=int, default=t.finetune_epochs)
+    train.add_argument(
+        "--finetune-epochs",
+        type=int,
+        help=f"phase 2 epochs (default {t.finetune_epochs}; 0 with --weights none, which "
+        "trains one phase of --epochs + --finetune-epochs epochs)",
+    )
     train.add_argument("--lr", type=float, default=t.head_learning_rate)
     train.add_argument("--finetune-lr", type=float, default=t.finetune_learning_rate)
     train.add_argument("--finetune-layers", type=int, default=t.finetune_layers)
@@ -170,9 +174,6 @@ def _import_tensorflow_quietly() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = build_parser().parse_args(argv)
-    if args.command == "train":
-        _record_early_sigterm(Path(args.out))
-    _import_tensorflow_quietly()
     handler = {
         "scan": _scan,
         "train": _train,
@@ -181,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         "stress": _stress,
     }
     try:
+        if args.command == "train":
+            args.stop = _guard_training(args)
+        _import_tensorflow_quietly()
         return handler[args.command](args)
     except CXRError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -259,7 +263,7 @@ def _run_config(args: argparse.Namespace) -> RunConfig | None:
         ),
         train=TrainConfig(
             head_epochs=args.epochs,
-            finetune_epochs=args.finetune_epochs,
+            finetune_epochs=_finetune_epochs(args),
             head_learning_rate=args.lr,
             finetune_learning_rate=args.finetune_lr,
             finetune_layers=args.finetune_layers,
@@ -276,12 +280,23 @@ def _run_config(args: argparse.Namespace) -> RunConfig | None:
     )
 
 
-def _train(args: argparse.Namespace) -> int:
-    from .train import train_run
+def _finetune_epochs(args: argparse.Namespace) -> int:
+    """``--finetune-epochs``, by default 0 for a from-scratch backbone (one phase of --epochs)."""
+    if args.finetune_epochs is not None:
+        return args.finetune_epochs
+    return 0 if args.weights.lower() == "none" else TrainConfig().finetune_epochs
 
-    result = train_run(args.out, _run_config(args), resume=args.resume)
+
+def _train(args: argparse.Namespace) -> int:
+    from .train import plan_phases, train_run
+
+    config = _run_config(args)
+    note = _scratch_note(config, plan_phases)
+    if note:
+        print(note)
+    result = train_run(args.out, config, resume=args.resume, stop=getattr(args, "stop", None))
     if result.get("state") == "cancelled":
-        print(f"cancelled: {args.out} (continue with --resume)")
+        print(f"cancelled: {args.out} (continue with: {_resume_command(args.out)})")
         return 0
     print(
         f"finished: {Path(args.out) / 'model.keras'}  validation AUC {result['roc_auc']:.4f}, "
@@ -290,19 +305,50 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _record_early_sigterm(run_dir: Path) -> None:
-    """Turn a SIGTERM that arrives before training starts into the run's STOP request.
+def _scratch_note(config: RunConfig | None, plan_phases: Any) -> str | None:
+    """Say how many epochs a from-scratch run trains when fine-tuning epochs were added."""
+    if config is None or config.model.pretrained or not config.train.finetune_epochs:
+        return None
+    return (
+        f"note: --weights none trains the whole network in one phase of "
+        f"{plan_phases(config)[0].epochs} epochs (--epochs {config.train.head_epochs} + "
+        f"--finetune-epochs {config.train.finetune_epochs})"
+    )
 
-    Importing TensorFlow takes seconds; a cancel in that window would otherwise kill the
-    process and leave the run looking failed instead of cancelled.
+
+def _resume_command(out: str) -> str:
+    return f"python -m cxr_core train --out {out} --resume"
+
+
+def _guard_training(args: argparse.Namespace) -> Any:
+    """Before TensorFlow is imported (seconds): lock the run folder, handle SIGTERM and
+    watch for a STOP file, so that a cancel at any moment ends the run within seconds.
+
+    Raises:
+        RunInUseError: Another process is training in ``--out``.
+        ConfigError: The settings are invalid (checked before any folder is made).
     """
+    from .run_guard import StopRequest, lock_run, process_started_at
+    from .runs import RunPaths, cancelled_message, update_status
 
-    def request_stop(*_: object) -> None:
-        if run_dir.is_dir():
-            (run_dir / "STOP").touch()
+    out = Path(args.out)
+    if args.resume and not (out / "config.json").is_file():
+        raise DataError(f"cannot resume: {out / 'config.json'} not found")
+    _run_config(args)
+    lock_run(out)
+    stop = StopRequest(out / "STOP", since=process_started_at())
+    early = signal.getsignal(signal.SIGTERM)  # python -m cxr_core's, if any
+    stop.install()
+    stop.signalled = bool(getattr(early, "received", False))
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, request_stop)
+    def stopped_hard() -> None:
+        # The run did not reach a batch boundary in time (starting, a long validation or
+        # stress pass): record the cancel and end here; --resume continues from the last epoch.
+        update_status(RunPaths(out), state="cancelled", message=cancelled_message(RunPaths(out)))
+        print(f"cancelled: {out} (continue with: {_resume_command(str(out))})")
+
+    stop.start_watchdog(stopped_hard)
+    return stop
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -317,9 +363,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         found = ", ".join(sorted(table["split"].unique()))
         raise DataError(f"split '{args.split}' not found in {args.data} (found: {found})")
     labels = subset["label_index"].to_numpy()
-    scores = predict_table(model, subset, int(metadata["image_size"]), args.batch_size)
+    scores = predict_table(model, subset, metadata.image_size, args.batch_size)
     report = evaluate.evaluation_report(
-        labels, scores, float(metadata["threshold"]), n_resamples=args.bootstrap
+        labels, scores, metadata.threshold, n_resamples=args.bootstrap
     )
     if not args.curves:
         report.pop("curves", None)
@@ -416,11 +462,11 @@ def _stress(args: argparse.Namespace) -> int:
             f"(available: {', '.join(sets)})"
         )
     subset = sets[args.split].table
-    logits = stress.stressed_logits(model, subset, int(metadata["image_size"]), args.batch_size)
+    logits = stress.stressed_logits(model, subset, metadata.image_size, args.batch_size)
     report = stress.stress_report(
         subset["label_index"].to_numpy(),
         logits,
-        float(metadata["threshold"]),
+        metadata.threshold,
         n_resamples=args.bootstrap,
     )
     report.update(model=str(args.model), split=args.split, n=len(subset))

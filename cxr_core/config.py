@@ -429,6 +429,8 @@ class RunConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunConfig:
         """Rebuild a RunConfig from :meth:`to_dict` output; unknown keys raise ConfigError."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"run configuration must be a JSON object. Received: {values!r:.60}")
         try:
             sections = {
                 name: {**LEGACY_DEFAULTS[name], **values.get(name, {})}

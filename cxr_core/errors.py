@@ -11,6 +11,8 @@ catch that one class and show its message::
     ├── ModelLoadError       a model file that is missing, corrupt or incompatible
     ├── WeightsUnavailableError  pretrained weights that cannot be fetched or read
     └── JobError             a background training run that cannot be started or stopped
+        ├── RunFileError     a run folder file (status, history, config) that is malformed
+        └── RunInUseError    a run folder that another training process holds
 
 Errors from TensorFlow, Keras, OpenCV and pydicom are translated into these where they enter.
 """
@@ -25,6 +27,8 @@ __all__ = [
     "JobError",
     "ModelLoadError",
     "NotAChestXrayError",
+    "RunFileError",
+    "RunInUseError",
     "WeightsUnavailableError",
 ]
 
@@ -59,3 +63,11 @@ class WeightsUnavailableError(CXRError):
 
 class JobError(CXRError):
     """A background training run cannot be started, found or stopped."""
+
+
+class RunFileError(JobError):
+    """A file of a run folder (``status.json``, ``history.jsonl``, ``config.json``) is malformed."""
+
+
+class RunInUseError(JobError):
+    """A run folder is locked by another training process; the message names its PID."""

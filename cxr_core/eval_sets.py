@@ -9,7 +9,6 @@ split the model was selected on, rebuilt from the ``run_config`` saved in its me
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import keras
 import numpy as np
@@ -17,8 +16,9 @@ import pandas as pd
 
 from . import data
 from .config import CLASS_NAMES, DataConfig, RunConfig
-from .errors import ConfigError, CXRError, DataError
+from .errors import CXRError, DataError
 from .model import predict_scores
+from .sidecar import ModelMetadata
 
 __all__ = ["VALIDATION", "EvalSet", "evaluation_sets", "predict_table", "sample_per_class"]
 
@@ -45,18 +45,8 @@ class EvalSet:
     optimistic: bool
 
 
-def _run_config(metadata: dict[str, Any]) -> RunConfig | None:
-    values = metadata.get("run_config")
-    if not isinstance(values, dict):
-        return None
-    try:
-        return RunConfig.from_dict(values)
-    except ConfigError:
-        return None
-
-
 def _validation_set(
-    table: pd.DataFrame, config: RunConfig, metadata: dict[str, Any]
+    table: pd.DataFrame, config: RunConfig, metadata: ModelMetadata
 ) -> tuple[EvalSet | None, pd.DataFrame | None]:
     """The rebuilt validation set and the rebuilt training rows (None, None if impossible)."""
     try:
@@ -74,7 +64,7 @@ def _validation_set(
         "decision threshold were chosen on these images, so metrics here are somewhat "
         "optimistic."
     )
-    stored = metadata.get("data_fingerprint")
+    stored = metadata.text("data_fingerprint")
     if stored and stored != data.fingerprint(table):
         note += (
             " This dataset differs from the one the model was trained on, so this is not "
@@ -101,13 +91,13 @@ def _split_set(split: str, rows: pd.DataFrame, trained_on: pd.DataFrame | None) 
     return EvalSet(split, label, rows.reset_index(drop=True), note, optimistic=seen)
 
 
-def evaluation_sets(table: pd.DataFrame, metadata: dict[str, Any]) -> list[EvalSet]:
+def evaluation_sets(table: pd.DataFrame, metadata: ModelMetadata) -> list[EvalSet]:
     """List the sets a model can be evaluated on, the rebuilt validation split first.
 
     Args:
         table: A :func:`cxr_core.data.scan` table (hashed for the patient-grouped split when
             the model's validation split is rebuilt).
-        metadata: The model's sidecar; its ``run_config`` (if any) rebuilds the validation
+        metadata: The model's checked sidecar; its ``recipe`` (if any) rebuilds the validation
             split and tells which images it trained on.
 
     Returns:
@@ -116,7 +106,7 @@ def evaluation_sets(table: pd.DataFrame, metadata: dict[str, Any]) -> list[EvalS
     """
     sets: list[EvalSet] = []
     trained_on = None
-    config = _run_config(metadata)
+    config = metadata.recipe
     if config is not None:
         validation, trained_on = _validation_set(table, config, metadata)
         if validation is not None:
@@ -162,7 +152,7 @@ def predict_table(
     Args:
         model: A classifier from :func:`cxr_core.model.load_model`.
         table: Rows of a :func:`cxr_core.data.scan` table (JPEG and PNG files).
-        image_size: The model's input side (``metadata["image_size"]``).
+        image_size: The model's input side (``ModelMetadata.image_size``).
         batch_size: Images per forward pass.
 
     Returns:

@@ -16,6 +16,7 @@ first-order gradients. Nothing here writes files or draws on screen.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .config import CLASS_NAMES
 from .errors import ConfigError, InvalidImageError, ModelLoadError
 from .gate import InputCheck, InputGate, gate_path, load_gate, pixel_problem
 from .preprocess import to_model_input
+from .sidecar import ModelMetadata
 from .stress import pooled_output
 
 __all__ = ["METHODS", "Prediction", "Predictor", "find_last_conv_layer", "overlay"]
@@ -110,7 +111,7 @@ def find_last_conv_layer(model: keras.Model) -> str:
     raise ModelLoadError("The model has no convolutional layer that Grad-CAM can explain.")
 
 
-def _resolve_layer(model: keras.Model, metadata: dict[str, Any], layer_name: str | None) -> str:
+def _resolve_layer(model: keras.Model, metadata: ModelMetadata, layer_name: str | None) -> str:
     names = {layer.name for layer in model.layers}
     if layer_name is not None:
         if layer_name not in names or _output_rank(model.get_layer(layer_name)) != 4:
@@ -119,13 +120,13 @@ def _resolve_layer(model: keras.Model, metadata: dict[str, Any], layer_name: str
                 f"Received: layer_name={layer_name!r}"
             )
         return layer_name
-    stored = metadata.get("last_conv_layer")
+    stored = metadata.last_conv_layer
     if stored:
         if stored not in names or _output_rank(model.get_layer(stored)) != 4:
             raise ModelLoadError(
                 f"The model metadata names layer {stored!r} for Grad-CAM, which the model lacks."
             )
-        return str(stored)
+        return stored
     return find_last_conv_layer(model)
 
 
@@ -136,9 +137,10 @@ class Predictor:
         model: A classifier from :func:`cxr_core.model.build_model` or ``load_model``: input
             ``(batch, s, s, 3)`` raw 0-255 pixels, a linear layer named ``logit`` and a
             sigmoid output.
-        metadata: The model's sidecar; ``threshold`` (default 0.5), ``image_size`` (default
-            the model's input side), ``class_names`` and ``last_conv_layer`` are used.
-        layer_name: The layer to explain; overrides ``metadata["last_conv_layer"]``, which
+        metadata: The model's checked sidecar (:class:`cxr_core.sidecar.ModelMetadata`), or a
+            plain dict of its keys: ``threshold`` (default 0.5), ``image_size`` (default the
+            model's input side), ``class_names`` and ``last_conv_layer`` are used.
+        layer_name: The layer to explain; overrides ``metadata.last_conv_layer``, which
             overrides :func:`find_last_conv_layer`.
         gate: The model's fitted input check (:mod:`cxr_core.gate`), or None for pixel
             checks only.
@@ -151,14 +153,16 @@ class Predictor:
     def __init__(
         self,
         model: keras.Model,
-        metadata: dict[str, Any],
+        metadata: ModelMetadata | Mapping[str, Any],
         layer_name: str | None = None,
         gate: InputGate | None = None,
     ) -> None:
         self._model = model
         self._gate = gate
-        self._metadata = dict(metadata)
-        self._threshold, self._image_size, self._class_names = _read_metadata(model, metadata)
+        self._metadata = _as_metadata(model, metadata)
+        self._threshold = self._metadata.threshold
+        self._image_size = self._metadata.image_size
+        self._class_names = self._metadata.class_names
         self._layer_name = _resolve_layer(model, self._metadata, layer_name)
         try:
             logit = model.get_layer("logit")
@@ -184,9 +188,23 @@ class Predictor:
         from .model import load_model
 
         model, metadata = load_model(path)
+        return cls.with_stored_gate(model, metadata, path, layer_name=layer_name)
+
+    @classmethod
+    def with_stored_gate(
+        cls,
+        model: keras.Model,
+        metadata: ModelMetadata,
+        path: str | Path,
+        layer_name: str | None = None,
+    ) -> Predictor:
+        """Wrap an already loaded model with the input check saved beside it at ``path``.
+
+        Raises:
+            ModelLoadError: The sidecar names an input check whose file is missing or unusable.
+        """
         gate = None
-        entry = metadata.get("input_gate")
-        if isinstance(entry, dict):
+        if metadata.input_gate is not None:
             feature_size = int(pooled_output(model).shape[-1])
             gate = load_gate(gate_path(path), feature_size)
         return cls(model, metadata, layer_name=layer_name, gate=gate)
@@ -317,21 +335,19 @@ def _chroma(pixels: np.ndarray) -> float:
     return float((rgb.max(axis=-1) - rgb.min(axis=-1)).mean() / 255.0)
 
 
-def _read_metadata(model: keras.Model, metadata: dict[str, Any]) -> tuple[float, int, tuple]:
-    try:
-        threshold = float(metadata.get("threshold", 0.5))
-        image_size = int(metadata.get("image_size") or model.input_shape[1])
-        names = tuple(str(name) for name in metadata.get("class_names", CLASS_NAMES))
-    except (TypeError, ValueError):
-        raise ModelLoadError("The model metadata has an unreadable threshold or size.") from None
-    if not 0.0 <= threshold <= 1.0 or len(names) != 2 or image_size < 1:
-        raise ModelLoadError("The model metadata has an unusable threshold, size or classes.")
-    if model.input_shape[1] not in (None, image_size):
+def _as_metadata(model: keras.Model, metadata: ModelMetadata | Mapping[str, Any]) -> ModelMetadata:
+    """Check ``metadata`` (a plain dict gets defaults) and that it fits the model's input."""
+    if not isinstance(metadata, ModelMetadata):
+        if not isinstance(metadata, Mapping):
+            raise ModelLoadError("The model metadata must be a JSON object.")
+        defaults = {"backbone": "unknown", "threshold": 0.5, "image_size": model.input_shape[1]}
+        metadata = ModelMetadata.from_dict({**defaults, **metadata})
+    if model.input_shape[1] not in (None, metadata.image_size):
         raise ModelLoadError(
-            f"The model metadata says {image_size} px but the model takes "
+            f"The model metadata says {metadata.image_size} px but the model takes "
             f"{model.input_shape[1]} px images."
         )
-    return threshold, image_size, (names[0], names[1])
+    return metadata
 
 
 def _as_grey_uint8(pixels: np.ndarray) -> np.ndarray:

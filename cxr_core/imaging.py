@@ -20,6 +20,10 @@ decided by the file's content, never by its name. Decisions worth knowing:
 - **Safety**: a file over :data:`MAX_BYTES` is refused before it is read; the dimensions in
   the header (Pillow's lazy ``Image.open``, DICOM Rows x Columns) are checked against
   :data:`MAX_PIXELS` before any pixel is decoded, so a decompression bomb is never expanded.
+- **Memory**: with ``max_side``, a large JPEG is decoded reduced by libjpeg's DCT scaling
+  (1/2, 1/4 or 1/8, Pillow's ``draft``) to the smallest size whose sides are still at least
+  ``max_side``: a 49-megapixel JPEG then costs a few megabytes instead of ~200 MB of RGB and
+  grey buffers. ``info`` keeps the stored size and says so in ``note``.
 - **Privacy**: only whitelisted technical DICOM fields reach ``info``; no patient field is
   copied, logged or put in an error message, and foreign errors are not chained.
 """
@@ -131,7 +135,11 @@ class DecodedImage:
         return f"DecodedImage(shape={self.pixels.shape}, info={self.info!r})"
 
 
-def read_image(source: bytes | str | Path | BinaryIO, filename: str | None = None) -> DecodedImage:
+def read_image(
+    source: bytes | str | Path | BinaryIO,
+    filename: str | None = None,
+    max_side: int | None = None,
+) -> DecodedImage:
     """Decode a JPEG, PNG or DICOM file into upright greyscale pixels.
 
     Args:
@@ -139,6 +147,9 @@ def read_image(source: bytes | str | Path | BinaryIO, filename: str | None = Non
         filename: The original file name, if known. It never chooses the decoder; it only
             words the error for content that is not recognised but is named like an
             unsupported image type (e.g. ``scan.heic``).
+        max_side: If given, a JPEG larger than this is decoded at a reduced scale (1/2, 1/4
+            or 1/8) whose sides stay at least ``max_side`` pixels; other formats are decoded
+            whole.
 
     Returns:
         A :class:`DecodedImage` whose ``pixels`` are ``(H, W)`` uint8 with bone bright.
@@ -159,7 +170,7 @@ def read_image(source: bytes | str | Path | BinaryIO, filename: str | None = Non
         return _decode_dicom(_parse_dicom(data))
     for magic, name in _SUPPORTED_MAGIC:
         if data.startswith(magic):
-            return _decode_raster(data, name)
+            return _decode_raster(data, name, max_side)
     unsupported = _unsupported_format(data)
     if unsupported:
         raise InvalidImageError(UNSUPPORTED.format(name=unsupported))
@@ -247,9 +258,12 @@ def _open_raster(data: bytes, name: str) -> Image.Image:
     return image
 
 
-def _decode_raster(data: bytes, name: str) -> DecodedImage:
+def _decode_raster(data: bytes, name: str, max_side: int | None = None) -> DecodedImage:
     image = _open_raster(data, name)
-    mode = image.mode
+    mode, stored_size = image.mode, image.size
+    if name == "JPEG" and max_side and max(image.size) > max_side:
+        # libjpeg's DCT scaling: the reduced image is decoded directly, never the full one.
+        image.draft(mode, (max_side, max_side))
     try:
         image.load()
     except (OSError, SyntaxError, ValueError, EOFError):
@@ -263,14 +277,20 @@ def _decode_raster(data: bytes, name: str) -> DecodedImage:
         grey, composited = _raster8_grey(image)
         if composited:
             notes.append("transparent areas shown as black")
+    if image.size != stored_size:
+        scale = round(stored_size[0] / image.size[0])
+        notes.append(f"decoded at 1/{scale} scale, {image.size[0]} x {image.size[1]} pixels")
     orientation = image.getexif().get(0x0112, 1)
+    width, height = stored_size
     if orientation in _ORIENTATIONS:
         grey = np.asarray(Image.fromarray(grey).transpose(_ORIENTATIONS[orientation]))
         notes.append("EXIF orientation applied")
+        if orientation >= 5:  # a quarter turn swaps the sides
+            width, height = height, width
     info: dict[str, str | int | float] = {
         "format": name,
-        "width": int(grey.shape[1]),
-        "height": int(grey.shape[0]),
+        "width": int(width),
+        "height": int(height),
         "bit_depth": 16 if sixteen_bit else 8,
         "mode": mode,
         "colour": _colourfulness(image),

@@ -1,8 +1,13 @@
-"""Background training runs: start, watch, cancel and list them.
+"""Background training runs: start, watch, cancel, resume and list them.
 
 A run is a separate ``python -m cxr_core train`` process in its own session, so the app that
 started it never blocks and the run survives page reloads. Everything the app shows comes from
-the run folder's files (see :mod:`cxr_core.runs`); only one run may be active at a time.
+the run folder's files, read once into a typed :class:`Run` (see :mod:`cxr_core.runs`); a run
+whose files are wrongly shaped reads as ``unreadable`` with the reason, and the others are
+unaffected. Only one run may be active at a time, and :func:`start_run` checks that and starts
+the process atomically (:func:`cxr_core.run_guard.launch_lock`). A run counts as alive only
+while its process holds the folder lock, or, while it is starting, while its recorded PID and
+process start time still match; nothing else is ever signalled.
 """
 
 from __future__ import annotations
@@ -13,25 +18,76 @@ import re
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from .config import RunConfig
-from .errors import JobError
-from .runs import RunPaths, now_iso, read_history, read_json, update_status, write_json_atomic
+from .errors import ConfigError, JobError, RunFileError
+from .run_guard import launch_lock, lock_held, process_matches, process_start
+from .runs import (
+    ACTIVE_STATES,
+    HistoryRow,
+    RunPaths,
+    RunState,
+    RunStatus,
+    now_iso,
+    read_config,
+    read_history,
+    read_status,
+    update_status,
+    write_json_atomic,
+)
 
 __all__ = [
     "ACTIVE_STATES",
+    "Run",
     "active_run",
     "cancel_run",
     "list_runs",
     "read_run",
+    "resume_run",
     "start_run",
     "valid_run_name",
 ]
 
-ACTIVE_STATES = ("starting", "preparing", "running")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run folder as the app shows it.
+
+    Attributes:
+        name: The folder name.
+        path: The folder.
+        status: Its checked ``status.json`` (state corrected when the process is gone).
+        config: Its configuration, or None when unreadable.
+        history: One row per finished epoch.
+        problem: Why the run's files cannot be read (then ``state`` is ``unreadable``).
+    """
+
+    name: str
+    path: Path
+    status: RunStatus = field(default_factory=RunStatus)
+    config: RunConfig | None = None
+    history: tuple[HistoryRow, ...] = ()
+    problem: str | None = None
+
+    @property
+    def state(self) -> RunState:
+        """The run's state; ``unreadable`` when :attr:`problem` is set."""
+        return RunState.UNREADABLE if self.problem else self.status.state
+
+    @property
+    def active(self) -> bool:
+        """Whether its process is alive (or starting)."""
+        return self.state.active
+
+    @property
+    def resume_command(self) -> str:
+        """The command line that continues this run."""
+        return f"python -m cxr_core train --out {self.path} --resume"
 
 
 def valid_run_name(name: str) -> bool:
@@ -39,48 +95,45 @@ def valid_run_name(name: str) -> bool:
     return bool(_NAME.match(name)) and ".." not in name
 
 
-def _process_alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+def _alive(paths: RunPaths, status: RunStatus) -> bool:
+    if lock_held(paths.lock):
         return True
-    return _not_zombie(pid)
+    if status.state != RunState.STARTING:
+        return False  # preparing and running processes hold the folder lock
+    if status.pid is None:  # a launcher between writing "starting" and the PID
+        return _seconds_since(status.updated_at) < 30
+    return process_matches(status.pid, status.process_start)
 
 
-def _not_zombie(pid: int) -> bool:
+def _seconds_since(stamp: str | None) -> float:
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True  # no /proc (macOS): trust os.kill
-    return state != "Z"
+        return (datetime.now(UTC) - datetime.fromisoformat(stamp or "")).total_seconds()
+    except (TypeError, ValueError):
+        return float("inf")
 
 
-def read_run(run_dir: str | Path) -> dict[str, Any]:
-    """Return a run's status, with ``state`` corrected to ``failed`` if its process died.
+def read_run(run_dir: str | Path) -> Run:
+    """Read a run folder into a :class:`Run`; never raises for a bad file.
 
-    Returns:
-        The ``status.json`` fields plus ``name``, ``path``, ``config`` and ``history`` (a list of
-        per-epoch dicts). A missing folder gives ``state`` ``"missing"``.
+    A run marked active whose process is gone becomes ``cancelled`` if a stop was asked for
+    (it may have died of the SIGTERM), else ``failed`` with the last line of its log.
     """
     paths = RunPaths(Path(run_dir))
-    status = read_json(paths.status)
     if not paths.root.is_dir():
-        status["state"] = "missing"
-    elif status.get("state") in ACTIVE_STATES and not _process_alive(status.get("pid")):
-        status["state"] = "failed"
-        status["error"] = status.get("error") or _last_log_line(paths) or "the process ended"
-    status.setdefault("state", "unknown")
-    status.update(
-        name=paths.root.name,
-        path=str(paths.root),
-        config=read_json(paths.config),
-        history=read_history(paths),
-    )
-    return status
+        return Run(paths.root.name, paths.root, RunStatus(RunState.MISSING))
+    try:
+        status = read_status(paths)
+        config = read_config(paths)
+        history = tuple(read_history(paths))
+    except (RunFileError, ConfigError) as error:
+        return Run(paths.root.name, paths.root, problem=str(error))
+    if status.state.active and not _alive(paths, status):
+        if paths.stop_file.exists():
+            status = replace(status, state=RunState.CANCELLED, message="stopped on request")
+        else:
+            reason = status.error or _last_log_line(paths) or "the process ended"
+            status = replace(status, state=RunState.FAILED, error=reason)
+    return Run(paths.root.name, paths.root, status, config, history)
 
 
 def _last_log_line(paths: RunPaths) -> str:
@@ -91,27 +144,25 @@ def _last_log_line(paths: RunPaths) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def list_runs(runs_root: str | Path) -> list[dict[str, Any]]:
-    """Return every run under ``runs_root``, newest first (see :func:`read_run`)."""
+def list_runs(runs_root: str | Path) -> list[Run]:
+    """Return every run under ``runs_root`` (folders with a ``config.json``), newest first."""
     root = Path(runs_root)
     if not root.is_dir():
         return []
     runs = [read_run(folder) for folder in root.iterdir() if (folder / "config.json").is_file()]
-    return sorted(runs, key=lambda run: run.get("started_at") or "", reverse=True)
+    return sorted(runs, key=lambda run: (run.status.started_at or "", run.name), reverse=True)
 
 
-def active_run(runs_root: str | Path) -> dict[str, Any] | None:
+def active_run(runs_root: str | Path) -> Run | None:
     """Return the run that is still in progress under ``runs_root``, if any."""
-    for run in list_runs(runs_root):
-        if run["state"] in ACTIVE_STATES:
-            return run
-    return None
+    return next((run for run in list_runs(runs_root) if run.active), None)
 
 
-def start_run(runs_root: str | Path, name: str, config: RunConfig) -> dict[str, Any]:
+def start_run(runs_root: str | Path, name: str, config: RunConfig) -> Run:
     """Start training ``config`` in ``runs_root/name`` in a background process.
 
-    Returns at once with the new run's status.
+    Returns at once with the new run. The check that no run is active and the start happen
+    under one lock, so simultaneous calls start one run.
 
     Raises:
         JobError: Another run is active, the name is invalid or taken, or the process
@@ -121,20 +172,47 @@ def start_run(runs_root: str | Path, name: str, config: RunConfig) -> dict[str, 
         raise JobError(
             f"run name must be 1-64 letters, digits, '.', '_' or '-'. Received: name={name!r}"
         )
+    root = Path(runs_root)
+    with launch_lock(root):
+        _refuse_if_busy(root)
+        paths = RunPaths(root / name)
+        if paths.root.exists():
+            raise JobError(f"a run named '{name}' already exists; choose another name")
+        paths.root.mkdir(parents=True)
+        write_json_atomic(paths.config, config.to_dict())
+        _launch(paths, resume=False)
+    return read_run(paths.root)
+
+
+def resume_run(run_dir: str | Path) -> Run:
+    """Continue a cancelled or failed run in a background process (``train --resume``).
+
+    Raises:
+        JobError: Another run is active, or this one cannot be resumed.
+    """
+    paths = RunPaths(Path(run_dir))
+    with launch_lock(paths.root.parent):
+        run = read_run(paths.root)
+        if run.state not in (RunState.CANCELLED, RunState.FAILED):
+            raise JobError(f"run '{run.name}' is {run.state}; only a stopped run can resume")
+        _refuse_if_busy(paths.root.parent)
+        _launch(paths, resume=True)
+    return read_run(paths.root)
+
+
+def _refuse_if_busy(runs_root: Path) -> None:
     busy = active_run(runs_root)
     if busy is not None:
-        raise JobError(f"run '{busy['name']}' is still training; cancel it or wait for it")
-    paths = RunPaths(Path(runs_root) / name)
-    if paths.root.exists():
-        raise JobError(f"a run named '{name}' already exists; choose another name")
-    paths.root.mkdir(parents=True)
-    write_json_atomic(paths.config, config.to_dict())
-    command = [sys.executable, "-m", "cxr_core", "train", "--config", str(paths.config)]
-    command += ["--out", str(paths.root)]
+        raise JobError(f"run '{busy.name}' is still training; cancel it or wait for it")
+
+
+def _launch(paths: RunPaths, resume: bool) -> None:
+    command = [sys.executable, "-m", "cxr_core", "train", "--out", str(paths.root)]
+    command += ["--resume"] if resume else ["--config", str(paths.config)]
     # Written before the process starts, so the child's own status updates always come later.
-    update_status(paths, state="starting", started_at=now_iso())
+    update_status(paths, state="starting", started_at=now_iso(), error=None, pid=None)
     try:
-        with open(paths.log, "ab") as log:
+        with open(paths.log, "ab") as log, _sigterm_blocked():
             process = subprocess.Popen(
                 command,
                 stdout=log,
@@ -146,8 +224,21 @@ def start_run(runs_root: str | Path, name: str, config: RunConfig) -> dict[str, 
     except OSError as error:
         update_status(paths, state="failed", error=f"could not start: {error}")
         raise JobError(f"could not start training: {error}") from None
-    update_status(paths, pid=process.pid)
-    return read_run(paths.root)
+    update_status(paths, pid=process.pid, process_start=process_start(process.pid))
+
+
+@contextlib.contextmanager
+def _sigterm_blocked():
+    """Start the child with SIGTERM blocked (the mask is inherited); it unblocks it once its
+    handler is installed, so a cancel in its first milliseconds is not lost."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _child_environment() -> dict[str, str]:
@@ -159,18 +250,19 @@ def _child_environment() -> dict[str, str]:
 
 
 def cancel_run(run_dir: str | Path) -> None:
-    """Ask a run to stop cleanly: a STOP file, then SIGTERM to its process.
+    """Ask a run to stop cleanly: a STOP file, then SIGTERM to its own process.
 
-    The run ends its current batch, records state ``cancelled`` and can be resumed.
+    The signal goes only to the process whose PID and start time the run recorded; the run
+    ends within seconds with state ``cancelled`` and can be resumed.
+
+    Raises:
+        JobError: The run is not active.
     """
-    paths = RunPaths(Path(run_dir))
-    status = read_json(paths.status)
-    if status.get("state") not in ACTIVE_STATES:
-        raise JobError(f"run '{paths.root.name}' is not running")
-    paths.stop_file.touch()
-    pid = status.get("pid")
-    # A process still starting may not have its handler yet; the STOP file alone stops it
-    # at its first batch.
-    if status.get("state") != "starting" and _process_alive(pid):
+    run = read_run(run_dir)
+    if not run.active:
+        raise JobError(f"run '{run.name}' is not running")
+    RunPaths(run.path).stop_file.touch()
+    status = run.status
+    if process_matches(status.pid, status.process_start):
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+            os.kill(status.pid, signal.SIGTERM)

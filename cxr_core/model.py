@@ -14,7 +14,6 @@ validation metrics, training configuration, dataset fingerprint and library vers
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import platform
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ from .config import CLASS_NAMES, BackboneSpec, ModelConfig, backbone_spec
 from .contrast import CLAHE
 from .errors import DataError, ModelLoadError, WeightsUnavailableError
 from .runs import write_json_atomic
+from .sidecar import ModelMetadata, keras_input_size, read_metadata, sidecar_path
 
 __all__ = [
     "HEAD_LAYER_NAMES",
@@ -37,6 +37,7 @@ __all__ = [
     "build_model",
     "load_model",
     "predict_scores",
+    "read_metadata",
     "save_model",
     "sidecar_path",
 ]
@@ -185,11 +186,6 @@ def predict_scores(model: keras.Model, dataset: tf.data.Dataset) -> np.ndarray:
     return np.asarray(scores, dtype=np.float32).reshape(-1)
 
 
-def sidecar_path(model_path: str | Path) -> Path:
-    """Return the JSON metadata path that belongs to ``model_path``."""
-    return Path(model_path).with_suffix(".json")
-
-
 def library_versions() -> dict[str, str]:
     """Return the versions that a saved model records for reproducibility."""
     from . import __version__
@@ -210,14 +206,25 @@ def save_model(model: keras.Model, path: str | Path, metadata: dict[str, Any]) -
         model: The classifier.
         path: Destination ending in ``.keras``.
         metadata: Must hold ``image_size``, ``backbone`` and ``threshold``; class names,
-            library versions and a timestamp are added.
+            library versions and a timestamp are added. It is checked as
+            :class:`cxr_core.sidecar.ModelMetadata` before anything is written.
 
     Returns:
         The model path.
+
+    Raises:
+        ModelLoadError: The path does not end in ``.keras`` or the metadata is malformed.
     """
     path = Path(path)
     if path.suffix != ".keras":
         raise ModelLoadError(f"model path must end in .keras. Received: path={str(path)!r}")
+    full_metadata = {
+        "class_names": list(CLASS_NAMES),
+        "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "versions": library_versions(),
+        **metadata,
+    }
+    ModelMetadata.from_dict(full_metadata)  # never write a sidecar that cannot be read back
     path.parent.mkdir(parents=True, exist_ok=True)
     # A fresh, never-compiled copy: clone_model keeps the optimizer, whose Adam moments
     # would more than double the file.
@@ -226,12 +233,6 @@ def save_model(model: keras.Model, path: str | Path, metadata: dict[str, Any]) -
     temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
     try:
         bare.save(temporary)
-        full_metadata = {
-            "class_names": list(CLASS_NAMES),
-            "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "versions": library_versions(),
-            **metadata,
-        }
         write_json_atomic(sidecar_path(path), full_metadata)
         os.replace(temporary, path)
     finally:
@@ -239,34 +240,22 @@ def save_model(model: keras.Model, path: str | Path, metadata: dict[str, Any]) -
     return path
 
 
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """Read and check the sidecar of the model at ``path``; raises ModelLoadError."""
-    sidecar = sidecar_path(path)
-    if not sidecar.is_file():
-        raise ModelLoadError(f"model metadata file not found: {sidecar}")
-    try:
-        metadata = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ModelLoadError(f"model metadata {sidecar.name} is not valid JSON: {error}") from None
-    missing = [k for k in ("image_size", "backbone", "threshold") if k not in metadata]
-    if not isinstance(metadata, dict) or missing:
-        raise ModelLoadError(f"model metadata {sidecar.name} lacks {', '.join(missing)}")
-    return metadata
-
-
-def load_model(path: str | Path) -> tuple[keras.Model, dict[str, Any]]:
+def load_model(path: str | Path) -> tuple[keras.Model, ModelMetadata]:
     """Load a model saved by :func:`save_model`, in Keras safe mode.
 
     Returns:
-        ``(model, metadata)``.
+        ``(model, metadata)``; the metadata is checked (:func:`cxr_core.sidecar.read_metadata`)
+        and its image size agrees with the model's input.
 
     Raises:
-        ModelLoadError: The file or its sidecar is missing, corrupt or not a classifier.
+        ModelLoadError: The file or its sidecar is missing, truncated, corrupt or wrongly
+            shaped, or the model is not a classifier.
     """
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"model file not found: {path}")
     metadata = read_metadata(path)
+    keras_input_size(path)  # a missing or truncated file gets its own message, not Keras's
     _register_custom_objects()
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
@@ -277,6 +266,12 @@ def load_model(path: str | Path) -> tuple[keras.Model, dict[str, Any]]:
     names = {layer.name for layer in model.layers}
     if not {"logit", "probability"} <= names:
         raise ModelLoadError(f"{path.name} is not a CXR classifier (no logit/probability layers)")
+    side = model.input_shape[1]
+    if side is not None and side != metadata.image_size:
+        raise ModelLoadError(
+            f"the metadata of {path.name} says {metadata.image_size} px but the model takes "
+            f"{side} px images"
+        )
     return model, metadata
 
 

@@ -1,8 +1,17 @@
-"""A model card rendered from a model's JSON sidecar, so the two can never disagree."""
+"""A model card rendered from a model's JSON sidecar, so the two can never disagree.
+
+Every function takes the checked sidecar (:class:`cxr_core.sidecar.ModelMetadata`). Strings
+from the sidecar are escaped for Markdown (:func:`cxr_core.markdown.escape_markdown`): a run
+name or a path in them is shown as text, never as a link or an image.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+from .markdown import code_span
+from .markdown import escape_markdown as md
+from .sidecar import ModelMetadata
 
 __all__ = [
     "CARD_METRICS",
@@ -35,14 +44,15 @@ def format_metric(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def headline_metrics(metadata: dict[str, Any]) -> dict[str, tuple[float | None, Any]]:
+def headline_metrics(
+    metadata: ModelMetadata,
+) -> dict[str, tuple[float | None, tuple[float, float] | None]]:
     """Return ``{label: (value, (low, high) or None)}`` for the card's metrics."""
-    metrics = metadata.get("metrics", {})
-    intervals = metrics.get("ci", {})
-    return {label: (metrics.get(key), intervals.get(key)) for key, label in CARD_METRICS}
+    metrics = metadata.metrics
+    return {label: (metrics.value(key), metrics.interval(key)) for key, label in CARD_METRICS}
 
 
-def _metric_rows(metadata: dict[str, Any]) -> list[str]:
+def _metric_rows(metadata: ModelMetadata) -> list[str]:
     rows = ["| metric | value | 95% bootstrap interval |", "|---|---|---|"]
     for label, (value, interval) in headline_metrics(metadata).items():
         span = (
@@ -54,45 +64,46 @@ def _metric_rows(metadata: dict[str, Any]) -> list[str]:
     return rows
 
 
-def _recipe_lines(metadata: dict[str, Any]) -> list[str]:
-    run = metadata.get("run_config", {})
-    model, data, train = run.get("model", {}), run.get("data", {}), run.get("train", {})
+def _recipe_lines(metadata: ModelMetadata) -> list[str]:
+    run = metadata.recipe
+    if run is None:
+        return ["- The training configuration was not stored with this model."]
+    model, data, train = run.model, run.data, run.train
+    clahe = (
+        f" (CLAHE clip limit {model.clahe_clip_limit}, {model.clahe_tiles} x "
+        f"{model.clahe_tiles} tiles, the model's first layer)."
+    )
     return [
-        f"- Backbone: `{model.get('backbone')}`, starting weights `{model.get('weights')}`, "
-        f"input {model.get('image_size')} x {model.get('image_size')} px greyscale (repeated to "
-        f"3 channels), dropout {model.get('dropout')}.",
-        f"- Phase 1: head only, {train.get('head_epochs')} epochs at learning rate "
-        f"{train.get('head_learning_rate')}; phase 2: top {train.get('finetune_layers')} backbone "
-        f"layers, {train.get('finetune_epochs')} epochs at {train.get('finetune_learning_rate')}, "
+        f"- Backbone: {code_span(model.backbone)}, starting weights {code_span(model.weights)}, "
+        f"input {model.image_size} x {model.image_size} px greyscale (repeated to "
+        f"3 channels), dropout {model.dropout}.",
+        f"- Phase 1: head only, {train.head_epochs} epochs at learning rate "
+        f"{train.head_learning_rate}; phase 2: top {train.finetune_layers} backbone "
+        f"layers, {train.finetune_epochs} epochs at {train.finetune_learning_rate}, "
         "BatchNormalization frozen; Adam; early stopping on validation AUC (patience "
-        f"{train.get('early_stopping_patience')}), best weights kept; learning rate halved on "
+        f"{train.early_stopping_patience}), best weights kept; learning rate halved on "
         "plateau.",
-        f"- Loss: binary cross-entropy, class-weighted: {train.get('class_weighting')}, label "
-        f"smoothing {train.get('label_smoothing')}.",
-        f"- Augmentation strength {data.get('augment')} (rotation, zoom, shift, contrast, "
-        f"brightness, gamma; horizontal flip: {data.get('horizontal_flip')}), acquisition "
-        f"augmentation {data.get('acquisition_augment', 0.0)} (blur/sharpen, down-up sampling, "
-        f"JPEG, noise), batch {data.get('batch_size')}, seed {data.get('seed')}.",
-        f"- Contrast normalisation: `{model.get('contrast', 'none')}`"
-        + (
-            f" (CLAHE clip limit {model.get('clahe_clip_limit')}, {model.get('clahe_tiles')} x "
-            f"{model.get('clahe_tiles')} tiles, the model's first layer)."
-            if model.get("contrast") == "clahe"
-            else "."
-        ),
-        f"- Threshold chosen on {train.get('threshold_scores', 'clean')} validation scores; "
-        f"calibration `{train.get('calibration', 'none')}`.",
+        f"- Loss: binary cross-entropy, class-weighted: {train.class_weighting}, label "
+        f"smoothing {train.label_smoothing}.",
+        f"- Augmentation strength {data.augment} (rotation, zoom, shift, contrast, "
+        f"brightness, gamma; horizontal flip: {data.horizontal_flip}), acquisition "
+        f"augmentation {data.acquisition_augment} (blur/sharpen, down-up sampling, "
+        f"JPEG, noise), batch {data.batch_size}, seed {data.seed}.",
+        f"- Contrast normalisation: `{model.contrast}`"
+        + (clahe if model.contrast == "clahe" else "."),
+        f"- Threshold chosen on {train.threshold_scores} validation scores; "
+        f"calibration `{train.calibration}`.",
     ]
 
 
-def stress_rows(metadata: dict[str, Any]) -> list[dict[str, Any]]:
+def stress_rows(metadata: ModelMetadata) -> list[dict[str, Any]]:
     """One row per stress-suite perturbation (clean first) from the sidecar's ``stress``.
 
     Returns:
         Dicts with ``perturbation``, ``ROC AUC``, ``sensitivity``, ``specificity``, ``ECE`` and
         ``verdicts flipped``; empty when the model was saved without a stress suite.
     """
-    suite = metadata.get("stress")
+    suite = metadata.stress
     if not isinstance(suite, dict) or not isinstance(suite.get("perturbations"), dict):
         return []
     measured = {"clean": {**suite.get("clean", {}), "flip_rate": 0.0}, **suite["perturbations"]}
@@ -110,10 +121,10 @@ def stress_rows(metadata: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def robustness_lines(metadata: dict[str, Any]) -> list[str]:
+def robustness_lines(metadata: ModelMetadata) -> list[str]:
     """Plain sentences on the stress suite's worst case, calibration and the input check."""
     lines = []
-    summary = (metadata.get("stress") or {}).get("summary") or {}
+    summary = (metadata.stress or {}).get("summary") or {}
     worst, which = summary.get("worst") or {}, summary.get("worst_perturbation") or {}
     if worst:
         parts = [
@@ -123,7 +134,7 @@ def robustness_lines(metadata: dict[str, Any]) -> list[str]:
             if key in worst
         ]
         lines.append("Stress suite worst case: " + ", ".join(parts) + ".")
-    calibration = metadata.get("calibration") or {}
+    calibration = metadata.calibration or {}
     if calibration.get("method") == "platt":
         before, after = calibration.get("ece_before", {}), calibration.get("ece_after", {})
         lines.append(
@@ -132,7 +143,7 @@ def robustness_lines(metadata: dict[str, Any]) -> list[str]:
             f"stressed {format_metric(before.get('stressed'))} -> "
             f"{format_metric(after.get('stressed'))}."
         )
-    gate = metadata.get("input_gate") or {}
+    gate = metadata.input_gate or {}
     if gate:
         figures = gate.get("figures") or ""
         lines.append(f"Input check: {gate.get('method')}. {figures}".strip())
@@ -141,40 +152,45 @@ def robustness_lines(metadata: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _stress_table(metadata: dict[str, Any]) -> list[str]:
+def _stress_table(metadata: ModelMetadata) -> list[str]:
     rows = stress_rows(metadata)
     if not rows:
         return ["This model was saved without a stress suite."]
     header = list(rows[0])
     table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        cells = [row["perturbation"], *(format_metric(row[key]) for key in header[1:])]
+        cells = [md(row["perturbation"]), *(format_metric(row[key]) for key in header[1:])]
         table.append("| " + " | ".join(cells) + " |")
     return table
 
 
-def _independent_lines(metadata: dict[str, Any]) -> list[str]:
-    checks = metadata.get("independent_checks") or []
+def _independent_lines(metadata: ModelMetadata) -> list[str]:
+    checks = metadata.independent_checks
     if not checks:
         return []
-    return ["## Independent checks", *[f"- {check}" for check in checks], ""]
+    return ["## Independent checks", *[f"- {md(check)}" for check in checks], ""]
 
 
-def render_model_card(metadata: dict[str, Any], notes: str = "") -> str:
+def render_model_card(metadata: ModelMetadata, notes: str = "", name: str | None = None) -> str:
     """Render a Markdown model card from a model sidecar.
 
     Args:
-        metadata: The sidecar dict (see ``model.save_model``), with ``metrics`` holding the
-            validation report and ``ci`` its bootstrap intervals.
-        notes: Extra Markdown (e.g. why this recipe) placed after the recipe.
+        metadata: The checked sidecar, with ``metrics`` holding the validation report and its
+            bootstrap intervals.
+        notes: Extra Markdown (e.g. why this recipe) placed after the recipe; trusted.
+        name: The model's name (default: the sidecar's ``name``, else "model"); escaped.
 
     Returns:
         The card as Markdown text.
     """
-    name = metadata.get("name", "model")
-    metrics = metadata.get("metrics", {})
-    matrix = metrics.get("confusion_matrix", {})
-    threshold = metadata.get("threshold", float("nan"))
+    raw_name = name or metadata.text("name", "model")
+    name = md(raw_name)
+    text = metadata.text
+    metrics = metadata.metrics
+    matrix = metrics.confusion
+    threshold = metadata.threshold
+    versions = ", ".join(f"{md(k)} {md(v)}" for k, v in metadata.versions.items())
+    minutes = (metadata.training_seconds or 0) / 60
     lines = [
         f"# Model card: {name}",
         "",
@@ -182,33 +198,35 @@ def render_model_card(metadata: dict[str, Any], notes: str = "") -> str:
         "decision.",
         "",
         "## Model",
-        f"- File: `{name}.keras` with its sidecar `{name}.json`; this card is rendered from it.",
-        f"- Backbone `{metadata.get('backbone')}`, input {metadata.get('image_size')} px, output: "
+        f"- File: {code_span(raw_name + '.keras')} with its sidecar "
+        f"{code_span(raw_name + '.json')}; this card is rendered from it.",
+        f"- Backbone {code_span(metadata.backbone)}, input {metadata.image_size} px, output: "
         "probability of PNEUMONIA.",
-        f"- Decision threshold **{threshold:.4f}**, rule `{metadata.get('threshold_rule')}`: "
-        f"{metadata.get('threshold_rule_text', '')}",
+        f"- Decision threshold **{threshold:.4f}**, rule "
+        f"{code_span(text('threshold_rule', 'n/a'))}: "
+        f"{md(text('threshold_rule_text'))}",
         "",
         "## Data",
         f"- {DATA_SOURCE}.",
-        f"- {metadata.get('validation', '')}.",
-        f"- Dataset fingerprint `{metadata.get('data_fingerprint')}`. The official test split "
-        "was never used for training, model selection or the threshold.",
+        f"- {md(metadata.validation or '')}.",
+        f"- Dataset fingerprint {code_span(text('data_fingerprint', 'n/a'))}. The official test "
+        "split was never used for training, model selection or the threshold.",
         "",
         "## Recipe",
         *_recipe_lines(metadata),
-        f"- Command: `{metadata.get('training_command', 'n/a')}`",
+        f"- Command: {code_span(text('training_command', 'n/a'))}",
         "",
         notes.strip(),
         "",
         "## Validation metrics",
-        f"On the patient-grouped validation split ({metrics.get('n')} images, prevalence "
-        f"{format_metric(metrics.get('prevalence'))}) at the stored threshold; intervals from "
+        f"On the patient-grouped validation split ({metrics.n} images, prevalence "
+        f"{format_metric(metrics.value('prevalence'))}) at the stored threshold; intervals from "
         "1,000 seeded bootstrap resamples.",
         "",
         *_metric_rows(metadata),
         "",
         f"Confusion matrix: TN {matrix.get('tn')}, FP {matrix.get('fp')}, FN {matrix.get('fn')}, "
-        f"TP {matrix.get('tp')}. Brier score {format_metric(metrics.get('brier'))}.",
+        f"TP {matrix.get('tp')}. Brier score {format_metric(metrics.value('brier'))}.",
         "",
         "Validation carved from train flatters every model on this dataset; the stress suite "
         "below and the independent checks are the better guide to new patients.",
@@ -219,13 +237,12 @@ def render_model_card(metadata: dict[str, Any], notes: str = "") -> str:
         "",
         *_stress_table(metadata),
         "",
-        *[f"- {line}" for line in robustness_lines(metadata)],
+        *[f"- {md(line)}" for line in robustness_lines(metadata)],
         "",
         *_independent_lines(metadata),
         "## Training time and hardware",
-        f"- {metadata.get('training_seconds', 0) / 60:.1f} minutes on "
-        f"{metadata.get('hardware', metadata.get('devices', 'n/a'))}.",
-        f"- Versions: {', '.join(f'{k} {v}' for k, v in metadata.get('versions', {}).items())}.",
+        f"- {minutes:.1f} minutes on {md(text('hardware', text('devices', 'n/a')))}.",
+        f"- Versions: {versions}.",
         "",
         "## Intended use",
         "Teaching and research: showing how a transfer-learning classifier behaves on chest "

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
-import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -28,14 +26,18 @@ from . import data
 from .config import CLASS_NAMES, RunConfig, backbone_spec
 from .devices import configure_devices, describe_devices, select_strategy
 from .errors import CXRError, DataError
-from .finalize import finalize_model, save_finalized
+from .finalize import Finalized, finalize_model, save_finalized
 from .model import backbone_layers, build_model
+from .run_guard import StopRequest, StopRequested, lock_run, process_start, unlock_run
 from .runs import (
     RunPaths,
     append_history,
+    cancelled_message,
     now_iso,
+    read_config,
     read_history,
-    read_json,
+    read_status,
+    status_lock,
     update_status,
     write_json_atomic,
 )
@@ -99,30 +101,23 @@ def _compile(model: keras.Model, learning_rate: float, label_smoothing: float) -
     )
 
 
-class _StopRequest:
-    """A stop asked for by SIGTERM or by a STOP file in the run folder."""
+class _GuardedBackup(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore whose epoch-end save a stop watchdog never cuts in half."""
 
-    def __init__(self, stop_file: Path) -> None:
-        self.stop_file = stop_file
-        self.signalled = False
-
-    def __call__(self, *_: Any) -> None:
-        self.signalled = True
-
-    @property
-    def requested(self) -> bool:
-        """Whether training should stop at the next batch."""
-        return self.signalled or self.stop_file.exists()
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        with status_lock:
+            super().on_epoch_end(epoch, logs)
 
 
 class _RunMonitor(keras.callbacks.Callback):
     """Writes status.json every few seconds, history.jsonl every epoch, keeps the best weights,
-    and stops training when asked."""
+    and leaves ``fit`` at the next training or validation batch when a stop is asked for
+    (raising StopRequested, so a part-done epoch is neither validated nor recorded)."""
 
     def __init__(self, paths: RunPaths, phase: Phase, context: dict[str, Any]) -> None:
         super().__init__()
         self.paths, self.phase, self.context = paths, phase, context
-        self.stop: _StopRequest = context["stop"]
+        self.stop: StopRequest = context["stop"]
         self.last_write = 0.0
         self.window_start = time.monotonic()
         self.window_batches = 0
@@ -134,8 +129,7 @@ class _RunMonitor(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self.window_batches += 1
-        if self.stop.requested:
-            self.model.stop_training = True
+        self.stop.check()
         now = time.monotonic()
         if now - self.last_write >= self.context["status_interval"]:
             self._write_progress(batch + 1, logs or {}, now)
@@ -158,6 +152,9 @@ class _RunMonitor(keras.callbacks.Callback):
             train_metrics={key: round(float(value), 4) for key, value in logs.items()},
         )
         self.last_write, self.window_start, self.window_batches = now, now, 0
+
+    def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.stop.check()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = {key: float(value) for key, value in (logs or {}).items()}
@@ -182,7 +179,7 @@ def _load_config(paths: RunPaths, config: RunConfig | None, resume: bool) -> Run
     if resume:
         if not paths.config.is_file():
             raise DataError(f"cannot resume: {paths.config} not found")
-        return RunConfig.from_dict(read_json(paths.config))
+        return read_config(paths)
     if config is None:
         raise DataError("a run configuration is needed unless resuming")
     if paths.model.exists() or paths.history.exists():
@@ -217,9 +214,8 @@ def _run_phase(
     with context["strategy"].scope():
         _compile(model, phase.learning_rate, config.train.label_smoothing)
     callbacks = [
-        keras.callbacks.BackupAndRestore(
-            str(paths.backup / phase.name), save_freq="epoch", delete_checkpoint=False
-        ),
+        _RunMonitor(paths, phase, context),  # first: it records the epoch before the backup
+        _GuardedBackup(str(paths.backup / phase.name), save_freq="epoch", delete_checkpoint=False),
         keras.callbacks.EarlyStopping(
             monitor="val_auc",
             mode="max",
@@ -229,7 +225,6 @@ def _run_phase(
         keras.callbacks.ReduceLROnPlateau(
             monitor="val_auc", mode="max", factor=0.5, patience=1, min_lr=1e-7
         ),
-        _RunMonitor(paths, phase, context),
     ]
     update_status(paths, state="running", phase=phase.name, epoch=phase.first_epoch)
     try:
@@ -258,6 +253,7 @@ def _finish(model: keras.Model, config: RunConfig, prepared: dict, context: dict
         model.load_weights(paths.best_weights)
 
     def say(message: str) -> None:
+        context["stop"].check()
         update_status(paths, state="running", phase="finishing", message=message)
 
     finalized = finalize_model(
@@ -267,6 +263,20 @@ def _finish(model: keras.Model, config: RunConfig, prepared: dict, context: dict
     write_json_atomic(paths.metrics, {**report, "stress": finalized.stress})
     summary = {key: value for key, value in report.items() if key not in ("curves",)}
     seconds = round(time.monotonic() - context["started"])
+    context["stop"].check()
+    with status_lock:  # a stop watchdog waits until the model and sidecar are both written
+        _save_finalized(model, config, prepared, finalized, paths, seconds)
+    return {**summary, "threshold": finalized.threshold}
+
+
+def _save_finalized(
+    model: keras.Model,
+    config: RunConfig,
+    prepared: dict,
+    finalized: Finalized,
+    paths: RunPaths,
+    seconds: int,
+) -> None:
     save_finalized(
         model,
         paths.model,
@@ -284,7 +294,6 @@ def _finish(model: keras.Model, config: RunConfig, prepared: dict, context: dict
             "devices": describe_devices()["summary"],
         },
     )
-    return {**summary, "threshold": finalized.threshold}
 
 
 def _phase_weights(paths: RunPaths, phase: Phase) -> Path:
@@ -292,14 +301,14 @@ def _phase_weights(paths: RunPaths, phase: Phase) -> Path:
 
 
 def _best_auc_so_far(paths: RunPaths) -> float:
-    aucs = [row.get("val_auc", float("nan")) for row in read_history(paths)]
+    aucs = [row.value("val_auc") for row in read_history(paths)]
     finite = [auc for auc in aucs if isinstance(auc, float) and math.isfinite(auc)]
     return max(finite, default=-math.inf)
 
 
 def _train_phases(config: RunConfig, prepared: dict, context: dict) -> keras.Model:
     paths: RunPaths = context["paths"]
-    done = set(read_json(paths.status).get("phases_done", [])) if context["resume"] else set()
+    done = set(read_status(paths).phases_done) if context["resume"] else set()
     with context["strategy"].scope():
         model = build_model(config.model)
     for phase in plan_phases(config):
@@ -307,8 +316,6 @@ def _train_phases(config: RunConfig, prepared: dict, context: dict) -> keras.Mod
             model.load_weights(_phase_weights(paths, phase))
             continue
         _run_phase(model, phase, config, prepared, context)
-        if context["stop"].requested:
-            return model
         _save_weights_atomic(model, _phase_weights(paths, phase))
         done.add(phase.name)
         update_status(paths, phases_done=sorted(done))
@@ -320,42 +327,72 @@ def train_run(
     config: RunConfig | None = None,
     resume: bool = False,
     status_interval: float = 2.0,
+    stop: StopRequest | None = None,
 ) -> dict[str, Any]:
     """Train one model in ``run_dir`` and return its validation summary.
 
     Args:
-        run_dir: Run folder (created if needed); see :mod:`cxr_core.runs` for its files.
+        run_dir: Run folder (created if needed); see :mod:`cxr_core.runs` for its files. It is
+            locked for this process while training (:func:`cxr_core.run_guard.lock_run`).
         config: The run's settings; ignored when resuming (``config.json`` is read instead).
-        resume: Continue an interrupted or cancelled run from its last completed epoch.
-            A STOP file already present in a new run (a cancel that arrived while the
-            process was starting) cancels it at the first batch.
+        resume: Continue an interrupted or cancelled run from its last completed epoch (a
+            part-done epoch runs again). A STOP file already present in a new run (a cancel
+            that arrived while the process was starting) cancels it at the first batch.
         status_interval: Seconds between ``status.json`` updates during an epoch.
+        stop: The stop request to honour (the command line makes one before importing
+            TensorFlow, so that no early SIGTERM is lost); by default one for the run's STOP
+            file, handling SIGTERM when called from the main thread.
 
     Returns:
         The validation metrics (``state`` key ``"finished"``), or ``{"state": "cancelled"}``.
 
     Raises:
+        RunInUseError: Another process is training in ``run_dir``.
         CXRError: Bad data or settings; the run's status is ``failed`` with the message.
     """
     paths = RunPaths(Path(run_dir))
+    lock_run(paths.root)
+    try:
+        return _guarded_train(paths, config, resume, status_interval, stop)
+    finally:
+        unlock_run(paths.root)
+
+
+def _guarded_train(
+    paths: RunPaths,
+    config: RunConfig | None,
+    resume: bool,
+    status_interval: float,
+    stop: StopRequest | None,
+) -> dict[str, Any]:
     config = _load_config(paths, config, resume)
-    paths.root.mkdir(parents=True, exist_ok=True)
     write_json_atomic(paths.config, config.to_dict())
+    if stop is None:
+        stop = StopRequest(paths.stop_file)
+        stop.install()
     if resume:
-        paths.stop_file.unlink(missing_ok=True)  # the request that stopped the last attempt
-    stop = _StopRequest(paths.stop_file)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, stop)
+        stop.clear_stale()  # the request that stopped the last attempt
     started = time.monotonic()
-    update_status(paths, state="preparing", started_at=now_iso(), error=None)
+    pid = os.getpid()
+    identity = {"pid": pid, "process_start": process_start(pid)}
+    update_status(paths, state="preparing", started_at=now_iso(), error=None, **identity)
     try:
         result = _train(config, paths, stop, resume, status_interval, started)
+    except StopRequested:
+        with status_lock:
+            stop.disarm()
+            update_status(paths, state="cancelled", message=cancelled_message(paths))
+        return {"state": "cancelled"}
     except CXRError as error:
-        update_status(paths, state="failed", error=str(error))
+        with status_lock:
+            stop.disarm()
+            update_status(paths, state="failed", error=str(error))
         raise
     except Exception as error:
         (paths.root / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
-        update_status(paths, state="failed", error=f"{type(error).__name__}: {error}")
+        with status_lock:
+            stop.disarm()
+            update_status(paths, state="failed", error=f"{type(error).__name__}: {error}")
         raise
     return result
 
@@ -363,14 +400,16 @@ def train_run(
 def _train(
     config: RunConfig,
     paths: RunPaths,
-    stop: _StopRequest,
+    stop: StopRequest,
     resume: bool,
     status_interval: float,
     started: float,
 ) -> dict[str, Any]:
     keras.utils.set_random_seed(config.data.seed)
     configure_devices()
+    stop.check()
     prepared = _prepare_data(config)
+    stop.check()
     n_train, n_val = len(prepared["train_table"]), len(prepared["val_table"])
     batch_size = config.data.batch_size
     context = {
@@ -390,7 +429,6 @@ def _train(
     update_status(
         paths,
         state="running",
-        pid=os.getpid(),
         device=describe_devices()["summary"],
         replicas=context["strategy"].num_replicas_in_sync,
         train_images=n_train,
@@ -400,11 +438,12 @@ def _train(
         total_epochs=context["total_epochs"],
     )
     model = _train_phases(config, prepared, context)
-    if stop.requested:
-        update_status(paths, state="cancelled", message="stopped on request; --resume continues")
-        return {"state": "cancelled"}
     summary = _finish(model, config, prepared, context)
-    update_status(paths, state="finished", finished_at=now_iso(), summary=summary, eta_seconds=0)
+    with status_lock:
+        stop.disarm()
+        update_status(
+            paths, state="finished", finished_at=now_iso(), summary=summary, eta_seconds=0
+        )
     return {"state": "finished", **summary}
 
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 from cxr_core import data, gate  # noqa: E402
 from cxr_core.config import RunConfig  # noqa: E402
 from cxr_core.finalize import finalize_model, save_finalized  # noqa: E402
-from cxr_core.model import load_model, save_model  # noqa: E402
+from cxr_core.model import load_model, read_metadata, save_model  # noqa: E402
 from cxr_core.model_card import render_model_card  # noqa: E402
 
 
@@ -116,8 +116,9 @@ def main() -> None:
     parser.add_argument("--independent", type=Path, help="independent checks, one per line")
     args = parser.parse_args()
 
-    model, metadata = load_model(args.run / "model.keras")
-    config = RunConfig.from_dict(metadata["run_config"])
+    model, checked = load_model(args.run / "model.keras")
+    config = RunConfig.from_dict(checked.run_config or {})
+    metadata = checked.to_dict()
     metadata["run_config"]["data_root"] = "DATA/chest_xray"
     checks = args.independent.read_text(encoding="utf-8").splitlines() if args.independent else []
     metadata.update(
@@ -137,7 +138,7 @@ def main() -> None:
             parser.error("--finalize needs --data")
         finalized = _finalize(model, config, args.data)
         save_finalized(model, path, finalized, metadata)
-        metadata = load_model(path)[1]
+        metadata = {**read_metadata(path).to_dict(), "card_notes": metadata["card_notes"]}
     else:
         if metadata.get("input_gate"):
             source = gate.gate_path(args.run / "model.keras")
@@ -147,7 +148,7 @@ def main() -> None:
     if metadata.get("input_gate"):
         metadata["input_gate"]["figures"] = gate_figures(path, args.data)
         save_model(model, path, metadata)
-    card = render_model_card(metadata, metadata["card_notes"])
+    card = render_model_card(read_metadata(path), metadata["card_notes"])
     (target / "MODEL_CARD.md").write_text(card, encoding="utf-8")
     files = [path, path.with_suffix(".json"), gate.gate_path(path)]
     size = sum(f.stat().st_size for f in files if f.exists())

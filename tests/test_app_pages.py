@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from pydicom.uid import ExplicitVRLittleEndian
 from streamlit.testing.v1 import AppTest
 
 from cxr_core import jobs
+from cxr_core.config import ModelConfig, RunConfig
+from cxr_core.runs import RunStatus
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")
@@ -37,6 +40,7 @@ def app_env(monkeypatch, tmp_path, tiny_model_dir, tiny_dataset) -> Path:
     monkeypatch.setenv("CXR_MODELS_DIR", str(tiny_model_dir))
     monkeypatch.setenv("CXR_RUNS_DIR", str(runs))
     monkeypatch.setenv("CXR_DATA", str(tiny_dataset))
+    monkeypatch.setenv("CXR_RAISE_ERRORS", "1")  # a page error fails the test, not a message
     monkeypatch.chdir(ROOT)  # training runs start `python -m cxr_core` from here
     return runs
 
@@ -50,7 +54,13 @@ def open_page(page: str) -> AppTest:
     return at
 
 
+def shown(markdown: str) -> str:
+    """What a reader sees of escaped Markdown: the text without its escaping backslashes."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown).replace("\u2060", "")
+
+
 def all_text(at: AppTest) -> str:
+    """Every text element's Markdown source, escapes removed (see :func:`shown`)."""
     parts = [
         e.value
         for kind in ("markdown", "caption", "title", "subheader", "header")
@@ -59,7 +69,7 @@ def all_text(at: AppTest) -> str:
     parts += [
         e.value for kind in ("info", "warning", "error", "success") for e in getattr(at, kind)
     ]
-    return "\n".join(str(p) for p in parts)
+    return shown("\n".join(str(p) for p in parts))
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
@@ -101,7 +111,7 @@ def test_diagnose_reports_a_bad_file_by_name_and_analyses_the_others(app_env):
     files = [("notes.png", b"this is not an image", "image/png"), ("good.png", good, "image/png")]
     at.file_uploader[0].set_value(files).run()
     assert not at.exception, at.exception
-    errors = [e.value for e in at.error]
+    errors = [shown(e.value) for e in at.error]
     assert len(errors) == 1 and "notes.png" in errors[0] and "not an image" in errors[0]
     assert "good.png: model output" in all_text(at)
     table = at.dataframe[0].value
@@ -133,7 +143,7 @@ def test_diagnose_shows_technical_dicom_fields_and_no_patient_field(app_env):
     at.run()
     assert not at.exception, at.exception
     assert "chest.dcm: model output" in all_text(at)
-    fields = at.table[0].value
+    fields = at.dataframe[0].value
     assert fields.loc["format", "value"] == "DICOM" and fields.loc["modality", "value"] == "DX"
     shown = fields.to_string() + all_text(at)
     assert "Doe" not in shown and "ID-12345" not in shown and "20190101" not in shown
@@ -217,11 +227,11 @@ def test_train_page_launches_a_run_refuses_a_second_and_shows_its_curves(app_env
     assert "run 'apptest' is still training" in at.error[0].value
 
     deadline = time.monotonic() + 150
-    while jobs.read_run(app_env / "apptest")["state"] in jobs.ACTIVE_STATES:
+    while jobs.read_run(app_env / "apptest").active:
         assert time.monotonic() < deadline, "the tiny run did not finish in time"
         time.sleep(1)
     run = jobs.read_run(app_env / "apptest")
-    assert run["state"] == "finished", run.get("error")
+    assert run.state == "finished", run.status.error
     at.run()
     assert not at.exception, at.exception
     text = all_text(at)
@@ -235,10 +245,10 @@ def test_train_page_launches_a_run_refuses_a_second_and_shows_its_curves(app_env
     assert at.sidebar.selectbox(key="model_picker").value == at.session_state["active_model"]
 
 
-def wait_for_state(run_dir: Path, states: tuple[str, ...], seconds: float = 150) -> dict:
+def wait_for_state(run_dir: Path, states: tuple[str, ...], seconds: float = 150) -> jobs.Run:
     deadline = time.monotonic() + seconds
-    while (run := jobs.read_run(run_dir))["state"] not in states:
-        assert time.monotonic() < deadline, f"run state stayed {run['state']}"
+    while (run := jobs.read_run(run_dir)).state not in states:
+        assert time.monotonic() < deadline, f"run state stayed {run.state}"
         time.sleep(0.5)
     return run
 
@@ -252,7 +262,7 @@ def test_train_page_shows_the_error_of_a_failed_run(app_env, tmp_path):
     at.sidebar.text_input(key="t_data").set_value(str(root))
     at.sidebar.text_input(key="t_name").set_value("doomed")
     next(b for b in at.button if b.label == "Launch training").click().run()
-    assert wait_for_state(app_env / "doomed", ("failed",))["error"]
+    assert wait_for_state(app_env / "doomed", ("failed",)).status.error
     at.run()
     assert "The run failed: There are too few patients" in at.error[0].value
 
@@ -270,8 +280,8 @@ def test_train_page_cancel_button_stops_a_run(app_env):
     at.run()
     assert at.get("progress"), "an active run shows a progress bar"
     next(b for b in at.button if b.label == "Cancel run").click().run()
-    assert "Stopping after the current batch..." in [i.value for i in at.info]
-    assert wait_for_state(app_env / "long", ("cancelled", "failed", "finished"))["state"] == (
+    assert "Stopping within a few seconds..." in [i.value for i in at.info]
+    assert wait_for_state(app_env / "long", ("cancelled", "failed", "finished")).state == (
         "cancelled"
     )
 
@@ -301,11 +311,12 @@ def test_training_estimate_scales_a_past_runs_speed_by_image_area(tiny_dataset):
             "t_weights": "none",
         }
     )
-    past = {
-        "name": "old",
-        "images_per_second": 10.0,
-        "config": {"model": {"backbone": "small_cnn", "image_size": 128}},
-    }
+    past = jobs.Run(
+        "old",
+        Path("runs/old"),
+        RunStatus(images_per_second=10.0),
+        RunConfig(str(tiny_dataset), ModelConfig("small_cnn", "none", image_size=128)),
+    )
     text = app_support.training_estimate(config, data.scan(tiny_dataset), [past])
     # 24 train images less 15% = 20; 2 epochs; 10 images/s at 128 px = 40 at 64 px; +15%.
     assert text.startswith("About 20 training images x 2 epochs: roughly 1 s at ~40 images/s")
@@ -324,3 +335,16 @@ def test_diagnose_refuses_a_blank_image_without_verdict_or_heatmap_unless_asked(
     at.checkbox(key="anyway_0").check().run()
     text = all_text(at)
     assert "input check refused this image" in text and "Probability of pneumonia" in text
+
+
+def test_a_cancelled_run_shows_the_resume_command_with_its_folder(app_env, tiny_dataset):
+    from cxr_core.runs import RunPaths, update_status, write_json_atomic
+
+    paths = RunPaths(app_env / "stopped")
+    paths.root.mkdir(parents=True)
+    config = RunConfig(str(tiny_dataset), ModelConfig("small_cnn", "none", image_size=64))
+    write_json_atomic(paths.config, config.to_dict())
+    update_status(paths, state="cancelled", started_at="2026-01-01T10:00:00+00:00")
+    at = open_page("app_pages/train.py")
+    assert f"python -m cxr_core train --out {paths.root} --resume" in [c.value for c in at.code]
+    assert "Resume run" in [b.label for b in at.button]  # the open single-user mode

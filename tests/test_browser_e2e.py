@@ -169,3 +169,56 @@ def test_page_renders_in_chromium_without_error(browser, app_url, tmp_path, titl
     screenshot(page, tmp_path / f"{title.lower()}.png")
     assert page.locator('[data-testid="stException"]').count() == 0
     page.close()
+
+
+@pytest.fixture
+def request_counter() -> Iterator[tuple[str, list[str]]]:
+    """A local web server that records every request (a hostile name's URL points at it)."""
+    import http.server
+    import threading
+
+    seen: list[str] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server hook
+            seen.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+
+
+def test_hostile_upload_names_render_as_text_in_chromium(browser, app_url, request_counter):
+    host, seen = request_counter
+    xray = sorted((SHARED_DATA / "val" / "NORMAL").glob("*.jpeg"))[0].read_bytes()
+    names = [f"![t]({host}/t.png).jpg", f"**bold**[link]({host}/x).png"]
+    page = open_app(browser, app_url)
+    go_to(page, "Diagnose")
+    files = [{"name": name, "mimeType": "image/jpeg", "buffer": xray} for name in names]
+    page.locator('input[type="file"]').set_input_files(files, timeout=SLOW_MS)
+    page.get_by_text("Results for 2 files").wait_for(timeout=SLOW_MS)
+    page.get_by_text("Download report (PNG)").nth(1).wait_for(timeout=SLOW_MS)
+    wait_idle(page)
+    # Escaped names carry invisible word joiners (U+2060) that stop GFM's URL auto-linking.
+    body = page.locator("body").inner_text().replace("\u2060", "")
+    for name in names:
+        assert f"{name}: model output" in body, body[body.find("Results") :][:3000]
+    links = page.locator(f'a[href^="{host}"]')
+    assert links.count() == 0, [
+        links.nth(i).evaluate("e => e.parentElement.outerHTML") for i in range(links.count())
+    ]
+    assert page.locator(f'img[src^="{host}"]').count() == 0, "a name became an image"
+    assert page.locator("strong", has_text="bold").count() == 0, "a name became bold"
+    page.wait_for_timeout(500)
+    assert seen == [], f"the browser fetched {seen}"
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()

@@ -30,22 +30,22 @@ def test_bundle_is_small_enough_to_ship() -> None:
 
 def test_bundled_sidecar_records_the_shift_robust_recipe() -> None:
     metadata = read_metadata(BUNDLED)
-    config = metadata["run_config"]
+    config = metadata.run_config
     assert config["model"]["contrast"] == "clahe" and config["data"]["acquisition_augment"] > 0
-    assert metadata["calibration"]["method"] == "platt"
-    after, before = metadata["calibration"]["ece_after"], metadata["calibration"]["ece_before"]
+    assert metadata.calibration["method"] == "platt"
+    after, before = metadata.calibration["ece_after"], metadata.calibration["ece_before"]
     assert after["clean"] < before["clean"] and after["stressed"] < before["stressed"]
-    assert set(metadata["stress"]["perturbations"]) >= {"blur", "sharpen", "zoom_in", "noise"}
-    assert metadata["input_gate"]["version"] == 1
-    assert "Refuses" in metadata["input_gate"]["figures"]
-    assert any("0.936" in line for line in metadata["independent_checks"])
+    assert set(metadata.stress["perturbations"]) >= {"blur", "sharpen", "zoom_in", "noise"}
+    assert metadata.input_gate["version"] == 1
+    assert "Refuses" in metadata.input_gate["figures"]
+    assert any("0.936" in line for line in metadata.independent_checks)
 
 
 def test_bundled_model_loads_with_its_metadata(predictor: Predictor) -> None:
     metadata = read_metadata(BUNDLED)
-    assert metadata["backbone"] == "efficientnet_lite0"
-    assert metadata["run_config"]["model"]["weights"] == "imagenet"
-    assert predictor.image_size == metadata["image_size"] == 224
+    assert metadata.backbone == "efficientnet_lite0"
+    assert metadata.recipe.model.weights == "imagenet"
+    assert predictor.image_size == metadata.image_size == 224
     assert 0.0 < predictor.threshold < 1.0
     assert predictor.class_names == ("NORMAL", "PNEUMONIA")
 
@@ -69,22 +69,22 @@ def test_bundled_model_reads_the_shared_full_resolution_val_images(
 def test_model_card_is_rendered_from_the_sidecar() -> None:
     metadata = read_metadata(BUNDLED)
     assert CARD.read_text(encoding="utf-8") == render_model_card(
-        metadata, metadata.get("card_notes", "")
+        metadata, metadata.text("card_notes")
     )
 
 
 def test_model_card_numbers_match_the_sidecar() -> None:
     metadata = read_metadata(BUNDLED)
     card = CARD.read_text(encoding="utf-8")
-    metrics = metadata["metrics"]
+    metrics = metadata.metrics
     for key, label in CARD_METRICS:
-        low, high = metrics["ci"][key]
-        row = f"| {label} | {format_metric(metrics[key])} | "
+        low, high = metrics.interval(key)
+        row = f"| {label} | {format_metric(metrics.value(key))} | "
         row += f"{format_metric(low)} - {format_metric(high)} |"
         assert row in card
-    assert f"**{metadata['threshold']:.4f}**" in card
-    matrix = metrics["confusion_matrix"]
+    assert f"**{metadata.threshold:.4f}**" in card
+    matrix = metrics.confusion
     assert re.search(
         rf"TN {matrix['tn']}, FP {matrix['fp']}, FN {matrix['fn']}, TP {matrix['tp']}", card
     )
-    assert metadata["training_command"] in card
+    assert f"`{metadata.text('training_command')}`" in card

@@ -89,6 +89,8 @@ def test_train_then_evaluate_through_the_command_line(tiny_dataset: Path, tmp_pa
         "0",
         "--batch-size",
         "8",
+        "--calibration",
+        "none",  # one epoch on 24 images: too flat for Platt scaling
         "--out",
         str(run),
     )
@@ -174,3 +176,25 @@ def test_help_lists_every_backbone() -> None:
     done = run_cli("train", "--help")
     assert done.returncode == 0
     assert all(name in done.stdout for name in BACKBONES)
+
+
+def test_from_scratch_training_runs_the_epochs_asked_for() -> None:
+    from cxr_core.cli import _run_config, _scratch_note, build_parser
+    from cxr_core.train import plan_phases
+
+    def parsed(*extra: str):
+        argv = ["train", "--data", "d", "--weights", "none", "--epochs", "3", "--out", "r"]
+        return _run_config(build_parser().parse_args([*argv, *extra]))
+
+    config = parsed()
+    assert [(p.name, p.epochs) for p in plan_phases(config)] == [("scratch", 3)]
+    assert _scratch_note(config, plan_phases) is None
+    both = parsed("--finetune-epochs", "4")
+    assert plan_phases(both)[0].epochs == 7
+    assert "one phase of 7 epochs (--epochs 3 + --finetune-epochs 4)" in _scratch_note(
+        both, plan_phases
+    )
+    pretrained = _run_config(
+        build_parser().parse_args(["train", "--data", "d", "--epochs", "3", "--out", "r"])
+    )
+    assert pretrained.train.finetune_epochs == 4  # the documented default for ImageNet starts

@@ -95,7 +95,7 @@ def test_a_model_saved_before_clahe_loads_and_predicts_as_trained(tmp_path: Path
     )
     loaded, metadata = load_model(path)
     assert "preprocess_clahe" not in {layer.name for layer in loaded.layers}
-    rebuilt = RunConfig.from_dict(json.loads(json.dumps(metadata["run_config"])))
+    rebuilt = RunConfig.from_dict(json.loads(json.dumps(metadata.run_config)))
     assert rebuilt.model.contrast == "none" and rebuilt.data.acquisition_augment == 0.0
     assert rebuilt.train.calibration == "none" and rebuilt.train.threshold_scores == "clean"
     pixels = synthetic_xray(1, np.random.default_rng(3))

@@ -10,11 +10,13 @@ from cxr_core import data
 from cxr_core.config import DataConfig, ModelConfig, RunConfig
 from cxr_core.errors import DataError
 from cxr_core.eval_sets import VALIDATION, evaluation_sets, predict_table, sample_per_class
+from cxr_core.sidecar import ModelMetadata
 
 
-def metadata_for(root, **data_settings) -> dict:
+def metadata_for(root, **data_settings) -> ModelMetadata:
     config = RunConfig(data_root=str(root), data=DataConfig(**data_settings))
-    return {"run_config": config.to_dict(), "threshold": 0.5}
+    values = {"run_config": config.to_dict(), "threshold": 0.5}
+    return ModelMetadata.from_dict({"backbone": "small_cnn", "image_size": 64, **values})
 
 
 def test_validation_set_is_the_split_the_run_was_selected_on(tiny_dataset):
@@ -42,13 +44,16 @@ def test_dataset_val_split_used_for_selection_is_named_so(tiny_dataset):
 
 
 def test_without_run_settings_only_the_train_split_is_assumed_seen(tiny_dataset):
-    sets = evaluation_sets(data.scan(tiny_dataset), {"threshold": 0.5})
+    bare = ModelMetadata(backbone="small_cnn", image_size=64, threshold=0.5)
+    sets = evaluation_sets(data.scan(tiny_dataset), bare)
     assert [(s.key, s.optimistic) for s in sets] == [("train", True), ("val", False)]
     assert "probably trained on" in sets[0].note
 
 
 def test_another_dataset_than_the_models_is_said_so(tiny_dataset):
-    metadata = {**metadata_for(tiny_dataset), "data_fingerprint": "0000000000000000"}
+    metadata = ModelMetadata.from_dict(
+        {**metadata_for(tiny_dataset).raw, "data_fingerprint": "0000000000000000"}
+    )
     validation = evaluation_sets(data.scan(tiny_dataset), metadata)[0]
     assert "differs from the one the model was trained on" in validation.note
 

@@ -162,3 +162,21 @@ def test_bundled_gate_refuses_most_of_the_generated_non_xray_corpus(
             not bundled.predict(decoded.pixels, decoded.info["colour"]).input_check.accepted
         )
     assert np.mean(refused) >= 0.9
+
+
+def test_diagnose_page_uses_the_bundled_input_check(monkeypatch, tmp_path: Path) -> None:
+    from sklearn.datasets import load_sample_images
+    from streamlit.testing.v1 import AppTest
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("CXR_MODELS_DIR", str(BUNDLED.parent))
+    monkeypatch.setenv("CXR_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.chdir(root)
+    grey_photo = np.asarray(Image.fromarray(load_sample_images().images[1]).convert("L"))
+    at = AppTest.from_file(str(root / "streamlit_app.py"), default_timeout=180).run()
+    at.switch_page("app_pages/diagnose.py").run()
+    at.file_uploader[0].set_value(("flower.png", encoded(grey_photo), "image/png")).run()
+    assert not at.exception, at.exception
+    warnings = " ".join(w.value for w in at.warning)
+    assert gate.NOT_A_CHEST_XRAY in warnings  # refused by the feature gate, not a pixel check
+    assert not any("model output" in m.value for m in at.markdown)

@@ -66,9 +66,9 @@ def test_save_and_load_round_trip_keeps_predictions_and_metadata(tmp_path: Path)
     loaded, metadata = load_model(path)
     images = np.random.default_rng(1).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(model(images), loaded(images), atol=1e-6)
-    assert metadata["threshold"] == 0.3
-    assert metadata["class_names"] == ["NORMAL", "PNEUMONIA"]
-    assert {"tensorflow", "keras", "cxr_core"} <= set(metadata["versions"])
+    assert metadata.threshold == 0.3
+    assert metadata.class_names == ("NORMAL", "PNEUMONIA")
+    assert {"tensorflow", "keras", "cxr_core"} <= set(metadata.versions)
     assert not list(tmp_path.glob(".*tmp*")), "temporary files must not be left behind"
 
 
@@ -83,7 +83,7 @@ def test_corrupt_model_file_is_a_model_load_error(tmp_path: Path) -> None:
     sidecar_path(path).write_text(
         json.dumps({"backbone": "small_cnn", "image_size": 32, "threshold": 0.5})
     )
-    with pytest.raises(ModelLoadError, match="not a readable Keras model"):
+    with pytest.raises(ModelLoadError, match="truncated or damaged"):
         load_model(path)
 
 

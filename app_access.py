@@ -1,0 +1,182 @@
+"""Who may do what in the app: the open single-user mode and the shared-server mode.
+
+Without settings the app is the open single-user tool: anyone at the page may train, cancel,
+resume and type any folder. Setting ``CXR_ADMIN_PASSWORD`` (environment variable, or the same
+key in ``.streamlit/secrets.toml``) makes it a shared deployment:
+
+- launching, cancelling and resuming training, and typing free dataset or weights paths, need
+  the administrator password (compared with ``hmac.compare_digest``); visitors still diagnose
+  and browse, and choose datasets from the allowed folders;
+- with ``CXR_VISITOR_TRAINING=1`` visitors may also launch runs within the visitor limits
+  (:class:`cxr_core.policy.TrainingLimits`: ``CXR_VISITOR_MAX_IMAGE_SIZE``, ``_MAX_EPOCHS``,
+  ``_MAX_IMAGES_PER_CLASS``, ``CXR_VISITOR_BACKBONES``; conservative defaults) and cancel
+  only the runs they started in their session.
+
+``CXR_DATA_ROOTS`` (folders separated by ``:``) limits the folders the Dataset, Train and
+Evaluate pages may open, in either mode. Settings are read on every rerun, so no restart is
+needed after editing the secrets file.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from cxr_core.policy import VISITOR_DEFAULTS, TrainingLimits, allowed_folder, parse_roots
+
+__all__ = [
+    "Deployment",
+    "admin_login_ui",
+    "checked_folder",
+    "dataset_folder_ui",
+    "deployment",
+    "is_admin",
+    "may_administer",
+    "may_cancel",
+    "may_launch",
+    "remember_own_run",
+    "setting",
+    "training_limits",
+]
+
+_ADMIN = "cxr_admin"
+_OWN_RUNS = "cxr_own_runs"
+_PASSWORD_INPUT = "cxr_admin_password"
+_LOGIN_MESSAGE = "cxr_admin_message"
+
+
+def setting(name: str) -> str | None:
+    """A setting from the environment, else from ``.streamlit/secrets.toml``, else None."""
+    if name in os.environ:
+        return os.environ[name]
+    try:
+        value = st.secrets.get(name)
+    except Exception:  # noqa: BLE001 - no secrets file, or an unreadable one: no setting
+        return None
+    return None if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """The deployment settings.
+
+    Attributes:
+        admin_password: The administrator password, or None for the open single-user mode.
+        data_roots: Folders the pages may open (empty: any).
+        visitor_training: Whether visitors may launch runs within :attr:`limits`.
+        limits: The largest run a non-administrator may start.
+    """
+
+    admin_password: str | None
+    data_roots: tuple[Path, ...]
+    visitor_training: bool
+    limits: TrainingLimits
+
+    @property
+    def shared(self) -> bool:
+        """Whether an administrator password protects the app."""
+        return bool(self.admin_password)
+
+
+def deployment() -> Deployment:
+    """Read the deployment settings (raises ConfigError for a malformed limit)."""
+    password = setting("CXR_ADMIN_PASSWORD") or None
+    values = {key: setting(key) for key in VISITOR_DEFAULTS}
+    if password:
+        values = {key: default if values[key] is None else values[key]
+                  for key, default in VISITOR_DEFAULTS.items()}  # fmt: skip
+    visitors = (setting("CXR_VISITOR_TRAINING") or "").strip().lower() in ("1", "true", "yes")
+    roots = parse_roots(setting("CXR_DATA_ROOTS"))
+    return Deployment(password, roots, visitors, TrainingLimits.from_settings(values))
+
+
+def is_admin() -> bool:
+    """Whether this session signed in with the administrator password."""
+    return deployment().shared and st.session_state.get(_ADMIN) is True
+
+
+def may_administer() -> bool:
+    """Launch, cancel and resume any run, type free paths: open mode or an administrator."""
+    return not deployment().shared or is_admin()
+
+
+def may_launch() -> bool:
+    """Whether this session may start a run (administrators; visitors if allowed)."""
+    return may_administer() or deployment().visitor_training
+
+
+def training_limits() -> TrainingLimits:
+    """The limits this session's runs must keep (none for a signed-in administrator)."""
+    return TrainingLimits() if is_admin() else deployment().limits
+
+
+def remember_own_run(name: str) -> None:
+    """Record that this session started the run ``name`` (visitors may cancel their own)."""
+    st.session_state[_OWN_RUNS] = {*st.session_state.get(_OWN_RUNS, set()), name}
+
+
+def may_cancel(name: str) -> bool:
+    """Whether this session may cancel the run ``name``."""
+    return may_administer() or name in st.session_state.get(_OWN_RUNS, set())
+
+
+def checked_folder(path: str) -> str:
+    """``path`` if the pages may open it (see ``CXR_DATA_ROOTS``); raises DataError if not."""
+    return allowed_folder(path, deployment().data_roots)
+
+
+def _sign_in() -> None:
+    entered = str(st.session_state.get(_PASSWORD_INPUT) or "")
+    password = deployment().admin_password or ""
+    st.session_state[_PASSWORD_INPUT] = ""
+    if password and hmac.compare_digest(entered.encode("utf-8"), password.encode("utf-8")):
+        st.session_state[_ADMIN] = True
+        st.session_state.pop(_LOGIN_MESSAGE, None)
+    else:
+        time.sleep(1.0)  # slows guessing
+        st.session_state[_LOGIN_MESSAGE] = "Wrong password."
+
+
+def _sign_out() -> None:
+    st.session_state[_ADMIN] = False
+
+
+def admin_login_ui() -> None:
+    """The administrator's sign-in in the sidebar (only in the shared mode)."""
+    if not deployment().shared:
+        return
+    with st.sidebar.expander("Administrator", expanded=False):
+        if is_admin():
+            st.caption("Signed in: training and free paths are open to you.")
+            st.button("Sign out", on_click=_sign_out, key="cxr_sign_out")
+            return
+        st.text_input("Administrator password", type="password", key=_PASSWORD_INPUT)
+        st.button("Sign in", on_click=_sign_in, key="cxr_sign_in")
+        if _LOGIN_MESSAGE in st.session_state:
+            st.error(st.session_state[_LOGIN_MESSAGE])
+
+
+def dataset_folder_ui(label: str, key: str, default: str, container=None) -> str:
+    """A dataset folder widget: free text for administrators, a choice for visitors.
+
+    Visitors of a shared deployment choose among ``CXR_DATA_ROOTS`` (or the app's default
+    dataset); they cannot type a path. Returns the chosen folder ("" if none is offered).
+    """
+    where = container or st
+    if may_administer():
+        if key not in st.session_state:
+            st.session_state[key] = default
+        return where.text_input(label, key=key).strip()
+    roots = deployment().data_roots
+    choices = [str(root) for root in roots] or ([default] if default else [])
+    if not choices:
+        where.info("No dataset folder is offered on this server.")
+        return ""
+    if st.session_state.get(key) not in choices:
+        st.session_state[key] = choices[0]
+    return where.selectbox(label, choices, key=key)

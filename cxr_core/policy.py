@@ -1,0 +1,148 @@
+"""What a shared deployment allows: dataset folders and the size of runs visitors may start.
+
+The app reads its settings (environment variables or ``.streamlit/secrets.toml``) and asks
+this module; nothing here knows about Streamlit. Without settings nothing is limited.
+
+- :func:`parse_roots` / :func:`allowed_folder`: ``CXR_DATA_ROOTS`` lists the folders (and
+  everything under them) that the Dataset, Train and Evaluate pages may open. Any other path,
+  whether it exists or not, gets the same sentence, so the pages tell nobody which server paths
+  exist.
+- :class:`TrainingLimits`: the largest image size, epochs and images per class, and the
+  backbones, that a visitor may start from the app.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import BACKBONES, RunConfig
+from .errors import ConfigError, DataError
+
+__all__ = [
+    "NOT_ALLOWED",
+    "VISITOR_DEFAULTS",
+    "TrainingLimits",
+    "allowed_folder",
+    "parse_roots",
+]
+
+NOT_ALLOWED = "This server opens only the dataset folders its administrator allowed."
+
+#: Limits for visitors of a password-protected deployment when none are configured.
+VISITOR_DEFAULTS = {
+    "CXR_VISITOR_MAX_IMAGE_SIZE": "128",
+    "CXR_VISITOR_MAX_EPOCHS": "4",
+    "CXR_VISITOR_MAX_IMAGES_PER_CLASS": "300",
+    "CXR_VISITOR_BACKBONES": "efficientnet_lite0,small_cnn",
+}
+
+
+def parse_roots(text: str | None) -> tuple[Path, ...]:
+    """``CXR_DATA_ROOTS`` (folders separated by ``os.pathsep``) -> resolved folders."""
+    if not text or not text.strip():
+        return ()
+    return tuple(Path(part).expanduser().resolve() for part in text.split(os.pathsep) if part)
+
+
+def allowed_folder(path: str, roots: Sequence[Path]) -> str:
+    """Return ``path`` resolved, if it lies in one of ``roots`` (no roots: any path).
+
+    Raises:
+        DataError: :data:`NOT_ALLOWED`, the same for every path outside the roots.
+    """
+    if not roots:
+        return path
+    try:
+        resolved = Path(path).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError):
+        raise DataError(NOT_ALLOWED) from None
+    if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
+        raise DataError(NOT_ALLOWED)
+    return str(resolved)
+
+
+@dataclass(frozen=True)
+class TrainingLimits:
+    """The largest run a visitor may start; None means unlimited.
+
+    Attributes:
+        max_image_size: Largest input side in pixels.
+        max_epochs: Most epochs of both phases together.
+        max_images_per_class: Most train images per class (the run must set
+            ``limit_per_class`` at or under it).
+        backbones: Backbones a visitor may choose.
+    """
+
+    max_image_size: int | None = None
+    max_epochs: int | None = None
+    max_images_per_class: int | None = None
+    backbones: tuple[str, ...] | None = None
+
+    @property
+    def unlimited(self) -> bool:
+        """Whether no limit is set."""
+        return self == TrainingLimits()
+
+    def check(self, config: RunConfig) -> None:
+        """Refuse a run over the limits.
+
+        Raises:
+            ConfigError: One sentence naming the first limit exceeded.
+        """
+        model, train, data = config.model, config.train, config.data
+        epochs = train.head_epochs + train.finetune_epochs
+        images = data.limit_per_class
+        problems = [
+            (self.backbones is not None and model.backbone not in self.backbones)
+            and f"backbone must be one of {', '.join(self.backbones or ())}",
+            (self.max_image_size is not None and model.image_size > self.max_image_size)
+            and f"image size must be at most {self.max_image_size} px",
+            (self.max_epochs is not None and epochs > self.max_epochs)
+            and f"epochs of both phases together must be at most {self.max_epochs}",
+            (self.max_images_per_class is not None)
+            and (images is None or images > self.max_images_per_class)
+            and f"images per class must be at most {self.max_images_per_class}",
+        ]
+        problem = next((p for p in problems if p), None)
+        if problem:
+            raise ConfigError(f"On this server, {problem}.")
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, str | None]) -> TrainingLimits:
+        """Read ``CXR_VISITOR_MAX_IMAGE_SIZE``, ``_MAX_EPOCHS``, ``_MAX_IMAGES_PER_CLASS`` and
+        ``CXR_VISITOR_BACKBONES`` (comma-separated) from ``settings``.
+
+        Raises:
+            ConfigError: A value is not a positive integer or names an unknown backbone.
+        """
+
+        def number(key: str) -> int | None:
+            value = settings.get(key)
+            if value is None or not str(value).strip():
+                return None
+            try:
+                parsed = int(str(value).strip())
+            except ValueError:
+                parsed = 0
+            if parsed < 1:
+                raise ConfigError(f"{key} must be a positive integer. Received: {key}={value!r}")
+            return parsed
+
+        names = settings.get("CXR_VISITOR_BACKBONES")
+        backbones = None
+        if names is not None and str(names).strip():
+            backbones = tuple(n.strip() for n in str(names).split(",") if n.strip())
+            unknown = [n for n in backbones if n not in BACKBONES]
+            if unknown:
+                raise ConfigError(
+                    f"CXR_VISITOR_BACKBONES names unknown backbones. Received: {unknown!r}"
+                )
+        return cls(
+            number("CXR_VISITOR_MAX_IMAGE_SIZE"),
+            number("CXR_VISITOR_MAX_EPOCHS"),
+            number("CXR_VISITOR_MAX_IMAGES_PER_CLASS"),
+            backbones,
+        )

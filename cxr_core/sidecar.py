@@ -1,0 +1,304 @@
+"""The model sidecar (``<model>.json``) as a typed, validated record; no TensorFlow needed.
+
+:func:`read_metadata` reads and checks a sidecar once and returns a frozen
+:class:`ModelMetadata`; everything else reads its attributes. A sidecar of the wrong shape
+(``null``, a list, ``"threshold": "abc"``, ``metrics`` as a list, ...) raises
+:class:`ModelLoadError` with one sentence naming the key, so the app lists that model as
+unusable and goes on with the others. :func:`check_model_file` also looks inside the ``.keras``
+zip (without loading it) for the input size and for truncation.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import CLASS_NAMES, RunConfig
+from .errors import ConfigError, ModelLoadError
+from .fields import Fields, is_number, short_repr
+
+__all__ = [
+    "METRIC_NAMES",
+    "Metrics",
+    "ModelMetadata",
+    "check_model_file",
+    "keras_input_size",
+    "read_metadata",
+    "sidecar_path",
+]
+
+#: Metrics a validation report may hold, each a number in [0, 1] or null.
+METRIC_NAMES = (
+    "roc_auc",
+    "pr_auc",
+    "accuracy",
+    "sensitivity",
+    "specificity",
+    "precision",
+    "npv",
+    "f1",
+    "ece",
+    "brier",
+    "prevalence",
+)
+_CONFUSION = ("tn", "fp", "fn", "tp")
+
+
+def sidecar_path(model_path: str | Path) -> Path:
+    """Return the JSON metadata path that belongs to ``model_path``."""
+    return Path(model_path).with_suffix(".json")
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """A validation report's numbers (``evaluate --json`` without curves).
+
+    Attributes:
+        values: Metric name (one of :data:`METRIC_NAMES`) -> value in [0, 1]; absent when the
+            report holds none (e.g. ROC AUC on one class).
+        intervals: Metric name -> bootstrap 95% interval ``(low, high)``.
+        confusion: ``tn``, ``fp``, ``fn``, ``tp`` counts (empty when not stored).
+        n: Number of images, or None.
+    """
+
+    values: dict[str, float] = field(default_factory=dict)
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    confusion: dict[str, int] = field(default_factory=dict)
+    n: int | None = None
+
+    def value(self, name: str) -> float | None:
+        """The metric ``name``, or None when the report lacks it."""
+        return self.values.get(name)
+
+    def interval(self, name: str) -> tuple[float, float] | None:
+        """The metric's 95% interval, or None."""
+        return self.intervals.get(name)
+
+    @classmethod
+    def from_fields(cls, fields: Fields) -> Metrics:
+        """Read and check a report object (raises the ``fields`` error class)."""
+        values = {}
+        for name in METRIC_NAMES:
+            value = fields.number(name, low=0.0, high=1.0)
+            if value is not None:
+                values[name] = value
+        intervals = {}
+        for name, pair in fields.mapping("ci").items():
+            if pair is None:
+                continue
+            if not (isinstance(pair, list) and len(pair) == 2 and all(map(is_number, pair))):
+                fields.fail("ci", "an object of [low, high] pairs")
+            intervals[str(name)] = (float(pair[0]), float(pair[1]))
+        matrix = fields.sub("confusion_matrix")
+        confusion = {key: matrix.integer(key, low=0) for key in _CONFUSION}
+        confusion = {key: count for key, count in confusion.items() if count is not None}
+        return cls(values, intervals, confusion, fields.integer("n", low=0))
+
+
+def _checked_report(fields: Fields, key: str, shape: str) -> dict[str, Any] | None:
+    """A nested report kept as a dict after its numbers are checked (None when absent)."""
+    value = fields.values.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        fields.fail(key, "a JSON object")
+    sub = Fields(value, f"{fields.source} {key}", fields.error)
+    if shape == "stress":
+        Metrics.from_fields(sub.sub("clean"))
+        for name, report in sub.mapping("perturbations").items():
+            Metrics.from_fields(Fields(report, f"{sub.source} {name}", fields.error))
+        summary = sub.sub("summary")
+        summary.numbers("worst"), summary.numbers("mean")
+        if not all(isinstance(v, str) for v in summary.mapping("worst_perturbation").values()):
+            summary.fail("worst_perturbation", "an object of names")
+    elif shape == "calibration":
+        sub.text("method"), sub.text("fitted_on"), sub.number("scale"), sub.number("bias")
+        sub.numbers("ece_before"), sub.numbers("ece_after"), sub.numbers("ece")
+    else:
+        sub.text("method"), sub.text("figures"), sub.text("file"), sub.number("threshold")
+    return value
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What the sidecar of a saved model says, checked.
+
+    Attributes:
+        backbone: Registry name of the backbone (``config.BACKBONES``), or another name for
+            models from elsewhere.
+        image_size: Side of the square model input, in pixels.
+        threshold: Decision threshold on the PNEUMONIA probability, in [0, 1].
+        class_names: Names of label 0 and label 1.
+        last_conv_layer: The layer Grad-CAM explains, or None to search for it.
+        metrics: The validation report.
+        run_config: The training configuration as stored (a JSON object), or None.
+        validation: One line on the validation split.
+        texts: Other descriptive strings (``threshold_rule``, ``training_command``,
+            ``hardware``, ``devices``, ``data_fingerprint``, ``saved_at``, ``name``, ...).
+        training_seconds: Training time, or None.
+        versions: Library name -> version at training time.
+        independent_checks: Sentences on checks beyond the validation split.
+        stress: The stress suite report (:func:`cxr_core.stress.stress_report`), or None.
+        calibration: How probabilities were calibrated, or None.
+        input_gate: The input check's entry (:func:`cxr_core.gate.save_gate`), or None.
+        raw: The whole sidecar object, for re-saving it (not compared).
+    """
+
+    backbone: str
+    image_size: int
+    threshold: float
+    class_names: tuple[str, str] = CLASS_NAMES
+    last_conv_layer: str | None = None
+    metrics: Metrics = field(default_factory=Metrics)
+    run_config: dict[str, Any] | None = None
+    validation: str | None = None
+    texts: dict[str, str] = field(default_factory=dict)
+    training_seconds: float | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    independent_checks: tuple[str, ...] = ()
+    stress: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None
+    input_gate: dict[str, Any] | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    #: Descriptive string keys kept in ``texts``.
+    TEXT_KEYS = (
+        "name",
+        "threshold_rule",
+        "threshold_rule_text",
+        "threshold_scores",
+        "training_command",
+        "hardware",
+        "devices",
+        "data_fingerprint",
+        "saved_at",
+        "card_notes",
+        "intended_use",
+    )
+
+    def text(self, key: str, default: str = "") -> str:
+        """A descriptive string of :attr:`TEXT_KEYS`, or ``default``."""
+        return self.texts.get(key, default)
+
+    @property
+    def recipe(self) -> RunConfig | None:
+        """The training configuration as a :class:`RunConfig`, or None if absent or stale."""
+        if self.run_config is None:
+            return None
+        try:
+            return RunConfig.from_dict(self.run_config)
+        except ConfigError:
+            return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The sidecar as read (a copy), e.g. to save it beside a copied model."""
+        return json.loads(json.dumps(self.raw))
+
+    @classmethod
+    def from_dict(cls, values: Any, source: str = "model metadata") -> ModelMetadata:
+        """Check a parsed sidecar; raises :class:`ModelLoadError` naming the bad key."""
+        f = Fields(values, source, ModelLoadError)
+        names = values.get("class_names", list(CLASS_NAMES))
+        if not (
+            isinstance(names, list) and len(names) == 2 and all(isinstance(n, str) for n in names)
+        ):
+            f.fail("class_names", "a list of two names")
+        versions = f.mapping("versions")
+        if not all(isinstance(v, str) for v in versions.values()):
+            f.fail("versions", "an object of version strings")
+        run_config = values.get("run_config")
+        if run_config is not None and not isinstance(run_config, dict):
+            f.fail("run_config", "a JSON object")
+        texts = {key: f.text(key) for key in cls.TEXT_KEYS}
+        return cls(
+            backbone=_nonempty(f, "backbone"),
+            image_size=f.integer("image_size", low=16, high=4096, required=True),
+            threshold=f.number("threshold", low=0.0, high=1.0, required=True),
+            class_names=(names[0], names[1]),
+            last_conv_layer=f.text("last_conv_layer") or None,
+            metrics=Metrics.from_fields(f.sub("metrics")),
+            run_config=run_config,
+            validation=f.text("validation"),
+            texts={key: value for key, value in texts.items() if value is not None},
+            training_seconds=f.number("training_seconds", low=0.0),
+            versions=dict(versions),
+            independent_checks=f.texts("independent_checks"),
+            stress=_checked_report(f, "stress", "stress"),
+            calibration=_checked_report(f, "calibration", "calibration"),
+            input_gate=_checked_report(f, "input_gate", "input_gate"),
+            raw=values,
+        )
+
+
+def _nonempty(fields: Fields, key: str) -> str:
+    value = fields.text(key, required=True)
+    if not value or not value.strip():
+        fields.fail(key, "a name")
+    return value
+
+
+def read_metadata(path: str | Path) -> ModelMetadata:
+    """Read and check the sidecar of the model at ``path``.
+
+    Raises:
+        ModelLoadError: The sidecar is missing, not JSON, or wrongly shaped (the message
+            names the key and the value received).
+    """
+    sidecar = sidecar_path(path)
+    if not sidecar.is_file():
+        raise ModelLoadError(f"model metadata file not found: {sidecar}")
+    try:
+        values = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelLoadError(f"model metadata {sidecar.name} is not valid JSON: {error}") from None
+    return ModelMetadata.from_dict(values, source=f"model metadata {sidecar.name}")
+
+
+def keras_input_size(path: str | Path) -> int | None:
+    """The input side a ``.keras`` file declares, read from its zip without loading it.
+
+    Returns:
+        The side in pixels, or None when the file does not say (a model that takes any size).
+
+    Raises:
+        ModelLoadError: The file is missing, truncated or not a ``.keras`` zip archive.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path}")
+    damaged = ModelLoadError(
+        f"{path.name} is truncated or damaged: it is not a complete .keras (zip) archive"
+    )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError, EOFError):
+        raise damaged from None
+    try:
+        layers = config["config"]["layers"]
+        first = next(layer for layer in layers if layer.get("class_name") == "InputLayer")
+        shape = first["config"].get("batch_shape") or first["config"].get("batch_input_shape")
+        side = shape[1]
+    except (KeyError, TypeError, IndexError, StopIteration, AttributeError):
+        return None
+    return side if isinstance(side, int) else None
+
+
+def check_model_file(path: str | Path) -> ModelMetadata:
+    """Read a model's sidecar and check that it fits the ``.keras`` file, cheaply.
+
+    Raises:
+        ModelLoadError: The model or its sidecar is missing, truncated or wrongly shaped, or
+            the sidecar's image size disagrees with the model's input.
+    """
+    metadata = read_metadata(path)
+    side = keras_input_size(path)
+    if side is not None and side != metadata.image_size:
+        raise ModelLoadError(
+            f"the metadata says {metadata.image_size} px but the model takes {side} px images. "
+            f"Received: image_size={short_repr(metadata.image_size)}"
+        )
+    return metadata
