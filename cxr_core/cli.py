@@ -29,6 +29,8 @@ from .errors import ConfigError, CXRError, DataError, InvalidImageError  # noqa:
 
 __all__ = ["build_parser", "main"]
 
+_AUTO_ON_OFF = ("auto", "on", "off")
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
@@ -63,7 +65,25 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--patience", type=int, default=t.early_stopping_patience)
     train.add_argument("--threshold-rule", default=t.threshold_rule)
     train.add_argument("--target-sensitivity", type=float, default=t.target_sensitivity)
-    train.add_argument("--distribute", default=t.distribute, help="auto, none or mirrored")
+    train.add_argument(
+        "--distribute",
+        choices=("auto", "none", "mirrored", "multiworker"),
+        help="devices and machines to train on (default auto; with --resume, overrides the "
+        "run's setting); multiworker reads the cluster from TF_CONFIG",
+    )
+    train.add_argument("--mixed-precision", default=t.mixed_precision, choices=_AUTO_ON_OFF)
+    train.add_argument("--xla", default=t.xla, choices=_AUTO_ON_OFF, help="XLA-compile steps")
+    train.add_argument(
+        "--lr-reference-batch",
+        type=int,
+        help="batch size the learning rates are for; they are scaled by batch-size / this",
+    )
+    train.add_argument(
+        "--cluster-timeout",
+        type=float,
+        default=120.0,
+        help="seconds a multiworker run waits for the other workers (default 120)",
+    )
     train.add_argument("--batch-size", type=int, default=d.batch_size)
     train.add_argument("--augment", type=float, default=d.augment, help="0 off .. 2 strong")
     train.add_argument("--horizontal-flip", action="store_true")
@@ -214,7 +234,10 @@ def _run_config(args: argparse.Namespace) -> RunConfig | None:
             early_stopping_patience=args.patience,
             threshold_rule=args.threshold_rule,
             target_sensitivity=args.target_sensitivity,
-            distribute=args.distribute,
+            distribute=args.distribute or TrainConfig.distribute,
+            mixed_precision=args.mixed_precision,
+            xla=args.xla,
+            lr_reference_batch=args.lr_reference_batch,
         ),
     )
 
@@ -222,7 +245,16 @@ def _run_config(args: argparse.Namespace) -> RunConfig | None:
 def _train(args: argparse.Namespace) -> int:
     from .train import train_run
 
-    result = train_run(args.out, _run_config(args), resume=args.resume)
+    result = train_run(
+        args.out,
+        _run_config(args),
+        resume=args.resume,
+        distribute=args.distribute,
+        cluster_timeout=args.cluster_timeout,
+    )
+    if result.get("chief") is False:
+        print(f"{result['state']}: this worker's part is done; the chief wrote {args.out}")
+        return 0
     if result.get("state") == "cancelled":
         print(f"cancelled: {args.out} (continue with --resume)")
         return 0

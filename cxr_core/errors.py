@@ -9,7 +9,8 @@ catch that one class and show its message::
     ├── InvalidImageError    a file that is not a usable X-ray image
     ├── ModelLoadError       a model file that is missing, corrupt or incompatible
     ├── WeightsUnavailableError  pretrained weights that cannot be fetched or read
-    └── JobError             a background training run that cannot be started or stopped
+    ├── JobError             a background training run that cannot be started or stopped
+    └── ClusterError         a multi-worker cluster that cannot be reached or lost a worker
 
 Errors from TensorFlow, Keras, OpenCV and pydicom are translated into these where they enter.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 __all__ = [
     "CXRError",
+    "ClusterError",
     "ConfigError",
     "DataError",
     "InvalidImageError",
@@ -53,3 +55,7 @@ class WeightsUnavailableError(CXRError):
 
 class JobError(CXRError):
     """A background training run cannot be started, found or stopped."""
+
+
+class ClusterError(CXRError):
+    """The workers of a multi-worker run cannot reach each other, or one of them was lost."""

@@ -1,0 +1,434 @@
+"""Training on several machines with ``tf.distribute.MultiWorkerMirroredStrategy``.
+
+Every worker runs the same ``train`` command; the cluster comes from the ``TF_CONFIG``
+environment variable in TensorFlow's own format::
+
+    {"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}
+
+Worker 0 (or the task of type ``chief``, if the cluster names one) is the chief: it alone writes
+the run folder. The others run exactly the same steps - collective operations must be called
+in the same order everywhere - but write into a temporary folder of their own that is removed
+at the end (TensorFlow's documented pattern for non-chief workers). This module holds what that
+needs: reading ``TF_CONFIG``, connecting within a time limit, splitting the images between
+workers, sending the chief's files to the others when a run resumes, agreeing on a stop
+request, and two work-arounds for Keras 3 (keras-team/keras#20585).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from . import data
+from .config import RunConfig
+from .devices import cache_where_it_fits, configure_devices
+from .errors import ClusterError, ConfigError, DataError
+
+__all__ = [
+    "AgreedStop",
+    "AverageBatchNormStatistics",
+    "ClusterMember",
+    "WorkerInfo",
+    "any_worker",
+    "broadcast_files",
+    "connect",
+    "prepare_model",
+    "read_tf_config",
+    "run_as_worker",
+    "shard_inputs",
+    "shard_table",
+]
+
+#: Files of a run folder that a resumed run reads; the chief sends them to the other workers.
+RESUME_FILES = ("config.json", "status.json", "history.jsonl", "*.weights.h5", "backup/**/*")
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """This process's place in the cluster described by ``TF_CONFIG``.
+
+    Attributes:
+        task_type: ``"worker"`` or ``"chief"``.
+        index: Task index within its type.
+        workers: Number of machines that train (chief included).
+        is_chief: Whether this process writes the run folder.
+        addresses: ``host:port`` of every task, the chief's first.
+    """
+
+    task_type: str
+    index: int
+    workers: int
+    is_chief: bool
+    addresses: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        """E.g. ``"worker 1 of 2"``."""
+        return f"{self.task_type} {self.index} of {self.workers}"
+
+
+def read_tf_config(environ: Mapping[str, str] | None = None) -> WorkerInfo:
+    """Read and check ``TF_CONFIG``.
+
+    Args:
+        environ: Environment to read (default ``os.environ``).
+
+    Returns:
+        This task's :class:`WorkerInfo`.
+
+    Raises:
+        ConfigError: ``TF_CONFIG`` is missing, not JSON, or does not describe a cluster of
+            ``worker`` (and optionally one ``chief``) tasks that includes this task.
+    """
+    text = (os.environ if environ is None else environ).get("TF_CONFIG", "")
+    if not text.strip():
+        raise ConfigError(
+            "--distribute multiworker needs the TF_CONFIG environment variable, e.g. "
+            '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+            '"task": {"type": "worker", "index": 0}}'
+        )
+    try:
+        values = json.loads(text)
+        cluster, task = dict(values["cluster"]), dict(values["task"])
+        task_type, index = str(task["type"]), task["index"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f"TF_CONFIG is not a cluster description: {error}") from None
+    jobs = {job: _addresses(job, cluster[job]) for job in ("chief", "worker") if job in cluster}
+    unknown = sorted(set(cluster) - {"chief", "worker"})
+    if unknown or "worker" not in jobs or len(jobs.get("chief", [])) > 1:
+        raise ConfigError(
+            "TF_CONFIG's cluster must list 'worker' tasks (and at most one 'chief'). "
+            f"Received: cluster={cluster!r}"
+        )
+    if task_type not in jobs or not isinstance(index, int) or not 0 <= index < len(jobs[task_type]):
+        raise ConfigError(f"TF_CONFIG's task is not in its cluster. Received: task={task!r}")
+    addresses = tuple(jobs.get("chief", [])) + tuple(jobs["worker"])
+    is_chief = task_type == "chief" or ("chief" not in jobs and index == 0)
+    return WorkerInfo(task_type, index, len(addresses), is_chief, addresses)
+
+
+def _addresses(job: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"TF_CONFIG's {job} tasks must be a list. Received: {job}={value!r}")
+    for address in value:
+        if not isinstance(address, str) or ":" not in address:
+            raise ConfigError(f"a TF_CONFIG address must be 'host:port'. Received: {address!r}")
+    return value
+
+
+def connect(worker: WorkerInfo, timeout: float) -> tf.distribute.Strategy:
+    """Start this worker's part of the cluster and wait for the others, at most ``timeout`` s.
+
+    Call it before any other TensorFlow work in the process (TensorFlow configures its
+    collective operations at start-up). The strategy is created on a helper thread because
+    TensorFlow waits for missing peers without a time limit and ignores SIGTERM meanwhile; on
+    a timeout that thread stays blocked, so a command line should exit the process.
+
+    Raises:
+        ClusterError: The cluster did not form within ``timeout`` seconds, or failed to start.
+    """
+    created: dict[str, Any] = {}
+
+    def create() -> None:
+        try:
+            created["strategy"] = tf.distribute.MultiWorkerMirroredStrategy()
+        except Exception as error:  # translated below, in the caller's thread
+            created["error"] = error
+
+    thread = threading.Thread(target=create, name="cxr-cluster-connect", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise ClusterError(
+            f"the cluster in TF_CONFIG did not form within {timeout:g} s ({worker.name}; "
+            f"tasks {', '.join(worker.addresses)}): start every worker with the same TF_CONFIG "
+            "cluster and its own task index, and check that their ports are reachable"
+        )
+    if "error" in created:
+        lines = str(created["error"]).strip().splitlines() or [type(created["error"]).__name__]
+        raise ClusterError(f"could not start {worker.name}: {lines[0][:300]}")
+    return created["strategy"]
+
+
+def shard_table(table: pd.DataFrame, workers: int, index: int) -> pd.DataFrame:
+    """Return the rows that worker ``index`` of ``workers`` reads: every ``workers``-th row.
+
+    Every row goes to exactly one worker, and each worker gets the classes in about the same
+    proportion as the table (whose rows are grouped by class), so each decodes and caches
+    only its share of the images.
+    """
+    if not 0 <= index < workers:
+        raise ConfigError(f"index must be in [0, {workers}). Received: index={index!r}")
+    return table.iloc[index::workers].reset_index(drop=True)
+
+
+def without_auto_sharding(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Mark an already sharded dataset so that tf.distribute does not shard it again."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return dataset.with_options(options)
+
+
+def _replica_reduce(
+    strategy: tf.distribute.Strategy, value: np.ndarray, first_only: bool, op: str
+) -> np.ndarray:
+    """All-reduce ``value`` over every replica of every worker; return the result here."""
+    tensor = tf.constant(value)
+
+    @tf.function
+    def step() -> tf.Tensor:
+        context = tf.distribute.get_replica_context()
+        mine = tensor
+        if first_only:
+            first = tf.equal(context.replica_id_in_sync_group, 0)
+            mine = tf.where(first, tensor, tf.zeros_like(tensor))
+        return context.all_reduce(op, mine)
+
+    return strategy.experimental_local_results(strategy.run(step))[0].numpy()
+
+
+def any_worker(strategy: tf.distribute.Strategy, flag: bool) -> bool:
+    """Whether ``flag`` is true on at least one worker; every worker must call it together."""
+    total = _replica_reduce(strategy, np.array([int(flag)], np.int32), False, "SUM")
+    return bool(total[0] > 0)
+
+
+def broadcast_bytes(strategy: tf.distribute.Strategy, payload: bytes) -> bytes:
+    """Return the chief's ``payload`` on every worker (the others' payloads are ignored)."""
+    length = int(_replica_reduce(strategy, np.array([len(payload)], np.int64), True, "SUM")[0])
+    size = max(4, -(-length // 4) * 4)  # whole int32 words, at least one
+    words = np.frombuffer(payload[:length].ljust(size, b"\0"), dtype="<i4").astype(np.int32)
+    received = _replica_reduce(strategy, words, True, "SUM")
+    return received.astype("<i4").tobytes()[:length]
+
+
+def broadcast_files(strategy: tf.distribute.Strategy, root: Path, is_chief: bool) -> list[str]:
+    """Copy the chief's resume files (:data:`RESUME_FILES`) into ``root`` on every other worker.
+
+    Args:
+        strategy: The cluster's strategy; every worker must call this together.
+        root: The chief's run folder on the chief, the worker's own folder elsewhere.
+        is_chief: Whether this worker sends (True) or receives.
+
+    Returns:
+        The relative paths sent or received.
+    """
+    payload = _pack_files(root) if is_chief else b""
+    header, _, body = broadcast_bytes(strategy, payload).partition(b"\n")
+    files = json.loads(header or b"[]")
+    if not is_chief:
+        offset = 0
+        for name, size in files:
+            target = root / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(body[offset : offset + size])
+            offset += size
+    return [name for name, _ in files]
+
+
+def _pack_files(root: Path) -> bytes:
+    found = sorted({path for pattern in RESUME_FILES for path in root.glob(pattern)})
+    files = [path for path in found if path.is_file() and not path.name.startswith(".")]
+    contents = [path.read_bytes() for path in files]
+    header = [
+        [path.relative_to(root).as_posix(), len(data)]
+        for path, data in zip(files, contents, strict=True)
+    ]
+    return json.dumps(header).encode() + b"\n" + b"".join(contents)
+
+
+def prepare_model(model: keras.Model) -> None:
+    """Let Keras 3's ``fit`` and ``evaluate`` run ``model`` under MultiWorkerMirroredStrategy.
+
+    Keras 3 fails there in two places (keras-team/keras#20585): its pre-fit "symbolic build"
+    reduces a batch structure that the strategy cannot reduce, and it averages each step's
+    scalar metrics with ``axis=0``. So the model forgets the strategy it was built under (call
+    ``fit`` and ``evaluate`` inside ``strategy.scope()``: Keras then reads the strategy from
+    there and builds lazily) and its steps return metrics as shape ``(1,)`` vectors. Epoch
+    metrics are unaffected: Keras reads them from metric variables summed over all workers.
+    """
+    model._distribute_strategy = None  # the work-around itself: a private attribute
+    step_class = type(model)
+    model.train_step = _vector_outputs(lambda data: step_class.train_step(model, data))
+    model.test_step = _vector_outputs(lambda data: step_class.test_step(model, data))
+
+
+def _vector_outputs(step: Callable[[Any], dict]) -> Callable[[Any], dict]:
+    def wrapped(data: Any) -> dict:
+        logs = step(data)
+        return {
+            key: tf.reshape(value, [1]) if tf.is_tensor(value) and value.shape.rank == 0 else value
+            for key, value in logs.items()
+        }
+
+    return wrapped
+
+
+class AverageBatchNormStatistics(keras.callbacks.Callback):
+    """Averages BatchNormalization moving statistics over all replicas before validation.
+
+    Each replica updates its copy of these statistics from its own images only, so the workers'
+    copies drift apart. Averaged before every validation, every worker validates, checkpoints
+    and finally saves the same model, with statistics from all of the images as on one device.
+    """
+
+    def __init__(self, strategy: tf.distribute.Strategy) -> None:
+        super().__init__()
+        self.strategy = strategy
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        statistics = [
+            variable
+            for layer in _all_layers(self.model)
+            if isinstance(layer, keras.layers.BatchNormalization)
+            for variable in (layer.moving_mean, layer.moving_variance)
+        ]
+        if not statistics:
+            return
+        values = [variable.value for variable in statistics]
+
+        @tf.function
+        def mean() -> list[tf.Tensor]:
+            local = [tf.identity(value) for value in values]  # this replica's copies
+            return tf.distribute.get_replica_context().all_reduce("MEAN", local)
+
+        averaged = self.strategy.experimental_local_results(self.strategy.run(mean))[0]
+        for variable, value in zip(statistics, averaged, strict=True):
+            variable.assign(value)
+
+
+def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer of ``model``, those of nested models included."""
+    found = []
+    for layer in model.layers:
+        found.append(layer)
+        if isinstance(layer, keras.Model):
+            found.extend(_all_layers(layer))
+    return found
+
+
+@dataclass(frozen=True)
+class ClusterMember:
+    """This worker and the strategy that connects it to the others."""
+
+    worker: WorkerInfo
+    strategy: tf.distribute.Strategy
+
+
+def run_as_worker(
+    run_dir: Path,
+    resume: bool,
+    timeout: float,
+    check: Callable[[], object],
+    train: Callable[[Path, ClusterMember], dict[str, Any]],
+) -> dict[str, Any]:
+    """Join the ``TF_CONFIG`` cluster and train; only the chief writes ``run_dir``.
+
+    Args:
+        run_dir: The run folder (the same ``--out`` on every worker).
+        resume: Whether the run continues; the chief then sends its resume files to the others.
+        timeout: Seconds to wait for the cluster to form.
+        check: Called on the chief before connecting, to fail fast (e.g. on a used folder).
+        train: ``train(folder, member)``: the chief trains in ``run_dir``, every other worker
+            in a temporary folder of its own, removed at the end whatever happens.
+
+    Returns:
+        ``train``'s result; on a worker that is not the chief with ``"chief": False`` added.
+
+    Raises:
+        ClusterError: The cluster did not form in time, or a worker was lost while training.
+    """
+    worker = read_tf_config()
+    if worker.is_chief:
+        check()
+    configure_devices()  # GPU memory growth can only be set before TensorFlow starts
+    strategy = connect(worker, timeout)
+    member = ClusterMember(worker, strategy)
+    folder = run_dir
+    if not worker.is_chief:
+        folder = Path(tempfile.mkdtemp(prefix=f"cxr-{worker.task_type}{worker.index}-"))
+    try:
+        if resume:
+            broadcast_files(strategy, folder, worker.is_chief)
+        result = train(folder, member)
+    except _LOST_PEER_ERRORS as error:
+        lines = str(error).strip().splitlines() or [type(error).__name__]
+        raise ClusterError(f"{worker.name} lost the cluster: {lines[0][:300]}") from None
+    finally:
+        if not worker.is_chief:
+            shutil.rmtree(folder, ignore_errors=True)
+    return result if worker.is_chief else {**result, "chief": False}
+
+
+# What collective operations raise when a peer is gone or stops answering.
+_LOST_PEER_ERRORS = (
+    tf.errors.UnavailableError,
+    tf.errors.DeadlineExceededError,
+    tf.errors.AbortedError,
+    tf.errors.CancelledError,
+)
+
+
+def shard_inputs(prepared: dict[str, Any], config: RunConfig, worker: WorkerInfo) -> None:
+    """Point a prepared run's fitting datasets at this worker's share of the images.
+
+    Replaces ``prepared["train"]``, adds ``prepared["fit_val"]`` (the validation share that
+    ``fit`` reports on; metrics are summed over all workers) and updates ``prepared["cache"]``.
+    The whole validation set (``prepared["val"]``), the class weights (from all of train) and
+    the augmentation settings stay as on one device. The global batch stays
+    ``config.data.batch_size``: each step takes ``batch_size / workers`` images from each
+    worker and tf.distribute splits them over its replicas.
+
+    Raises:
+        DataError: A split has fewer images than there are workers.
+    """
+    shards = {
+        name: shard_table(prepared[f"{name}_table"], worker.workers, worker.index)
+        for name in ("train", "val")
+    }
+    for name, shard in shards.items():
+        if shard.empty:
+            total = len(prepared[f"{name}_table"])
+            raise DataError(f"{name} has {total} images, fewer than the {worker.workers} workers")
+    size = config.model.image_size
+    n_images = len(shards["train"]) + len(shards["val"])
+    data_config, prepared["cache"] = cache_where_it_fits(config.data, n_images, size)
+    prepared["train"] = without_auto_sharding(
+        data.make_dataset(shards["train"], size, data_config, training=True)
+    )
+    prepared["fit_val"] = without_auto_sharding(
+        data.make_dataset(shards["val"], size, data_config, training=False)
+    )
+
+
+class AgreedStop:
+    """A stop request that all workers agree on: any worker's request stops every worker.
+
+    Workers must stop at the same step, so the local request (SIGTERM, or the chief's STOP
+    file) is shared at the first check and then every ``every`` checks; every worker checks
+    at the same points, so the answer between two agreements is the same everywhere.
+    """
+
+    def __init__(self, local: Any, strategy: tf.distribute.Strategy, every: int = 20) -> None:
+        self.local, self.strategy, self.every = local, strategy, every
+        self.checks, self.agreed = 0, False
+
+    @property
+    def requested(self) -> bool:
+        """Whether any worker has asked to stop, as of the last agreement."""
+        if self.checks % self.every == 0 and not self.agreed:
+            self.agreed = any_worker(self.strategy, self.local.requested)
+        self.checks += 1
+        return self.agreed
