@@ -25,7 +25,13 @@ from .config import (  # noqa: E402
     RunConfig,
     TrainConfig,
 )
-from .errors import ConfigError, CXRError, DataError, InvalidImageError  # noqa: E402
+from .errors import (  # noqa: E402
+    ClusterError,
+    ConfigError,
+    CXRError,
+    DataError,
+    InvalidImageError,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -148,7 +154,12 @@ def _import_tensorflow_quietly() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return the exit status."""
+    """Run the command line; return the exit status.
+
+    After a multi-worker run (finished, cancelled or failed for its cluster) the process's
+    native stderr is closed: TensorFlow's cluster runtime logs its peers' departure, or its
+    own failure again, while the interpreter shuts down, after the one line that matters.
+    """
     args = build_parser().parse_args(argv)
     if args.command == "train":
         _record_early_sigterm(Path(args.out))
@@ -158,10 +169,19 @@ def main(argv: list[str] | None = None) -> int:
         return handler[args.command](args)
     except CXRError as error:
         print(f"error: {error}", file=sys.stderr)
+        if isinstance(error, ClusterError):
+            _close_native_stderr()
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+
+
+def _close_native_stderr() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
 
 
 def _emit(payload: dict[str, Any]) -> None:
@@ -254,14 +274,16 @@ def _train(args: argparse.Namespace) -> int:
     )
     if result.get("chief") is False:
         print(f"{result['state']}: this worker's part is done; the chief wrote {args.out}")
-        return 0
-    if result.get("state") == "cancelled":
+    elif result.get("state") == "cancelled":
         print(f"cancelled: {args.out} (continue with --resume)")
-        return 0
-    print(
-        f"finished: {Path(args.out) / 'model.keras'}  validation AUC {result['roc_auc']:.4f}, "
-        f"accuracy {result['accuracy']:.4f} at threshold {result['threshold']:.3f}"
-    )
+    else:
+        print(
+            f"finished: {Path(args.out) / 'model.keras'}  validation AUC "
+            f"{result['roc_auc']:.4f}, accuracy {result['accuracy']:.4f} at threshold "
+            f"{result['threshold']:.3f}"
+        )
+    if "chief" in result:  # a multi-worker run: see main
+        _close_native_stderr()
     return 0
 
 

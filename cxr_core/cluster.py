@@ -16,12 +16,14 @@ request, and two work-arounds for Keras 3 (keras-team/keras#20585).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import sys
 import tempfile
-import threading
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,11 +46,14 @@ __all__ = [
     "any_worker",
     "broadcast_files",
     "connect",
+    "fitting",
+    "for_this_worker",
     "prepare_model",
     "read_tf_config",
     "run_as_worker",
     "shard_inputs",
     "shard_table",
+    "share_size",
 ]
 
 #: Files of a run folder that a resumed run reads; the chief sends them to the other workers.
@@ -132,71 +137,155 @@ def connect(worker: WorkerInfo, timeout: float) -> tf.distribute.Strategy:
     """Start this worker's part of the cluster and wait for the others, at most ``timeout`` s.
 
     Call it before any other TensorFlow work in the process (TensorFlow configures its
-    collective operations at start-up). The strategy is created on a helper thread because
-    TensorFlow waits for missing peers without a time limit and ignores SIGTERM meanwhile; on
-    a timeout that thread stays blocked, so a command line should exit the process.
+    collective operations at start-up). Left to itself, TensorFlow waits for missing peers
+    for an hour, holding the interpreter and ignoring SIGTERM; here every task registers
+    behind a barrier that gives up after ``timeout`` seconds, on the chief as on the others.
+    TensorFlow's own log lines during the attempt are kept off stderr.
 
     Raises:
         ClusterError: The cluster did not form within ``timeout`` seconds, or failed to start.
     """
-    created: dict[str, Any] = {}
-
-    def create() -> None:
-        try:
-            created["strategy"] = tf.distribute.MultiWorkerMirroredStrategy()
-        except Exception as error:  # translated below, in the caller's thread
-            created["error"] = error
-
-    thread = threading.Thread(target=create, name="cxr-cluster-connect", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
+    _configure_coordination(timeout)
+    try:
+        with _native_stderr_silenced():
+            return tf.distribute.MultiWorkerMirroredStrategy()
+    except tf.errors.DeadlineExceededError:
         raise ClusterError(
             f"the cluster in TF_CONFIG did not form within {timeout:g} s ({worker.name}; "
             f"tasks {', '.join(worker.addresses)}): start every worker with the same TF_CONFIG "
             "cluster and its own task index, and check that their ports are reachable"
-        )
-    if "error" in created:
-        lines = str(created["error"]).strip().splitlines() or [type(created["error"]).__name__]
-        raise ClusterError(f"could not start {worker.name}: {lines[0][:300]}")
-    return created["strategy"]
+        ) from None
+    except (tf.errors.OpError, RuntimeError, ValueError) as error:
+        lines = str(error).strip().splitlines() or [type(error).__name__]
+        raise ClusterError(f"could not start {worker.name}: {lines[0][:300]}") from None
 
 
-def shard_table(table: pd.DataFrame, workers: int, index: int) -> pd.DataFrame:
+def _configure_coordination(timeout: float) -> None:
+    """Configure TensorFlow's coordination service as MultiWorkerMirroredStrategy would, plus
+    a registration barrier with a deadline (the strategy keeps a configuration it finds)."""
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    from tensorflow.python.distribute import multi_worker_util
+    from tensorflow.python.eager import context
+
+    spec = tf.distribute.cluster_resolver.TFConfigClusterResolver().cluster_spec()
+    jobs = [
+        coordination_config_pb2.CoordinatedJob(name=job, num_tasks=spec.num_tasks(job))
+        for job in ("chief", "worker")
+        if job in spec.jobs
+    ]
+    context.context().configure_coordination_service(
+        service_type="standalone",
+        service_leader=multi_worker_util.coordination_leader(spec),
+        coordinated_jobs=jobs,
+        cluster_register_timeout_in_ms=max(1, round(timeout * 1000)),
+    )
+    # Without the barrier only tasks that cannot reach the chief time out; the chief itself
+    # would wait for absent workers without a limit.
+    context.context().coordination_service.cluster_register_with_barrier = True
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def shard_table(
+    table: pd.DataFrame, workers: int, index: int, size: int | None = None
+) -> pd.DataFrame:
     """Return the rows that worker ``index`` of ``workers`` reads: every ``workers``-th row.
 
     Every row goes to exactly one worker, and each worker gets the classes in about the same
     proportion as the table (whose rows are grouped by class), so each decodes and caches
     only its share of the images.
+
+    Args:
+        table: Rows to share out.
+        workers: Number of workers.
+        index: This worker's index, from 0.
+        size: Pad the share to this many rows by repeating its rows from the start (see
+            :func:`share_size`).
     """
     if not 0 <= index < workers:
         raise ConfigError(f"index must be in [0, {workers}). Received: index={index!r}")
-    return table.iloc[index::workers].reset_index(drop=True)
+    share = table.iloc[index::workers]
+    if size is not None and 0 < len(share) < size:
+        share = share.iloc[np.arange(size) % len(share)]
+    return share.reset_index(drop=True)
 
 
-def without_auto_sharding(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    """Mark an already sharded dataset so that tf.distribute does not shard it again."""
+def share_size(rows: int, workers: int, batch_size: int, replicas: int) -> int:
+    """The number of rows every worker's share is padded to: at least ``ceil(rows / workers)``.
+
+    tf.distribute cuts each worker's batches into one piece per replica (of all workers) and
+    feeds them in turn. Workers with shares of one size take the same number of steps, and
+    a last batch of at least ``replicas`` images leaves no replica an empty piece, which
+    Keras layers cannot take (BatchNormalization fails on it). So at most
+    ``workers - 1 + replicas - 1`` images are seen twice per epoch.
+    """
+    size = -(-rows // workers)
+    remainder = size % batch_size
+    return size + (replicas - remainder if 0 < remainder < replicas else 0)
+
+
+def for_this_worker(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Prepare this worker's own share of a dataset for ``fit`` under several workers.
+
+    tf.distribute must not shard it again, and its length is made unknown: Keras would take
+    its count of global batches for the number of steps, but each step takes only a
+    ``1 / workers`` share of a batch from each worker. Keras then runs until the data ends,
+    which the strategy agrees on over all workers.
+    """
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return dataset.with_options(options)
+    return dataset.filter(lambda *_: True).with_options(options)
+
+
+@contextlib.contextmanager
+def fitting(strategy: tf.distribute.Strategy) -> Iterator[None]:
+    """The context for ``fit`` on a model prepared by :func:`prepare_model`.
+
+    Keras finds the strategy in its scope; its warning that the data "ran out" at the end of
+    the first epoch is expected, as :func:`for_this_worker` hides the length on purpose.
+    """
+    with strategy.scope(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        yield
 
 
 def _replica_reduce(
     strategy: tf.distribute.Strategy, value: np.ndarray, first_only: bool, op: str
 ) -> np.ndarray:
-    """All-reduce ``value`` over every replica of every worker; return the result here."""
-    tensor = tf.constant(value)
+    """All-reduce ``value`` over every replica of every worker; return the result here.
 
-    @tf.function
-    def step() -> tf.Tensor:
-        context = tf.distribute.get_replica_context()
-        mine = tensor
-        if first_only:
-            first = tf.equal(context.replica_id_in_sync_group, 0)
-            mine = tf.where(first, tensor, tf.zeros_like(tensor))
-        return context.all_reduce(op, mine)
+    With ``first_only`` only replica 0 (on the chief) contributes: a broadcast.
+    """
+    key = (strategy, first_only, op)
+    if key not in _REDUCERS:  # one traced function each, not one per call
 
-    return strategy.experimental_local_results(strategy.run(step))[0].numpy()
+        def step(tensor: tf.Tensor) -> tf.Tensor:
+            context = tf.distribute.get_replica_context()
+            tensor = tf.identity(tensor)  # placed on this replica's device, which all_reduce needs
+            if first_only:
+                first = tf.equal(context.replica_id_in_sync_group, 0)
+                tensor = tf.where(first, tensor, tf.zeros_like(tensor))
+            return context.all_reduce(op, tensor)
+
+        _REDUCERS[key] = tf.function(
+            lambda tensor: strategy.run(step, args=(tensor,)), reduce_retracing=True
+        )
+    result = _REDUCERS[key](tf.constant(value))
+    return strategy.experimental_local_results(result)[0].numpy()
+
+
+_REDUCERS: dict[tuple[tf.distribute.Strategy, bool, str], Callable] = {}
 
 
 def any_worker(strategy: tf.distribute.Strategy, flag: bool) -> bool:
@@ -287,25 +376,29 @@ class AverageBatchNormStatistics(keras.callbacks.Callback):
     def __init__(self, strategy: tf.distribute.Strategy) -> None:
         super().__init__()
         self.strategy = strategy
+        self.statistics: list[keras.Variable] = []
+        self.average: Callable[[], Any] | None = None
 
-    def on_test_begin(self, logs: dict | None = None) -> None:
-        statistics = [
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.statistics = [
             variable
             for layer in _all_layers(self.model)
             if isinstance(layer, keras.layers.BatchNormalization)
             for variable in (layer.moving_mean, layer.moving_variance)
         ]
-        if not statistics:
-            return
-        values = [variable.value for variable in statistics]
+        values = [variable.value for variable in self.statistics]
 
-        @tf.function
         def mean() -> list[tf.Tensor]:
             local = [tf.identity(value) for value in values]  # this replica's copies
             return tf.distribute.get_replica_context().all_reduce("MEAN", local)
 
-        averaged = self.strategy.experimental_local_results(self.strategy.run(mean))[0]
-        for variable, value in zip(statistics, averaged, strict=True):
+        self.average = tf.function(lambda: self.strategy.run(mean))
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        if not self.statistics or self.average is None:
+            return
+        averaged = self.strategy.experimental_local_results(self.average())[0]
+        for variable, value in zip(self.statistics, averaged, strict=True):
             variable.assign(value)
 
 
@@ -345,7 +438,9 @@ def run_as_worker(
             in a temporary folder of its own, removed at the end whatever happens.
 
     Returns:
-        ``train``'s result; on a worker that is not the chief with ``"chief": False`` added.
+        ``train``'s result with ``"chief"`` added (whether this worker wrote ``run_dir``),
+        once every worker has finished (a worker that outlives the chief may still log the
+        chief's absence to stderr while it exits).
 
     Raises:
         ClusterError: The cluster did not form in time, or a worker was lost while training.
@@ -363,13 +458,14 @@ def run_as_worker(
         if resume:
             broadcast_files(strategy, folder, worker.is_chief)
         result = train(folder, member)
+        any_worker(strategy, False)  # a barrier: all workers are done
     except _LOST_PEER_ERRORS as error:
         lines = str(error).strip().splitlines() or [type(error).__name__]
         raise ClusterError(f"{worker.name} lost the cluster: {lines[0][:300]}") from None
     finally:
         if not worker.is_chief:
             shutil.rmtree(folder, ignore_errors=True)
-    return result if worker.is_chief else {**result, "chief": False}
+    return {**result, "chief": worker.is_chief}
 
 
 # What collective operations raise when a peer is gone or stops answering.
@@ -381,34 +477,38 @@ _LOST_PEER_ERRORS = (
 )
 
 
-def shard_inputs(prepared: dict[str, Any], config: RunConfig, worker: WorkerInfo) -> None:
+def shard_inputs(
+    prepared: dict[str, Any], config: RunConfig, worker: WorkerInfo, replicas: int
+) -> None:
     """Point a prepared run's fitting datasets at this worker's share of the images.
 
     Replaces ``prepared["train"]``, adds ``prepared["fit_val"]`` (the validation share that
     ``fit`` reports on; metrics are summed over all workers) and updates ``prepared["cache"]``.
-    The whole validation set (``prepared["val"]``), the class weights (from all of train) and
-    the augmentation settings stay as on one device. The global batch stays
-    ``config.data.batch_size``: each step takes ``batch_size / workers`` images from each
-    worker and tf.distribute splits them over its replicas.
+    Shares are padded to one size (:func:`share_size`, for ``replicas`` replicas in all).
+    The whole validation set (``prepared["val"]``, which chooses the threshold), the class
+    weights (from all of train) and the augmentation settings stay as on one device. The
+    global batch stays ``config.data.batch_size``: each step takes ``batch_size / workers``
+    images from each worker and tf.distribute splits them over its replicas.
 
     Raises:
         DataError: A split has fewer images than there are workers.
     """
-    shards = {
-        name: shard_table(prepared[f"{name}_table"], worker.workers, worker.index)
-        for name in ("train", "val")
-    }
-    for name, shard in shards.items():
-        if shard.empty:
-            total = len(prepared[f"{name}_table"])
-            raise DataError(f"{name} has {total} images, fewer than the {worker.workers} workers")
+    shards = {}
+    for name in ("train", "val"):
+        table = prepared[f"{name}_table"]
+        if len(table) < worker.workers:
+            raise DataError(
+                f"{name} has {len(table)} images, fewer than the {worker.workers} workers"
+            )
+        size = share_size(len(table), worker.workers, config.data.batch_size, replicas)
+        shards[name] = shard_table(table, worker.workers, worker.index, size)
     size = config.model.image_size
     n_images = len(shards["train"]) + len(shards["val"])
     data_config, prepared["cache"] = cache_where_it_fits(config.data, n_images, size)
-    prepared["train"] = without_auto_sharding(
+    prepared["train"] = for_this_worker(
         data.make_dataset(shards["train"], size, data_config, training=True)
     )
-    prepared["fit_val"] = without_auto_sharding(
+    prepared["fit_val"] = for_this_worker(
         data.make_dataset(shards["val"], size, data_config, training=False)
     )
 

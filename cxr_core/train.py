@@ -377,7 +377,7 @@ def train_run(
 
     Returns:
         The validation metrics (``state`` key ``"finished"``), or ``{"state": "cancelled"}``;
-        on a worker that is not the chief, with ``"chief": False`` added.
+        for ``"multiworker"`` with ``"chief"`` added (whether this worker wrote ``run_dir``).
 
     Raises:
         CXRError: Bad data or settings; the run's status is ``failed`` with the message.
@@ -441,7 +441,8 @@ def _train(
     configure_devices()
     prepared = _prepare_data(config)
     if cluster_member is not None:
-        cluster.shard_inputs(prepared, config, cluster_member.worker)
+        replicas = cluster_member.strategy.num_replicas_in_sync
+        cluster.shard_inputs(prepared, config, cluster_member.worker, replicas)
         stop = cluster.AgreedStop(stop, cluster_member.strategy)
     n_train, n_val = len(prepared["train_table"]), len(prepared["val_table"])
     batch_size = config.data.batch_size
@@ -550,7 +551,6 @@ def _cluster_callbacks(context: dict) -> list[keras.callbacks.Callback]:
 
 
 def _fit_scope(context: dict) -> contextlib.AbstractContextManager:
-    # See cluster.prepare_model: under several workers Keras finds the strategy in its scope.
     if context["cluster"] is None:
         return contextlib.nullcontext()
-    return context["strategy"].scope()
+    return cluster.fitting(context["strategy"])
