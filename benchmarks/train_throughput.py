@@ -132,14 +132,14 @@ def run_worker(args: argparse.Namespace) -> None:
     workers = [f"127.0.0.1:{port}" for port in ports]
     task = {"type": "worker", "index": args.worker}
     os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": workers}, "task": task})
-    from cxr_core import cluster
+    from cxr_core import cluster, multiworker
 
     strategy = cluster.connect(cluster.read_tf_config(), 120)
     with strategy.scope():
         model, _, _ = build_compiled_model(args, strategy.num_replicas_in_sync)
-    cluster.prepare_model(model)
-    feed = cluster.for_this_worker(synthetic_feed(args.batch_size, args.image_size))
-    with cluster.fitting(strategy):
+    multiworker.prepare_model(model)
+    feed = multiworker.for_this_worker(synthetic_feed(args.batch_size, args.image_size))
+    with multiworker.fitting(strategy):
         rate = images_per_second(model, feed, args.steps, args.batch_size)
     print(json.dumps({"worker": args.worker, "images_per_second": rate}), flush=True)
 

@@ -156,9 +156,9 @@ def _import_tensorflow_quietly() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status.
 
-    After a multi-worker run (finished, cancelled or failed for its cluster) the process's
-    native stderr is closed: TensorFlow's cluster runtime logs its peers' departure, or its
-    own failure again, while the interpreter shuts down, after the one line that matters.
+    After a multi-worker run (finished, cancelled or failed) the process's native stderr is
+    closed: TensorFlow's cluster runtime logs its peers' departure, or its own failure again,
+    while the interpreter shuts down, after the one line that matters.
     """
     args = build_parser().parse_args(argv)
     if args.command == "train":
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         return handler[args.command](args)
     except CXRError as error:
         print(f"error: {error}", file=sys.stderr)
-        if isinstance(error, ClusterError):
+        if isinstance(error, ClusterError) or getattr(args, "distribute", None) == "multiworker":
             _close_native_stderr()
         return 2
     except KeyboardInterrupt:

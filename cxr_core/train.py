@@ -25,7 +25,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from . import cluster, data, evaluate
+from . import cluster, data, evaluate, multiworker
 from .config import CLASS_NAMES, RunConfig, backbone_spec
 from .devices import (
     cache_where_it_fits,
@@ -338,7 +338,7 @@ def _train_phases(config: RunConfig, prepared: dict, context: dict) -> keras.Mod
     with context["strategy"].scope(), mixed_precision_policy(context["mixed_precision"]):
         model = build_model(config.model)
     if context["cluster"] is not None:
-        cluster.prepare_model(model)
+        multiworker.prepare_model(model)
     for phase in plan_phases(config):
         if phase.name in done:
             model.load_weights(_phase_weights(paths, phase))
@@ -442,7 +442,7 @@ def _train(
     prepared = _prepare_data(config)
     if cluster_member is not None:
         replicas = cluster_member.strategy.num_replicas_in_sync
-        cluster.shard_inputs(prepared, config, cluster_member.worker, replicas)
+        multiworker.shard_inputs(prepared, config, cluster_member.worker, replicas)
         stop = cluster.AgreedStop(stop, cluster_member.strategy)
     n_train, n_val = len(prepared["train_table"]), len(prepared["val_table"])
     batch_size = config.data.batch_size
@@ -547,10 +547,10 @@ def _with_distribute(config: RunConfig, distribute: str | None) -> RunConfig:
 def _cluster_callbacks(context: dict) -> list[keras.callbacks.Callback]:
     if context["cluster"] is None:
         return []
-    return [cluster.AverageBatchNormStatistics(context["strategy"])]
+    return [multiworker.AverageBatchNormStatistics(context["strategy"])]
 
 
 def _fit_scope(context: dict) -> contextlib.AbstractContextManager:
     if context["cluster"] is None:
         return contextlib.nullcontext()
-    return cluster.fitting(context["strategy"])
+    return multiworker.fitting(context["strategy"])

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from cxr_core import cluster, devices
+from cxr_core import cluster, devices, multiworker
 from cxr_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from cxr_core.errors import ConfigError
 from cxr_core.model import build_model, load_model
@@ -121,15 +121,15 @@ def test_a_missing_or_malformed_tf_config_is_a_config_error(value: str, message:
 
 def test_shards_split_rows_once_and_pad_to_one_size_without_empty_pieces() -> None:
     table = pd.DataFrame({"row": range(7)})
-    shares = [cluster.shard_table(table, 2, index)["row"].tolist() for index in (0, 1)]
+    shares = [multiworker.shard_table(table, 2, index)["row"].tolist() for index in (0, 1)]
     assert shares == [[0, 2, 4, 6], [1, 3, 5]]
-    assert cluster.shard_table(table, 2, 1, size=4)["row"].tolist() == [1, 3, 5, 1]
-    assert cluster.share_size(7, 2, batch_size=8, replicas=2) == 4
+    assert multiworker.shard_table(table, 2, 1, size=4)["row"].tolist() == [1, 3, 5, 1]
+    assert multiworker.share_size(7, 2, batch_size=8, replicas=2) == 4
     # 9 rows, 2 workers: shares of 5 make a last batch of 1 image for 2 replicas: one more.
-    assert cluster.share_size(9, 2, batch_size=4, replicas=2) == 6
-    assert cluster.share_size(16, 2, batch_size=8, replicas=2) == 8
+    assert multiworker.share_size(9, 2, batch_size=4, replicas=2) == 6
+    assert multiworker.share_size(16, 2, batch_size=8, replicas=2) == 8
     with pytest.raises(ConfigError, match="index"):
-        cluster.shard_table(table, 2, 2)
+        multiworker.shard_table(table, 2, 2)
 
 
 def test_learning_rates_scale_linearly_with_the_global_batch() -> None:
@@ -207,7 +207,7 @@ def test_worker_shards_keep_class_weights_validation_and_augmentation_of_one_dev
     for index in (0, 1):
         prepared = _prepare_data(config)
         worker = cluster.WorkerInfo("worker", index, 2, not index, ())
-        cluster.shard_inputs(prepared, config, worker, replicas=2)
+        multiworker.shard_inputs(prepared, config, worker, replicas=2)
         # Class weights come from all of train, and the threshold is chosen on all of val.
         assert prepared["class_weight"] == single["class_weight"] != {0: 1.0, 1: 1.0}
         assert _decoded_sums(prepared["val"]) == _decoded_sums(single["val"])
@@ -216,13 +216,13 @@ def test_worker_shards_keep_class_weights_validation_and_augmentation_of_one_dev
     # one size (an odd count repeats one image in one share).
     for name, split in (("train", "train"), ("fit_val", "val")):
         parts = [_decoded_sums(shard[name]) for shard in shards]
-        size = cluster.share_size(len(single[f"{split}_table"]), 2, 8, 2)
+        size = multiworker.share_size(len(single[f"{split}_table"]), 2, 8, 2)
         assert len(parts[0]) == len(parts[1]) == size
         assert set(parts[0]) | set(parts[1]) == set(_decoded_sums(single[split]))
     # With it, each worker augments its training images as one device does (and never val).
     augmented = tiny_run_config(Path(config.data_root), augment=1.0)
     prepared = _prepare_data(augmented)
-    cluster.shard_inputs(prepared, augmented, cluster.WorkerInfo("worker", 0, 2, True, ()), 2)
+    multiworker.shard_inputs(prepared, augmented, cluster.WorkerInfo("worker", 0, 2, True, ()), 2)
     assert _decoded_sums(prepared["train"]) != _decoded_sums(shards[0]["train"])
     assert _decoded_sums(prepared["fit_val"]) == _decoded_sums(shards[0]["fit_val"])
 
