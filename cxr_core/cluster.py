@@ -150,10 +150,17 @@ def connect(worker: WorkerInfo, timeout: float) -> tf.distribute.Strategy:
 
 def _configure_coordination(timeout: float) -> None:
     """Configure TensorFlow's coordination service as MultiWorkerMirroredStrategy would, plus
-    a registration barrier with a deadline (the strategy keeps a configuration it finds)."""
-    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
-    from tensorflow.python.distribute import multi_worker_util
-    from tensorflow.python.eager import context
+    a registration barrier with a deadline (the strategy keeps a configuration it finds).
+
+    These are TensorFlow's internal modules (2.21); without them the strategy configures
+    itself, without the deadline.
+    """
+    try:
+        from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+        from tensorflow.python.distribute import multi_worker_util
+        from tensorflow.python.eager import context
+    except ImportError:
+        return
 
     spec = tf.distribute.cluster_resolver.TFConfigClusterResolver().cluster_spec()
     jobs = [

@@ -11,6 +11,7 @@ which each replica updates from its own images, are averaged before every valida
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -61,18 +62,18 @@ def shard_table(
     return share.reset_index(drop=True)
 
 
-def share_size(rows: int, workers: int, batch_size: int, replicas: int) -> int:
-    """The number of rows every worker's share is padded to: at least ``ceil(rows / workers)``.
+def share_size(rows: int, workers: int, batch_size: int) -> int:
+    """The size every worker's share is padded to: ``ceil(rows / workers)`` rounded up to a
+    multiple of ``batch_size / workers``, the images one step takes from each worker.
 
-    tf.distribute cuts each worker's batches into one piece per replica (of all workers) and
-    feeds them in turn. Workers with shares of one size take the same number of steps, and
-    a last batch of at least ``replicas`` images leaves no replica an empty piece, which
-    Keras layers cannot take (BatchNormalization fails on it). So at most
-    ``workers - 1 + replicas - 1`` images are seen twice per epoch.
+    tf.distribute cuts each worker's batches into pieces of ``batch_size / replicas`` images
+    for its replicas in turn. With shares of one such size every step gives every replica a
+    full piece, or none anywhere (the end of the data): never an empty piece beside full
+    ones, which Keras layers cannot take (BatchNormalization fails on it).
     """
-    size = -(-rows // workers)
-    remainder = size % batch_size
-    return size + (replicas - remainder if 0 < remainder < replicas else 0)
+    per_step = max(1, batch_size // workers)
+    share = math.ceil(rows / workers)
+    return math.ceil(share / per_step) * per_step
 
 
 def for_this_worker(dataset: tf.data.Dataset) -> tf.data.Dataset:
@@ -181,30 +182,49 @@ def shard_inputs(
 
     Replaces ``prepared["train"]``, adds ``prepared["fit_val"]`` (the validation share that
     ``fit`` reports on; metrics are summed over all workers) and updates ``prepared["cache"]``.
-    Shares are padded to one size (:func:`share_size`, for ``replicas`` replicas in all).
-    The whole validation set (``prepared["val"]``, which chooses the threshold), the class
-    weights (from all of train) and the augmentation settings stay as on one device. The
-    global batch stays ``config.data.batch_size``: each step takes ``batch_size / workers``
-    images from each worker and tf.distribute splits them over its replicas.
+    Shares are padded to one size (:func:`share_size`) by repeating images: in training a
+    few images are seen twice an epoch; in validation the repeats weigh 0, so validation
+    metrics count every image once. The whole validation set (``prepared["val"]``, which
+    chooses the threshold), the class weights (from all of train) and the augmentation
+    settings stay as on one device. The global batch stays ``config.data.batch_size``: each
+    step takes ``batch_size / workers`` images from each worker, split over its replicas.
 
     Raises:
+        ConfigError: The batch size is not a multiple of the number of replicas.
         DataError: A split has fewer images than there are workers.
     """
-    shards = {}
+    batch = config.data.batch_size
+    if batch % replicas:
+        raise ConfigError(
+            f"batch_size must be a multiple of the {replicas} replicas of the cluster. "
+            f"Received: batch_size={batch}"
+        )
+    shares, real = {}, {}
     for name in ("train", "val"):
         table = prepared[f"{name}_table"]
         if len(table) < worker.workers:
             raise DataError(
                 f"{name} has {len(table)} images, fewer than the {worker.workers} workers"
             )
-        size = share_size(len(table), worker.workers, config.data.batch_size, replicas)
-        shards[name] = shard_table(table, worker.workers, worker.index, size)
-    size = config.model.image_size
-    n_images = len(shards["train"]) + len(shards["val"])
-    data_config, prepared["cache"] = cache_where_it_fits(config.data, n_images, size)
-    prepared["train"] = for_this_worker(
-        data.make_dataset(shards["train"], size, data_config, training=True)
-    )
+        size = share_size(len(table), worker.workers, batch)
+        shares[name] = shard_table(table, worker.workers, worker.index, size)
+        real[name] = len(shard_table(table, worker.workers, worker.index))
+    image_size = config.model.image_size
+    n_images = real["train"] + real["val"]
+    data_config, prepared["cache"] = cache_where_it_fits(config.data, n_images, image_size)
+    train = data.make_dataset(shares["train"], image_size, data_config, training=True)
+    val = data.make_dataset(shares["val"], image_size, data_config, training=False)
+    prepared["train"] = for_this_worker(train)
     prepared["fit_val"] = for_this_worker(
-        data.make_dataset(shards["val"], size, data_config, training=False)
+        _repeats_weigh_zero(val, real["val"], len(shares["val"]), batch)
     )
+
+
+def _repeats_weigh_zero(
+    dataset: tf.data.Dataset, real: int, size: int, batch_size: int
+) -> tf.data.Dataset:
+    """Add sample weights to an unshuffled dataset whose rows after ``real`` are repeats."""
+    weights = np.where(np.arange(size) < real, 1.0, 0.0).astype("float32")
+    batches = tf.data.Dataset.from_tensor_slices(weights).batch(batch_size)
+    zipped = tf.data.Dataset.zip((dataset, batches))
+    return zipped.map(lambda batch, weight: (batch[0], batch[1], weight))

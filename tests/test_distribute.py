@@ -119,15 +119,15 @@ def test_a_missing_or_malformed_tf_config_is_a_config_error(value: str, message:
         cluster.read_tf_config({"TF_CONFIG": value})
 
 
-def test_shards_split_rows_once_and_pad_to_one_size_without_empty_pieces() -> None:
+def test_shards_split_rows_once_and_pad_to_whole_steps() -> None:
     table = pd.DataFrame({"row": range(7)})
     shares = [multiworker.shard_table(table, 2, index)["row"].tolist() for index in (0, 1)]
     assert shares == [[0, 2, 4, 6], [1, 3, 5]]
-    assert multiworker.shard_table(table, 2, 1, size=4)["row"].tolist() == [1, 3, 5, 1]
-    assert multiworker.share_size(7, 2, batch_size=8, replicas=2) == 4
-    # 9 rows, 2 workers: shares of 5 make a last batch of 1 image for 2 replicas: one more.
-    assert multiworker.share_size(9, 2, batch_size=4, replicas=2) == 6
-    assert multiworker.share_size(16, 2, batch_size=8, replicas=2) == 8
+    assert multiworker.shard_table(table, 2, 1, size=6)["row"].tolist() == [1, 3, 5, 1, 3, 5]
+    # A step takes batch / workers images from each worker: shares are whole steps.
+    assert multiworker.share_size(7, 2, batch_size=8) == 4
+    assert multiworker.share_size(9, 2, batch_size=8) == 8
+    assert multiworker.share_size(5216, 2, batch_size=32) == 2608
     with pytest.raises(ConfigError, match="index"):
         multiworker.shard_table(table, 2, 2)
 
@@ -194,7 +194,7 @@ def test_a_mixed_precision_model_is_finished_and_saved_in_float32() -> None:
 
 
 def _decoded_sums(dataset: tf.data.Dataset) -> list[float]:
-    sums = [round(float(image.sum()), 1) for images, _ in dataset for image in images.numpy()]
+    sums = [round(float(image.sum()), 1) for images, *_ in dataset for image in images.numpy()]
     return sorted(sums)
 
 
@@ -212,13 +212,16 @@ def test_worker_shards_keep_class_weights_validation_and_augmentation_of_one_dev
         assert prepared["class_weight"] == single["class_weight"] != {0: 1.0, 1: 1.0}
         assert _decoded_sums(prepared["val"]) == _decoded_sums(single["val"])
         shards.append(prepared)
-    # Without augmentation the shares decode exactly the single-device images, in shares of
-    # one size (an odd count repeats one image in one share).
+    # Without augmentation the shares decode exactly the single-device images, padded to
+    # whole steps with repeats; validation repeats weigh 0, so each image counts once.
     for name, split in (("train", "train"), ("fit_val", "val")):
         parts = [_decoded_sums(shard[name]) for shard in shards]
-        size = multiworker.share_size(len(single[f"{split}_table"]), 2, 8, 2)
+        size = multiworker.share_size(len(single[f"{split}_table"]), 2, 8)
         assert len(parts[0]) == len(parts[1]) == size
         assert set(parts[0]) | set(parts[1]) == set(_decoded_sums(single[split]))
+    weights = [w for shard in shards for _, _, batch in shard["fit_val"] for w in batch.numpy()]
+    assert sum(weights) == len(single["val_table"])
+
     # With it, each worker augments its training images as one device does (and never val).
     augmented = tiny_run_config(Path(config.data_root), augment=1.0)
     prepared = _prepare_data(augmented)
