@@ -25,6 +25,7 @@ from .config import (  # noqa: E402
     TrainConfig,
 )
 from .errors import (  # noqa: E402
+    ClusterError,
     ConfigError,
     CXRError,
     DataError,
@@ -33,6 +34,8 @@ from .errors import (  # noqa: E402
 )
 
 __all__ = ["build_parser", "main"]
+
+_AUTO_ON_OFF = ("auto", "on", "off")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -80,7 +83,25 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--calibration", default=t.calibration, choices=("platt", "none"))
     train.add_argument("--no-input-gate", action="store_true", help="do not fit the input check")
-    train.add_argument("--distribute", default=t.distribute, help="auto, none or mirrored")
+    train.add_argument(
+        "--distribute",
+        choices=("auto", "none", "mirrored", "multiworker"),
+        help="devices and machines to train on (default auto; with --resume, overrides the "
+        "run's setting); multiworker reads the cluster from TF_CONFIG",
+    )
+    train.add_argument("--mixed-precision", default=t.mixed_precision, choices=_AUTO_ON_OFF)
+    train.add_argument("--xla", default=t.xla, choices=_AUTO_ON_OFF, help="XLA-compile steps")
+    train.add_argument(
+        "--lr-reference-batch",
+        type=int,
+        help="batch size the learning rates are for; they are scaled by batch-size / this",
+    )
+    train.add_argument(
+        "--cluster-timeout",
+        type=float,
+        default=120.0,
+        help="seconds a multiworker run waits for the other workers (default 120)",
+    )
     train.add_argument("--batch-size", type=int, default=d.batch_size)
     train.add_argument("--augment", type=float, default=d.augment, help="0 off .. 2 strong")
     train.add_argument(
@@ -172,7 +193,12 @@ def _import_tensorflow_quietly() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return the exit status."""
+    """Run the command line; return the exit status.
+
+    After a multi-worker run (finished, cancelled or failed) the process's native stderr is
+    closed: TensorFlow's cluster runtime logs its peers' departure, or its own failure again,
+    while the interpreter shuts down, after the one line that matters.
+    """
     args = build_parser().parse_args(argv)
     handler = {
         "scan": _scan,
@@ -182,16 +208,27 @@ def main(argv: list[str] | None = None) -> int:
         "stress": _stress,
     }
     try:
-        if args.command == "train":
+        # A multi-worker run is guarded by the cluster (an agreed stop; only the chief writes
+        # --out), and a worker that is not the chief must not create or lock that folder.
+        if args.command == "train" and args.distribute != "multiworker":
             args.stop = _guard_training(args)
         _import_tensorflow_quietly()
         return handler[args.command](args)
     except CXRError as error:
         print(f"error: {error}", file=sys.stderr)
+        if isinstance(error, ClusterError) or getattr(args, "distribute", None) == "multiworker":
+            _close_native_stderr()
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+
+
+def _close_native_stderr() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
 
 
 def _emit(payload: dict[str, Any]) -> None:
@@ -275,7 +312,10 @@ def _run_config(args: argparse.Namespace) -> RunConfig | None:
             threshold_scores=args.threshold_scores,
             calibration=args.calibration,
             input_gate=not args.no_input_gate,
-            distribute=args.distribute,
+            distribute=args.distribute or TrainConfig.distribute,
+            mixed_precision=args.mixed_precision,
+            xla=args.xla,
+            lr_reference_batch=args.lr_reference_batch,
         ),
     )
 
@@ -294,14 +334,26 @@ def _train(args: argparse.Namespace) -> int:
     note = _scratch_note(config, plan_phases)
     if note:
         print(note)
-    result = train_run(args.out, config, resume=args.resume, stop=getattr(args, "stop", None))
-    if result.get("state") == "cancelled":
-        print(f"cancelled: {args.out} (continue with: {_resume_command(args.out)})")
-        return 0
-    print(
-        f"finished: {Path(args.out) / 'model.keras'}  validation AUC {result['roc_auc']:.4f}, "
-        f"accuracy {result['accuracy']:.4f} at threshold {result['threshold']:.3f}"
+    result = train_run(
+        args.out,
+        config,
+        resume=args.resume,
+        stop=getattr(args, "stop", None),
+        distribute=args.distribute,
+        cluster_timeout=args.cluster_timeout,
     )
+    if result.get("chief") is False:
+        print(f"{result['state']}: this worker's part is done; the chief wrote {args.out}")
+    elif result.get("state") == "cancelled":
+        print(f"cancelled: {args.out} (continue with: {_resume_command(args.out)})")
+    else:
+        print(
+            f"finished: {Path(args.out) / 'model.keras'}  validation AUC "
+            f"{result['roc_auc']:.4f}, accuracy {result['accuracy']:.4f} at threshold "
+            f"{result['threshold']:.3f}"
+        )
+    if "chief" in result:  # a multi-worker run: see main
+        _close_native_stderr()
     return 0
 
 

@@ -313,8 +313,16 @@ class TrainConfig:
             and fold it into the model's logit layer; ``"none"``: keep the raw probabilities.
         input_gate: Fit the "is this a frontal chest X-ray?" check (:mod:`cxr_core.gate`) on
             the train images' features and store it beside the model.
-        distribute: ``"auto"`` (MirroredStrategy when several GPUs are visible), ``"none"``
-            or ``"mirrored"`` (every visible GPU, or every logical CPU when there is none).
+        distribute: ``"auto"`` (MirroredStrategy when several GPUs are visible), ``"none"``,
+            ``"mirrored"`` (every visible GPU, or every logical CPU when there is none) or
+            ``"multiworker"`` (MultiWorkerMirroredStrategy over the machines in ``TF_CONFIG``).
+        mixed_precision: ``"auto"`` (``mixed_float16`` when every visible GPU has compute
+            capability 7.0 or more; off on CPU), ``"on"`` or ``"off"``.
+        xla: XLA compilation of the training step: ``"auto"`` (on a GPU without a multi-replica
+            strategy, as Keras itself decides; off on CPU), ``"on"`` or ``"off"``.
+        lr_reference_batch: The global batch size the learning rates were chosen for; when set,
+            both learning rates are multiplied by ``batch_size / lr_reference_batch`` (the
+            linear scaling rule). Empty: the learning rates are used as given.
     """
 
     head_epochs: int = 2
@@ -331,6 +339,9 @@ class TrainConfig:
     calibration: str = "platt"
     input_gate: bool = True
     distribute: str = "auto"
+    mixed_precision: str = "auto"
+    xla: str = "auto"
+    lr_reference_batch: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("head_epochs", "finetune_epochs", "finetune_layers"):
@@ -389,10 +400,20 @@ class TrainConfig:
         )
         _require(isinstance(self.input_gate, bool), "input_gate", self.input_gate, "true or false")
         _require(
-            self.distribute in ("auto", "none", "mirrored"),
+            self.distribute in ("auto", "none", "mirrored", "multiworker"),
             "distribute",
             self.distribute,
-            "'auto', 'none' or 'mirrored'",
+            "'auto', 'none', 'mirrored' or 'multiworker'",
+        )
+        for name in ("mixed_precision", "xla"):
+            value = getattr(self, name)
+            _require(value in ("auto", "on", "off"), name, value, "'auto', 'on' or 'off'")
+        _require(
+            self.lr_reference_batch is None
+            or (_is_int(self.lr_reference_batch) and 1 <= self.lr_reference_batch <= 65536),
+            "lr_reference_batch",
+            self.lr_reference_batch,
+            "empty or an integer from 1 to 65536",
         )
 
 

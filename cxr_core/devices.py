@@ -3,11 +3,31 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import os
 import subprocess
+from collections.abc import Iterator
+from typing import Any
 
+import keras
 import tensorflow as tf
 
-__all__ = ["configure_devices", "describe_devices", "select_strategy"]
+from .config import DataConfig
+
+__all__ = [
+    "cache_where_it_fits",
+    "configure_devices",
+    "describe_devices",
+    "gpu_compute_capabilities",
+    "mixed_precision_policy",
+    "resolve_mixed_precision",
+    "resolve_xla",
+    "select_strategy",
+    "single_device_copy",
+]
+
+#: Mixed precision pays off from Volta (compute capability 7.0) on, which has tensor cores.
+MIN_MIXED_PRECISION_CAPABILITY = (7, 0)
 
 
 def configure_devices() -> None:
@@ -52,20 +72,138 @@ def _nvidia_memory_gb() -> list[float]:
         return []
 
 
-def select_strategy(distribute: str) -> tf.distribute.Strategy:
+def select_strategy(distribute: str, cluster_timeout: float = 120.0) -> tf.distribute.Strategy:
     """Choose how training is spread over devices.
 
     Args:
         distribute: ``"auto"``: MirroredStrategy when several GPUs are visible, else the default
             single-device strategy; ``"none"``: the default strategy; ``"mirrored"``:
             MirroredStrategy over every GPU, or over every logical CPU when there is no GPU
-            (useful to test multi-device code on one machine).
+            (useful to test multi-device code on one machine); ``"multiworker"``:
+            MultiWorkerMirroredStrategy over the cluster in ``TF_CONFIG`` (see
+            :func:`cxr_core.cluster.connect`; call it before any other TensorFlow work).
+        cluster_timeout: Seconds to wait for the other workers (``"multiworker"`` only).
 
     Returns:
         A ``tf.distribute.Strategy``; build and compile the model inside its ``scope()``.
+
+    Raises:
+        ConfigError: ``"multiworker"`` without a usable ``TF_CONFIG``.
+        ClusterError: The other workers did not answer within ``cluster_timeout`` seconds.
     """
+    if distribute == "multiworker":
+        from .cluster import connect, read_tf_config
+
+        return connect(read_tf_config(), cluster_timeout)
     gpus = tf.config.list_logical_devices("GPU")
     if distribute == "none" or (distribute == "auto" and len(gpus) < 2):
         return tf.distribute.get_strategy()
     devices = gpus or tf.config.list_logical_devices("CPU")
     return tf.distribute.MirroredStrategy([device.name for device in devices])
+
+
+def gpu_compute_capabilities() -> list[tuple[int, int]]:
+    """Return the CUDA compute capability ``(major, minor)`` of each visible GPU.
+
+    A GPU whose capability TensorFlow does not report (not an NVIDIA GPU) counts as ``(0, 0)``.
+    """
+    capabilities = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(gpu)
+        capability = details.get("compute_capability") or (0, 0)
+        capabilities.append((int(capability[0]), int(capability[1])))
+    return capabilities
+
+
+def resolve_mixed_precision(setting: str) -> bool:
+    """Whether to train in ``mixed_float16`` for ``setting`` ``"auto"``, ``"on"`` or ``"off"``.
+
+    ``"auto"`` is on only when at least one GPU is visible and every visible GPU has compute
+    capability 7.0 or more (older GPUs and CPUs compute float16 no faster, or slower).
+    """
+    if setting in ("on", "off"):
+        return setting == "on"
+    capabilities = gpu_compute_capabilities()
+    return bool(capabilities) and min(capabilities) >= MIN_MIXED_PRECISION_CAPABILITY
+
+
+def resolve_xla(setting: str, replicas: int = 1) -> bool:
+    """Whether to compile the training step with XLA for ``"auto"``, ``"on"`` or ``"off"``.
+
+    ``"auto"`` follows Keras's own rule: on when a GPU is visible and training is not spread
+    over several replicas (Keras turns XLA off under ``tf.distribute``); always off on CPU.
+    """
+    if setting in ("on", "off"):
+        return setting == "on"
+    return bool(tf.config.list_physical_devices("GPU")) and replicas == 1
+
+
+@contextlib.contextmanager
+def mixed_precision_policy(enabled: bool) -> Iterator[None]:
+    """Build layers in ``mixed_float16`` (float32 variables, float16 compute) inside this block.
+
+    The model's final ``probability`` layer is float32 whatever the policy; Keras wraps the
+    optimizer of a mixed-precision model in a ``LossScaleOptimizer`` when it is compiled.
+    """
+    if not enabled:
+        yield
+        return
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def single_device_copy(model: keras.Model) -> keras.Model:
+    """Return an uncompiled float32 copy of ``model`` that belongs to no distribution strategy.
+
+    It predicts on one device whatever strategy ``model`` was trained under, and a model saved
+    from it runs in float32 on any machine.
+    """
+    copy = keras.Model.from_config(_float32_policies(model.get_config()))
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _float32_policies(value: Any) -> Any:
+    if isinstance(value, dict):
+        policy = value.get("config") if value.get("class_name") == "DTypePolicy" else None
+        if isinstance(policy, dict) and policy.get("name") == "mixed_float16":
+            return "float32"
+        return {key: _float32_policies(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_float32_policies(item) for item in value]
+    return value
+
+
+def cache_where_it_fits(
+    data_config: DataConfig, n_images: int, image_size: int
+) -> tuple[DataConfig, str]:
+    """Keep the decoded-image cache on only if it takes at most half of the free memory.
+
+    Args:
+        data_config: The run's data settings; ``cache=False`` is kept as it is.
+        n_images: Images this process will cache (train and validation).
+        image_size: Side of the square model input.
+
+    Returns:
+        ``(data_config, note)``: the settings, with the cache turned off if it would not fit,
+        and ``"memory"``, ``"off"`` or ``"off: X GiB of decoded images, Y GiB free"``.
+    """
+    if not data_config.cache:
+        return data_config, "off"
+    needed = n_images * image_size * image_size * 4  # one float32 grey channel per image
+    free = _free_memory_bytes()
+    if free is None or needed <= free / 2:
+        return data_config, "memory"
+    note = f"off: {needed / 2**30:.1f} GiB of decoded images, {free / 2**30:.1f} GiB free"
+    return dataclasses.replace(data_config, cache=False), note
+
+
+def _free_memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None  # not a POSIX system: trust the setting

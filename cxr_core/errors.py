@@ -10,9 +10,10 @@ catch that one class and show its message::
     │   └── NotAChestXrayError   an image the input check refuses (no verdict)
     ├── ModelLoadError       a model file that is missing, corrupt or incompatible
     ├── WeightsUnavailableError  pretrained weights that cannot be fetched or read
-    └── JobError             a background training run that cannot be started or stopped
-        ├── RunFileError     a run folder file (status, history, config) that is malformed
-        └── RunInUseError    a run folder that another training process holds
+    ├── JobError             a background training run that cannot be started or stopped
+    │   ├── RunFileError     a run folder file (status, history, config) that is malformed
+    │   └── RunInUseError    a run folder that another training process holds
+    └── ClusterError         a multi-worker cluster that cannot be reached or lost a worker
 
 Errors from TensorFlow, Keras, OpenCV and pydicom are translated into these where they enter.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 __all__ = [
     "CXRError",
+    "ClusterError",
     "ConfigError",
     "DataError",
     "InvalidImageError",
@@ -71,3 +73,7 @@ class RunFileError(JobError):
 
 class RunInUseError(JobError):
     """A run folder is locked by another training process; the message names its PID."""
+
+
+class ClusterError(CXRError):
+    """The workers of a multi-worker run cannot reach each other, or one of them was lost."""

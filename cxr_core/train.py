@@ -11,6 +11,8 @@ threshold on the validation split pooled over the stress suite, and fits the inp
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
 import os
 import time
@@ -22,9 +24,18 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from . import data
+from . import cluster, data, multiworker
 from .config import CLASS_NAMES, RunConfig, backbone_spec
-from .devices import configure_devices, describe_devices, select_strategy
+from .devices import (
+    cache_where_it_fits,
+    configure_devices,
+    describe_devices,
+    mixed_precision_policy,
+    resolve_mixed_precision,
+    resolve_xla,
+    select_strategy,
+    single_device_copy,
+)
 from .errors import CXRError, DataError
 from .finalize import Finalized, finalize_model, save_finalized
 from .model import backbone_layers, build_model
@@ -36,6 +47,7 @@ from .runs import (
     now_iso,
     read_config,
     read_history,
+    read_json,
     read_status,
     status_lock,
     update_status,
@@ -45,6 +57,7 @@ from .runs import (
 __all__ = [
     "Phase",
     "class_weight_description",
+    "learning_rate_scale",
     "plan_phases",
     "set_trainable_for_phase",
     "train_run",
@@ -66,17 +79,34 @@ class Phase:
         return self.first_epoch + self.epochs
 
 
+def learning_rate_scale(config: RunConfig) -> float:
+    """Return ``batch_size / lr_reference_batch`` (the linear scaling rule), or 1 when unset.
+
+    The batch size is the global one, which training splits over all replicas; a run that
+    grows it with the number of replicas sets ``lr_reference_batch`` to the batch its learning
+    rates were chosen for, and both learning rates grow in proportion.
+    """
+    reference = config.train.lr_reference_batch
+    return 1.0 if reference is None else config.data.batch_size / reference
+
+
 def plan_phases(config: RunConfig) -> list[Phase]:
-    """Return the phases that ``config`` asks for, with global epoch numbering."""
-    train = config.train
+    """Return the phases that ``config`` asks for, with global epoch numbering.
+
+    Learning rates are scaled by :func:`learning_rate_scale`.
+    """
+    train, scale = config.train, learning_rate_scale(config)
     if not config.model.pretrained:
         total = train.head_epochs + train.finetune_epochs
-        return [Phase("scratch", 0, total, train.head_learning_rate)]
-    phases = [Phase("head", 0, train.head_epochs, train.head_learning_rate)]
+        return [Phase("scratch", 0, total, train.head_learning_rate * scale)]
+    phases = [Phase("head", 0, train.head_epochs, train.head_learning_rate * scale)]
     if train.finetune_epochs:
         phases.append(
             Phase(
-                "finetune", train.head_epochs, train.finetune_epochs, train.finetune_learning_rate
+                "finetune",
+                train.head_epochs,
+                train.finetune_epochs,
+                train.finetune_learning_rate * scale,
             )
         )
     return phases
@@ -93,11 +123,15 @@ def set_trainable_for_phase(model: keras.Model, phase: str, finetune_layers: int
                 layer.trainable = True
 
 
-def _compile(model: keras.Model, learning_rate: float, label_smoothing: float) -> None:
+def _compile(
+    model: keras.Model, learning_rate: float, label_smoothing: float, xla: bool = False
+) -> None:
+    # Under mixed_float16 Keras wraps Adam in a LossScaleOptimizer by itself.
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing),
         metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
+        jit_compile=xla,
     )
 
 
@@ -193,13 +227,15 @@ def _prepare_data(config: RunConfig) -> dict[str, Any]:
     table = data.scan(config.data_root)
     train_table, val_table, description = data.resolve_splits(table, config.data)
     size = config.model.image_size
+    data_config, cache = cache_where_it_fits(config.data, len(train_table) + len(val_table), size)
     return {
         "train_table": train_table,
         "val_table": val_table,
         "description": description,
         "fingerprint": data.fingerprint(table),
-        "train": data.make_dataset(train_table, size, config.data, training=True),
-        "val": data.make_dataset(val_table, size, config.data, training=False),
+        "train": data.make_dataset(train_table, size, data_config, training=True),
+        "val": data.make_dataset(val_table, size, data_config, training=False),
+        "cache": cache,
         "class_weight": data.class_weights(train_table["label_index"].to_numpy())
         if config.train.class_weighting
         else None,
@@ -212,8 +248,8 @@ def _run_phase(
     paths: RunPaths = context["paths"]
     set_trainable_for_phase(model, phase.name, config.train.finetune_layers)
     with context["strategy"].scope():
-        _compile(model, phase.learning_rate, config.train.label_smoothing)
-    callbacks = [
+        _compile(model, phase.learning_rate, config.train.label_smoothing, context["xla"])
+    callbacks = _cluster_callbacks(context) + [
         _RunMonitor(paths, phase, context),  # first: it records the epoch before the backup
         _GuardedBackup(str(paths.backup / phase.name), save_freq="epoch", delete_checkpoint=False),
         keras.callbacks.EarlyStopping(
@@ -228,7 +264,8 @@ def _run_phase(
     ]
     update_status(paths, state="running", phase=phase.name, epoch=phase.first_epoch)
     try:
-        _fit(model, phase, prepared, callbacks)
+        with _fit_scope(context):
+            _fit(model, phase, prepared, callbacks)
     except tf.errors.InvalidArgumentError as error:
         message = str(error).strip().splitlines()[0][:300]
         raise DataError(f"an image could not be decoded during training: {message}") from None
@@ -237,7 +274,7 @@ def _run_phase(
 def _fit(model: keras.Model, phase: Phase, prepared: dict, callbacks: list) -> None:
     model.fit(
         prepared["train"],
-        validation_data=prepared["val"],
+        validation_data=prepared.get("fit_val", prepared["val"]),
         initial_epoch=phase.first_epoch,
         epochs=phase.last_epoch,
         class_weight=prepared["class_weight"],
@@ -265,7 +302,8 @@ def _finish(model: keras.Model, config: RunConfig, prepared: dict, context: dict
     seconds = round(time.monotonic() - context["started"])
     context["stop"].check()
     with status_lock:  # a stop watchdog waits until the model and sidecar are both written
-        _save_finalized(model, config, prepared, finalized, paths, seconds)
+        distribution = _distribution_record(config, context)
+        _save_finalized(model, config, prepared, finalized, paths, seconds, distribution)
     return {**summary, "threshold": finalized.threshold}
 
 
@@ -276,6 +314,7 @@ def _save_finalized(
     finalized: Finalized,
     paths: RunPaths,
     seconds: int,
+    distribution: dict[str, Any],
 ) -> None:
     save_finalized(
         model,
@@ -292,6 +331,7 @@ def _save_finalized(
             "validation": prepared["description"],
             "training_seconds": seconds,
             "devices": describe_devices()["summary"],
+            "distribution": distribution,
         },
     )
 
@@ -309,8 +349,10 @@ def _best_auc_so_far(paths: RunPaths) -> float:
 def _train_phases(config: RunConfig, prepared: dict, context: dict) -> keras.Model:
     paths: RunPaths = context["paths"]
     done = set(read_status(paths).phases_done) if context["resume"] else set()
-    with context["strategy"].scope():
+    with context["strategy"].scope(), mixed_precision_policy(context["mixed_precision"]):
         model = build_model(config.model)
+    if context["cluster"] is not None:
+        multiworker.prepare_model(model)
     for phase in plan_phases(config):
         if phase.name in done:
             model.load_weights(_phase_weights(paths, phase))
@@ -328,6 +370,8 @@ def train_run(
     resume: bool = False,
     status_interval: float = 2.0,
     stop: StopRequest | None = None,
+    distribute: str | None = None,
+    cluster_timeout: float = 120.0,
 ) -> dict[str, Any]:
     """Train one model in ``run_dir`` and return its validation summary.
 
@@ -342,20 +386,38 @@ def train_run(
         stop: The stop request to honour (the command line makes one before importing
             TensorFlow, so that no early SIGTERM is lost); by default one for the run's STOP
             file, handling SIGTERM when called from the main thread.
+        distribute: Overrides ``config.train.distribute`` (and the recorded setting when
+            resuming). With ``"multiworker"`` every worker of the ``TF_CONFIG`` cluster calls
+            this with the same ``run_dir``; only the chief writes there (see
+            :mod:`cxr_core.cluster`), and a resumed run's state reaches the others from it.
+        cluster_timeout: Seconds a multi-worker run waits for the other workers to answer.
 
     Returns:
-        The validation metrics (``state`` key ``"finished"``), or ``{"state": "cancelled"}``.
+        The validation metrics (``state`` key ``"finished"``), or ``{"state": "cancelled"}``;
+        for ``"multiworker"`` with ``"chief"`` added (whether this worker wrote ``run_dir``).
 
     Raises:
         RunInUseError: Another process is training in ``run_dir``.
         CXRError: Bad data or settings; the run's status is ``failed`` with the message.
+        ClusterError: A multi-worker run's cluster did not form in time, or lost a worker.
     """
     paths = RunPaths(Path(run_dir))
-    lock_run(paths.root)
-    try:
-        return _guarded_train(paths, config, resume, status_interval, stop)
-    finally:
-        unlock_run(paths.root)
+    if _distribute_setting(paths, config, resume, distribute) != "multiworker":
+        lock_run(paths.root)
+        try:
+            return _guarded_train(paths, config, resume, status_interval, stop, distribute)
+        finally:
+            unlock_run(paths.root)
+
+    def train_here(root: Path, member: cluster.ClusterMember) -> dict[str, Any]:
+        return _guarded_train(
+            RunPaths(root), config, resume, status_interval, stop, "multiworker", member
+        )
+
+    # The chief checks its --out before the others start waiting for it.
+    return cluster.run_as_worker(
+        paths.root, resume, cluster_timeout, lambda: _load_config(paths, config, resume), train_here
+    )
 
 
 def _guarded_train(
@@ -364,8 +426,11 @@ def _guarded_train(
     resume: bool,
     status_interval: float,
     stop: StopRequest | None,
+    distribute: str | None = None,
+    cluster_member: cluster.ClusterMember | None = None,
 ) -> dict[str, Any]:
-    config = _load_config(paths, config, resume)
+    config = _with_distribute(_load_config(paths, config, resume), distribute)
+    paths.root.mkdir(parents=True, exist_ok=True)
     write_json_atomic(paths.config, config.to_dict())
     if stop is None:
         stop = StopRequest(paths.stop_file)
@@ -377,7 +442,7 @@ def _guarded_train(
     identity = {"pid": pid, "process_start": process_start(pid)}
     update_status(paths, state="preparing", started_at=now_iso(), error=None, **identity)
     try:
-        result = _train(config, paths, stop, resume, status_interval, started)
+        result = _train(config, paths, stop, resume, status_interval, started, cluster_member)
     except StopRequested:
         with status_lock:
             stop.disarm()
@@ -404,11 +469,18 @@ def _train(
     resume: bool,
     status_interval: float,
     started: float,
+    cluster_member: cluster.ClusterMember | None = None,
 ) -> dict[str, Any]:
     keras.utils.set_random_seed(config.data.seed)
     configure_devices()
+    if cluster_member is not None:
+        # Every check from here on is agreed by all workers, so that they stop together.
+        stop = cluster.AgreedStop(stop, cluster_member.strategy)
     stop.check()
     prepared = _prepare_data(config)
+    if cluster_member is not None:
+        replicas = cluster_member.strategy.num_replicas_in_sync
+        multiworker.shard_inputs(prepared, config, cluster_member.worker, replicas)
     stop.check()
     n_train, n_val = len(prepared["train_table"]), len(prepared["val_table"])
     batch_size = config.data.batch_size
@@ -418,7 +490,10 @@ def _train(
         "resume": resume,
         "started": started,
         "status_interval": status_interval,
-        "strategy": select_strategy(config.train.distribute),
+        "strategy": cluster_member.strategy
+        if cluster_member
+        else select_strategy(config.train.distribute),
+        "cluster": cluster_member,
         "batch_size": batch_size,
         "steps_per_epoch": math.ceil(n_train / batch_size),
         "total_epochs": plan_phases(config)[-1].last_epoch,
@@ -426,11 +501,13 @@ def _train(
         "eta_factor": 1 + n_val / (3 * n_train),
         "best_auc": _best_auc_so_far(paths) if resume else -math.inf,
     }
+    context.update(_accelerator_settings(config, context["strategy"]))
     update_status(
         paths,
         state="running",
         device=describe_devices()["summary"],
-        replicas=context["strategy"].num_replicas_in_sync,
+        **_distribution_record(config, context),
+        cache=prepared["cache"],
         train_images=n_train,
         val_images=n_val,
         validation=prepared["description"],
@@ -438,7 +515,7 @@ def _train(
         total_epochs=context["total_epochs"],
     )
     model = _train_phases(config, prepared, context)
-    summary = _finish(model, config, prepared, context)
+    summary = _finish(_model_to_finish(model, context), config, prepared, context)
     with status_lock:
         stop.disarm()
         update_status(
@@ -452,3 +529,66 @@ def class_weight_description(weights: dict[int, float] | None) -> str:
     if not weights:
         return "off"
     return ", ".join(f"{CLASS_NAMES[k]} {v:.2f}" for k, v in sorted(weights.items()))
+
+
+# --- precision and several machines -----------------------------------------------------------
+
+
+def _accelerator_settings(config: RunConfig, strategy: tf.distribute.Strategy) -> dict[str, bool]:
+    return {
+        "mixed_precision": resolve_mixed_precision(config.train.mixed_precision),
+        "xla": resolve_xla(config.train.xla, strategy.num_replicas_in_sync),
+    }
+
+
+def _distribution_record(config: RunConfig, context: dict) -> dict[str, Any]:
+    """How the run was spread and computed, as resolved (the settings may say "auto")."""
+    member = context["cluster"]
+    return {
+        "strategy": "multiworker" if member else config.train.distribute,
+        "workers": member.worker.workers if member else 1,
+        "replicas": context["strategy"].num_replicas_in_sync,
+        "mixed_precision": context["mixed_precision"],
+        "xla": context["xla"],
+        "learning_rate_scale": learning_rate_scale(config),
+    }
+
+
+def _model_to_finish(model: keras.Model, context: dict) -> keras.Model:
+    # Mixed precision or several workers: a float32 copy outside the strategy, so that every
+    # worker scores all of the validation images itself, as on one device, and the saved
+    # model runs anywhere.
+    if not context["mixed_precision"] and context["cluster"] is None:
+        return model
+    return single_device_copy(model)
+
+
+def _distribute_setting(
+    paths: RunPaths, config: RunConfig | None, resume: bool, distribute: str | None
+) -> str:
+    if distribute is not None:
+        return distribute
+    if config is not None and not resume:
+        return config.train.distribute
+    recorded = read_json(paths.config).get("train", {})
+    return recorded.get("distribute", "auto") if isinstance(recorded, dict) else "auto"
+
+
+def _with_distribute(config: RunConfig, distribute: str | None) -> RunConfig:
+    if distribute is None or distribute == config.train.distribute:
+        return config
+    return dataclasses.replace(
+        config, train=dataclasses.replace(config.train, distribute=distribute)
+    )
+
+
+def _cluster_callbacks(context: dict) -> list[keras.callbacks.Callback]:
+    if context["cluster"] is None:
+        return []
+    return [multiworker.AverageBatchNormStatistics(context["strategy"])]
+
+
+def _fit_scope(context: dict) -> contextlib.AbstractContextManager:
+    if context["cluster"] is None:
+        return contextlib.nullcontext()
+    return multiworker.fitting(context["strategy"])
