@@ -36,6 +36,7 @@ __all__ = [
     "class_weights",
     "count_table",
     "duplicate_groups",
+    "evaluation_dataset",
     "fingerprint",
     "make_augmenter",
     "make_dataset",
@@ -455,6 +456,12 @@ def make_dataset(
         deterministic=not training,
     )
     return dataset.prefetch(autotune)
+
+
+def evaluation_dataset(table: pd.DataFrame, image_size: int, batch_size: int) -> tf.data.Dataset:
+    """:func:`make_dataset` for scoring: the table's order, no augmentation, no caching."""
+    config = DataConfig(batch_size=batch_size, cache=False, augment=0.0, acquisition_augment=0.0)
+    return make_dataset(table, int(image_size), config, training=False)
 
 
 def _check_decodable(table: pd.DataFrame) -> None:

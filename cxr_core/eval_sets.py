@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import data
-from .config import CLASS_NAMES, DataConfig, RunConfig
+from .config import CLASS_NAMES, RunConfig
 from .errors import CXRError, DataError
 from .model import predict_scores
 from .sidecar import ModelMetadata
@@ -163,6 +163,4 @@ def predict_table(
     """
     if table.empty:
         raise DataError("There are no images to evaluate.")
-    config = DataConfig(batch_size=batch_size, cache=False, augment=0.0)
-    dataset = data.make_dataset(table, int(image_size), config, training=False)
-    return predict_scores(model, dataset)
+    return predict_scores(model, data.evaluation_dataset(table, image_size, batch_size))

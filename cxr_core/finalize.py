@@ -72,9 +72,8 @@ def _calibrate(
     before = _ece_pair(labels, logits)
     if config.train.calibration == "none":
         return logits, {"method": "none", "ece": before}
-    fit_on = logits if config.train.threshold_scores == "stressed" else _clean_only(logits)
     try:
-        scaling = fit_platt(*stress.pooled(labels, fit_on))
+        scaling = fit_platt(*stress.pooled(labels, _fitting_scores(config, logits)))
     except DataError as error:  # e.g. a quick run whose output is still constant
         return logits, {"method": "none", "ece": before, "note": f"not calibrated: {error}"}
     fold_into_model(model, scaling)
@@ -91,7 +90,10 @@ def _calibrate(
     return logits, entry
 
 
-def _clean_only(logits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _fitting_scores(config: RunConfig, logits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The scores calibration and the threshold rule see (``TrainConfig.threshold_scores``)."""
+    if config.train.threshold_scores == "stressed":
+        return logits
     return {stress.CLEAN: logits[stress.CLEAN]}
 
 
@@ -120,8 +122,7 @@ def finalize_model(
     say("scoring validation images under the stress suite")
     logits, features = stress.stressed_outputs(model, val_table, size, batch)
     logits, calibration = _calibrate(model, config, labels, logits)
-    chosen = logits if rule.threshold_scores == "stressed" else _clean_only(logits)
-    pooled_labels, pooled_logits = stress.pooled(labels, chosen)
+    pooled_labels, pooled_logits = stress.pooled(labels, _fitting_scores(config, logits))
     threshold = evaluate.choose_threshold(
         pooled_labels,
         stress.sigmoid(pooled_logits),

@@ -32,7 +32,6 @@ import pandas as pd
 from sklearn.covariance import LedoitWolf
 
 from . import data
-from .config import DataConfig
 from .errors import DataError, ModelLoadError
 
 __all__ = [
@@ -47,6 +46,7 @@ __all__ = [
     "gate_path",
     "load_gate",
     "pixel_problem",
+    "pooled_output",
     "save_gate",
     "table_features",
 ]
@@ -132,17 +132,23 @@ def pixel_problem(pixels: np.ndarray, colour: float = 0.0) -> str | None:
     return None
 
 
+def pooled_output(model: keras.Model) -> keras.KerasTensor:
+    """The pooled features of a classifier: its ``pool`` layer, else the logit layer's input."""
+    if FEATURE_LAYER in {layer.name for layer in model.layers}:
+        return model.get_layer(FEATURE_LAYER).output
+    return model.get_layer("logit").input
+
+
 def feature_model(model: keras.Model) -> keras.Model:
     """Return a model with the classifier's input that outputs its pooled features."""
-    return keras.Model(model.input, model.get_layer(FEATURE_LAYER).output)
+    return keras.Model(model.input, pooled_output(model))
 
 
 def table_features(
     model: keras.Model, table: pd.DataFrame, image_size: int, batch_size: int = 32
 ) -> np.ndarray:
     """Pooled features ``(len(table), d)`` of a table's images, in the table's order."""
-    config = DataConfig(batch_size=batch_size, cache=False, augment=0.0, acquisition_augment=0.0)
-    dataset = data.make_dataset(table, int(image_size), config, training=False)
+    dataset = data.evaluation_dataset(table, image_size, batch_size)
     features = feature_model(model).predict(dataset.map(lambda images, _: images), verbose=0)
     return np.asarray(features, np.float64)
 

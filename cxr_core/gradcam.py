@@ -27,10 +27,10 @@ import numpy as np
 import tensorflow as tf
 
 from .errors import ConfigError, InvalidImageError, ModelLoadError
-from .gate import InputCheck, InputGate, gate_path, load_gate, pixel_problem
+from .gate import InputCheck, InputGate, gate_path, load_gate, pixel_problem, pooled_output
+from .imaging import mean_chroma
 from .preprocess import to_model_input
 from .sidecar import ModelMetadata
-from .stress import pooled_output
 
 __all__ = ["METHODS", "Prediction", "Predictor", "find_last_conv_layer", "overlay"]
 
@@ -256,7 +256,7 @@ class Predictor:
         Returns:
             A :class:`Prediction` whose ``heatmap`` is None.
         """
-        colour = max(colour, _chroma(pixels))
+        colour = max(colour, mean_chroma(pixels))
         grey = _as_grey_uint8(pixels)
         probability, features = self._predict_step(grey)
         check = self._check(grey, colour, features.numpy())
@@ -281,7 +281,7 @@ class Predictor:
         """
         if method not in METHODS:
             raise ConfigError(f"method must be one of {', '.join(METHODS)}. Received: {method!r}")
-        colour = max(colour, _chroma(pixels))
+        colour = max(colour, mean_chroma(pixels))
         grey = _as_grey_uint8(pixels)
         probability, activations, gradients, features = self._explain_step(grey)
         check = self._check(grey, colour, features.numpy())
@@ -324,15 +324,6 @@ class Predictor:
         gradients = tape.gradient(logit, activations)
         probability = tf.sigmoid(tf.cast(logit[0, 0], tf.float32))
         return probability, activations[0], gradients[0], features[0]
-
-
-def _chroma(pixels: np.ndarray) -> float:
-    """Mean chroma of an RGB(A) array as a share of 255; 0 for grey arrays."""
-    array = np.asarray(pixels)
-    if array.ndim != 3 or array.shape[-1] not in (3, 4):
-        return 0.0
-    rgb = array[..., :3].astype(np.float32)
-    return float((rgb.max(axis=-1) - rgb.min(axis=-1)).mean() / 255.0)
 
 
 def _as_metadata(model: keras.Model, metadata: ModelMetadata | Mapping[str, Any]) -> ModelMetadata:

@@ -51,7 +51,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from .errors import InvalidImageError
 
-__all__ = ["MAX_BYTES", "MAX_PIXELS", "MIN_SIDE", "DecodedImage", "read_image"]
+__all__ = ["MAX_BYTES", "MAX_PIXELS", "MIN_SIDE", "DecodedImage", "mean_chroma", "read_image"]
 
 #: Largest accepted image, in pixels (width x height of one frame).
 MAX_PIXELS = 50_000_000
@@ -306,8 +306,20 @@ def _colourfulness(image: Image.Image) -> float:
         return 0.0
     small = image.copy()
     small.thumbnail((256, 256))
-    rgb = np.asarray(small.convert("RGB"), dtype=np.float32)
-    return round(float((rgb.max(axis=-1) - rgb.min(axis=-1)).mean() / 255.0), 4)
+    return round(mean_chroma(np.asarray(small.convert("RGB"))), 4)
+
+
+def mean_chroma(pixels: np.ndarray) -> float:
+    """Mean chroma (max - min of R, G, B) of an ``(H, W, 3|4)`` array as a share of 255.
+
+    Returns:
+        A float in [0, 1]; 0 for a grey ``(H, W)`` or ``(H, W, 1)`` array.
+    """
+    array = np.asarray(pixels)
+    if array.ndim != 3 or array.shape[-1] not in (3, 4):
+        return 0.0
+    rgb = array[..., :3].astype(np.float32)
+    return float((rgb.max(axis=-1) - rgb.min(axis=-1)).mean() / 255.0)
 
 
 def _has_alpha(image: Image.Image) -> bool:

@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from . import data, evaluate
-from .config import DataConfig
 from .errors import DataError
+from .gate import pooled_output
 
 __all__ = [
     "CLEAN",
@@ -35,7 +35,6 @@ __all__ = [
     "logit_model",
     "perturb",
     "pooled",
-    "pooled_output",
     "stress_report",
     "stressed_logits",
     "stressed_outputs",
@@ -186,8 +185,7 @@ def stressed_outputs(
         ``(logits, features)``: logits as in :func:`stressed_logits`; features
         ``{name: float32 (len(table), d)}`` from the model's ``pool`` layer.
     """
-    config = DataConfig(batch_size=batch_size, cache=False, augment=0.0, acquisition_augment=0.0)
-    dataset = data.make_dataset(table, int(image_size), config, training=False)
+    dataset = data.evaluation_dataset(table, image_size, batch_size)
     scorer = keras.Model(model.input, [model.get_layer("logit").output, pooled_output(model)])
     names = [CLEAN, *(p.name for p in perturbations)]
     logits: dict[str, list[np.ndarray]] = {name: [] for name in names}
@@ -209,13 +207,6 @@ def stressed_outputs(
         {name: np.concatenate(rows) for name, rows in logits.items()},
         {name: np.concatenate(rows) for name, rows in features.items()},
     )
-
-
-def pooled_output(model: keras.Model) -> keras.KerasTensor:
-    """The pooled features of a classifier: its ``pool`` layer, else the logit layer's input."""
-    if "pool" in {layer.name for layer in model.layers}:
-        return model.get_layer("pool").output
-    return model.get_layer("logit").input
 
 
 def pooled(labels: np.ndarray, logits: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
