@@ -117,19 +117,11 @@ class RunLock:
             RunInUseError: Another process holds it; the message names that process.
         """
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    holder = lock_holder(self.path)
-                    who = f"process {holder}" if holder else "another process"
-                    name = self.path.parent.name
-                    raise RunInUseError(f"run {name} is in use by {who}") from None
-                time.sleep(0.05)
+        if not _flock_within(fd, wait, poll=0.05):
+            os.close(fd)
+            holder = lock_holder(self.path)
+            who = f"process {holder}" if holder else "another process"
+            raise RunInUseError(f"run {self.path.parent.name} is in use by {who}")
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
@@ -140,6 +132,19 @@ class RunLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def _flock_within(fd: int, wait: float, poll: float) -> bool:
+    """Take an exclusive ``flock`` on ``fd``, retrying every ``poll`` s for ``wait`` s."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(poll)
 
 
 _held_locks: dict[Path, RunLock] = {}
@@ -209,15 +214,8 @@ def launch_lock(runs_root: Path, wait: float = 30.0) -> Iterator[None]:
     runs_root.mkdir(parents=True, exist_ok=True)
     fd = os.open(runs_root / ".launch.lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise JobError("another launch is in progress; try again") from None
-                time.sleep(0.02)
+        if not _flock_within(fd, wait, poll=0.02):
+            raise JobError("another launch is in progress; try again")
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock

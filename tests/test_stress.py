@@ -99,13 +99,18 @@ def test_platt_scaling_lowers_ece_of_overconfident_scores_and_folds_into_the_mod
         fit_platt(np.zeros(10), np.arange(10.0))
 
 
-def test_stress_json_has_every_perturbation_with_evaluate_keys(
-    tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+@pytest.fixture(scope="module")
+def untrained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained 64 px small_cnn saved with a 0.5 threshold."""
     model = build_model(ModelConfig(backbone="small_cnn", weights="none", image_size=64))
-    path = save_model(
-        model, tmp_path / "m.keras", {"backbone": "small_cnn", "image_size": 64, "threshold": 0.5}
-    )
+    metadata = {"backbone": "small_cnn", "image_size": 64, "threshold": 0.5}
+    return save_model(model, tmp_path_factory.mktemp("stress") / "m.keras", metadata)
+
+
+def test_stress_json_has_every_perturbation_with_evaluate_keys(
+    tiny_dataset: Path, untrained_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = untrained_model
     code = main(["stress", "--model", str(path), "--data", str(tiny_dataset), "--split", "val",
                  "--json", "--bootstrap", "20"])  # fmt: skip
     assert code == 0
@@ -118,12 +123,9 @@ def test_stress_json_has_every_perturbation_with_evaluate_keys(
 
 
 def test_stress_on_a_split_the_dataset_lacks_is_one_error_line(
-    tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_dataset: Path, untrained_model: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    model = build_model(ModelConfig(backbone="small_cnn", weights="none", image_size=64))
-    path = save_model(
-        model, tmp_path / "m.keras", {"backbone": "small_cnn", "image_size": 64, "threshold": 0.5}
-    )
+    path = untrained_model
     assert main(["stress", "--model", str(path), "--data", str(tiny_dataset)]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("error:") and "validation" in error and len(error.splitlines()) == 1
