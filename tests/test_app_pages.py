@@ -48,7 +48,7 @@ def app_env(monkeypatch, tmp_path, tiny_model_dir, tiny_dataset) -> Path:
 def open_page(page: str) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     assert not at.exception, at.exception
-    if page != "app_pages/home.py":
+    if page != "pages/home.py":
         at.switch_page(page).run()
     assert not at.exception, at.exception
     return at
@@ -79,7 +79,7 @@ def png_bytes(pixels: np.ndarray) -> bytes:
 
 
 def test_home_shows_model_metrics_devices_and_disclaimer(app_env):
-    text = all_text(open_page("app_pages/home.py"))
+    text = all_text(open_page("pages/home.py"))
     assert "tiny - bundled" in text
     assert "ROC AUC: **0.910** (95% CI 0.850-0.960)" in text
     assert "TensorFlow sees" in text
@@ -88,12 +88,12 @@ def test_home_shows_model_metrics_devices_and_disclaimer(app_env):
 
 def test_home_says_how_to_get_a_model_when_there_is_none(app_env, monkeypatch, tmp_path):
     monkeypatch.setenv("CXR_MODELS_DIR", str(tmp_path / "empty"))
-    text = all_text(open_page("app_pages/home.py"))
+    text = all_text(open_page("pages/home.py"))
     assert "No model found - train one on the Train page or see the README" in text
 
 
 def test_diagnose_shows_verdict_probability_threshold_and_heatmap(app_env, tiny_dataset):
-    at = open_page("app_pages/diagnose.py")
+    at = open_page("pages/diagnose.py")
     image = next((tiny_dataset / "val" / "PNEUMONIA").glob("*.jpeg"))
     at.file_uploader[0].set_value((image.name, image.read_bytes(), "image/jpeg")).run()
     assert not at.exception, at.exception
@@ -106,7 +106,7 @@ def test_diagnose_shows_verdict_probability_threshold_and_heatmap(app_env, tiny_
 
 
 def test_diagnose_reports_a_bad_file_by_name_and_analyses_the_others(app_env):
-    at = open_page("app_pages/diagnose.py")
+    at = open_page("pages/diagnose.py")
     good = png_bytes(np.random.default_rng(0).integers(0, 255, (80, 96), dtype=np.uint8))
     files = [("notes.png", b"this is not an image", "image/png"), ("good.png", good, "image/png")]
     at.file_uploader[0].set_value(files).run()
@@ -138,7 +138,7 @@ def dicom_with_patient_fields() -> bytes:
 
 
 def test_diagnose_shows_technical_dicom_fields_and_no_patient_field(app_env):
-    at = open_page("app_pages/diagnose.py")
+    at = open_page("pages/diagnose.py")
     at.file_uploader[0].set_value(("chest.dcm", dicom_with_patient_fields(), "application/dicom"))
     at.run()
     assert not at.exception, at.exception
@@ -150,7 +150,7 @@ def test_diagnose_shows_technical_dicom_fields_and_no_patient_field(app_env):
 
 
 def test_dataset_page_shows_counts_weights_thumbnails_and_audit(app_env):
-    at = open_page("app_pages/dataset.py")
+    at = open_page("pages/dataset.py")
     text = all_text(at)
     assert "32 images" in text
     assert "1.00 PNEUMONIA per NORMAL" in text and "NORMAL 1.00, PNEUMONIA 1.00" in text
@@ -161,13 +161,13 @@ def test_dataset_page_shows_counts_weights_thumbnails_and_audit(app_env):
 
 def test_dataset_page_explains_how_to_get_data_when_the_folder_is_missing(app_env, monkeypatch):
     monkeypatch.setenv("CXR_DATA", "/nonexistent/chest_xray")
-    at = open_page("app_pages/dataset.py")
+    at = open_page("pages/dataset.py")
     assert "does not exist" in at.error[0].value
     assert "kaggle datasets download" in all_text(at)
 
 
 def test_evaluate_threshold_slider_changes_the_shown_specificity(app_env):
-    at = open_page("app_pages/evaluate.py")
+    at = open_page("pages/evaluate.py")
     assert at.selectbox(key="eval_set").value == "validation"  # the split the model was selected on
     assert "somewhat optimistic" in all_text(at)
 
@@ -183,7 +183,7 @@ def test_evaluate_threshold_slider_changes_the_shown_specificity(app_env):
 
 
 def test_evaluate_gallery_filters_false_negatives(app_env):
-    at = open_page("app_pages/evaluate.py")
+    at = open_page("pages/evaluate.py")
     at.slider[0].set_value(1.0).run()  # every image predicted NORMAL: PNEUMONIA ones are FNs
     at.radio[0].set_value("false negatives").run()
     captions = at.get("image")[0].proto.imgs
@@ -199,7 +199,7 @@ def test_evaluate_compares_two_models_roc_curves_on_one_plot(
     for name in ("first", "second"):
         make_tiny_model(models, tiny_dataset, name=name)
     monkeypatch.setenv("CXR_MODELS_DIR", str(models))
-    at = open_page("app_pages/evaluate.py")
+    at = open_page("pages/evaluate.py")
     at.sidebar.selectbox(key="compare_model").set_value(str(models / "second.keras")).run()
     assert not at.exception, at.exception
     specs = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
@@ -210,7 +210,7 @@ def test_evaluate_compares_two_models_roc_curves_on_one_plot(
 
 
 def test_train_page_launches_a_run_refuses_a_second_and_shows_its_curves(app_env, tiny_dataset):
-    at = open_page("app_pages/train.py")
+    at = open_page("pages/train.py")
     assert "No runs yet" in all_text(at)
     at.sidebar.text_input(key="t_name").set_value("apptest")
     at.sidebar.selectbox(key="t_backbone").set_value("small_cnn").run()
@@ -241,7 +241,7 @@ def test_train_page_launches_a_run_refuses_a_second_and_shows_its_curves(app_env
 
     next(b for b in at.button if b.label == "Use this model").click().run()
     assert at.session_state["active_model"] == str(app_env / "apptest" / "model.keras")
-    at.switch_page("app_pages/diagnose.py").run()
+    at.switch_page("pages/diagnose.py").run()
     assert at.sidebar.selectbox(key="model_picker").value == at.session_state["active_model"]
 
 
@@ -258,7 +258,7 @@ def test_train_page_shows_the_error_of_a_failed_run(app_env, tmp_path):
     for label in ("NORMAL", "PNEUMONIA"):
         (root / "train" / label).mkdir(parents=True)
         Image.fromarray(np.full((48, 48), 90, np.uint8)).save(root / "train" / label / "a.png")
-    at = open_page("app_pages/train.py")
+    at = open_page("pages/train.py")
     at.sidebar.text_input(key="t_data").set_value(str(root))
     at.sidebar.text_input(key="t_name").set_value("doomed")
     next(b for b in at.button if b.label == "Launch training").click().run()
@@ -268,7 +268,7 @@ def test_train_page_shows_the_error_of_a_failed_run(app_env, tmp_path):
 
 
 def test_train_page_cancel_button_stops_a_run(app_env):
-    at = open_page("app_pages/train.py")
+    at = open_page("pages/train.py")
     at.sidebar.text_input(key="t_name").set_value("long")
     at.sidebar.select_slider(key="t_size").set_value(64)
     at.sidebar.select_slider(key="t_batch").set_value(8)
@@ -287,7 +287,7 @@ def test_train_page_cancel_button_stops_a_run(app_env):
 
 
 def test_train_page_starts_pretrained_backbones_from_imagenet_weights(app_env):
-    at = open_page("app_pages/train.py")
+    at = open_page("pages/train.py")
     # The default quick run: ImageNet Lite0 at 128 px (about 40 s on 2 cores for 600 images).
     assert at.sidebar.selectbox(key="t_backbone").value == "efficientnet_lite0"
     assert at.sidebar.radio(key="t_weights").value == "imagenet"
@@ -323,7 +323,7 @@ def test_training_estimate_scales_a_past_runs_speed_by_image_area(tiny_dataset):
 
 
 def test_diagnose_refuses_a_blank_image_without_verdict_or_heatmap_unless_asked(app_env):
-    at = open_page("app_pages/diagnose.py")
+    at = open_page("pages/diagnose.py")
     blank = png_bytes(np.full((120, 120), 90, np.uint8))
     at.file_uploader[0].set_value(("blank.png", blank, "image/png")).run()
     assert not at.exception, at.exception
@@ -345,6 +345,6 @@ def test_a_cancelled_run_shows_the_resume_command_with_its_folder(app_env, tiny_
     config = RunConfig(str(tiny_dataset), ModelConfig("small_cnn", "none", image_size=64))
     write_json_atomic(paths.config, config.to_dict())
     update_status(paths, state="cancelled", started_at="2026-01-01T10:00:00+00:00")
-    at = open_page("app_pages/train.py")
+    at = open_page("pages/train.py")
     assert f"python -m cxr_core train --out {paths.root} --resume" in [c.value for c in at.code]
     assert "Resume run" in [b.label for b in at.button]  # the open single-user mode

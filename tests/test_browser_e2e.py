@@ -7,6 +7,7 @@ temporary folder and, when ``CXR_SCREENSHOT_DIR`` is set, are copied there to be
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -35,6 +36,7 @@ CHROMIUM_ARGS = [
 ]
 # Model loading and TensorFlow's start-up happen on the first page that needs them.
 SLOW_MS = 120_000
+TITLES = ("Home", "Diagnose", "Dataset", "Train", "Evaluate")
 
 
 def free_port() -> int:
@@ -57,14 +59,13 @@ def wait_healthy(url: str, server: subprocess.Popen, seconds: float = 60) -> Non
     raise TimeoutError(f"streamlit did not answer at {url} within {seconds} s")
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextlib.contextmanager
+def serve_app(folder: Path) -> Iterator[str]:
     """Serve the app with a tiny model and the shared dataset; stop the server afterwards."""
     if not CHROMIUM.exists():
         pytest.skip(f"Chromium is not installed at {CHROMIUM}")
     if not SHARED_DATA.is_dir():
         pytest.skip(f"the shared dataset is not at {SHARED_DATA}")
-    folder = tmp_path_factory.mktemp("browser")
     make_tiny_model(folder / "models", SHARED_DATA)
     port = free_port()
     env = {
@@ -89,6 +90,13 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One server shared by the module's tests."""
+    with serve_app(tmp_path_factory.mktemp("browser")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +157,26 @@ def test_diagnose_page_in_chromium_shows_verdict_heatmap_and_disclaimer(browser,
     assert "Research demo - not a diagnostic device" in body
     assert page.locator('[data-testid="stException"]').count() == 0
     page.close()
+
+
+@pytest.mark.parametrize(("path", "title"), [("diagnose", "Diagnose"), ("dataset", "Dataset")])
+def test_deep_link_on_a_fresh_server_opens_the_page_under_the_apps_navigation(
+    browser, tmp_path, path, title
+):
+    # A fresh server's first request runs pages/<path>.py in Streamlit's older multipage mode;
+    # app_nav must hand it to the app's own navigation (titles, not file names; no dialog).
+    with serve_app(tmp_path) as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        page.goto(f"{url}/{path}", timeout=SLOW_MS)
+        page.get_by_role("heading", name=title, exact=True).wait_for(timeout=SLOW_MS)
+        wait_idle(page)
+        nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
+        screenshot(page, tmp_path / f"deep_link_{path}.png")
+        assert [line for line in nav.split("\n") if line in TITLES] == list(TITLES)
+        assert "streamlit app" not in nav.lower()
+        assert page.get_by_text("Page not found").count() == 0
+        assert page.locator('[data-testid="stException"]').count() == 0
+        page.close()
 
 
 @pytest.mark.parametrize(

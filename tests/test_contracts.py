@@ -212,7 +212,7 @@ def page(path: str, active: Path | None = None) -> AppTest:
     if active is not None:
         at.session_state["active_model"] = str(active)
     at.run()
-    if path != "app_pages/home.py":
+    if path != "pages/home.py":
         at.switch_page(path).run()
     assert not at.exception, at.exception
     return at
@@ -224,7 +224,7 @@ def texts(at: AppTest) -> str:
 
 
 @pytest.mark.parametrize(
-    "path", ["app_pages/home.py", "app_pages/diagnose.py", "app_pages/evaluate.py"]
+    "path", ["pages/home.py", "pages/diagnose.py", "pages/evaluate.py"]
 )
 def test_pages_work_with_the_good_model_beside_broken_ones(broken_env, path) -> None:
     at = page(path)
@@ -236,7 +236,7 @@ def test_pages_work_with_the_good_model_beside_broken_ones(broken_env, path) -> 
 
 @pytest.mark.parametrize("bad", ["a_null", "b_text", "c_size", "d_cut"])
 @pytest.mark.parametrize(
-    "path", ["app_pages/home.py", "app_pages/diagnose.py", "app_pages/evaluate.py"]
+    "path", ["pages/home.py", "pages/diagnose.py", "pages/evaluate.py"]
 )
 def test_a_chosen_broken_model_is_refused_with_its_reason(broken_env, path, bad) -> None:
     at = page(path, active=broken_env[bad])
@@ -245,7 +245,7 @@ def test_a_chosen_broken_model_is_refused_with_its_reason(broken_env, path, bad)
 
 
 def test_train_page_lists_unreadable_runs_and_works(broken_env) -> None:
-    at = page("app_pages/train.py")
+    at = page("pages/train.py")
     table = at.dataframe[0].value
     states = dict(zip(table["run"], table["state"], strict=True))
     assert states["null-sidecar"] == "finished"

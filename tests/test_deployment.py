@@ -46,7 +46,7 @@ def env(monkeypatch, tmp_path, models, tiny_dataset) -> Path:
 def open_page(path: str, at: AppTest | None = None) -> AppTest:
     at = at if at is not None else AppTest.from_file(APP, default_timeout=120)
     at.run()
-    if path != "app_pages/home.py":
+    if path != "pages/home.py":
         at.switch_page(path).run()
     assert not at.exception, at.exception
     return at
@@ -73,19 +73,19 @@ def fake_run(runs: Path, name: str, data_root: Path, state: str) -> RunPaths:
 
 
 def test_visitors_cannot_launch_or_type_paths(env: Path, tiny_dataset: Path) -> None:
-    at = open_page("app_pages/train.py")
+    at = open_page("pages/train.py")
     assert launch_button(at).disabled
     assert "Training is open to the administrator" in at.sidebar.info[0].value
     assert "t_data" not in [w.key for w in at.sidebar.text_input]  # a choice, not free text
     assert at.sidebar.selectbox(key="t_data").options == [str(tiny_dataset)]
     assert "file" not in at.sidebar.radio(key="t_weights").options
-    dataset = open_page("app_pages/dataset.py")
+    dataset = open_page("pages/dataset.py")
     assert not dataset.main.text_input and dataset.selectbox(key="dataset_root").value
     assert "32 images" in "\n".join(m.value for m in dataset.markdown)
 
 
 def test_a_wrong_password_is_refused_and_the_right_one_opens_training(env: Path) -> None:
-    at = sign_in(open_page("app_pages/train.py"), "guess")
+    at = sign_in(open_page("pages/train.py"), "guess")
     assert "Wrong password." in [e.value for e in at.sidebar.error]
     assert launch_button(at).disabled
     sign_in(at, PASSWORD)
@@ -98,7 +98,7 @@ def test_the_password_can_come_from_secrets(env: Path, monkeypatch) -> None:
     monkeypatch.delenv("CXR_ADMIN_PASSWORD")
     at = AppTest.from_file(APP, default_timeout=120)
     at.secrets["CXR_ADMIN_PASSWORD"] = PASSWORD
-    at = open_page("app_pages/train.py", at)
+    at = open_page("pages/train.py", at)
     assert launch_button(at).disabled
     assert not launch_button(sign_in(at, PASSWORD)).disabled
 
@@ -108,7 +108,7 @@ def test_only_an_administrator_may_cancel_or_resume_others_runs(env, tiny_datase
     fake_run(env, "stopped", tiny_dataset, "cancelled")
     lock_run(running.root)  # the run's process, as far as readers can tell
     try:
-        at = open_page("app_pages/train.py")
+        at = open_page("pages/train.py")
         at.selectbox(key="train_shown_run").set_value(str(running.root)).run()
         assert "Cancel run" not in [b.label for b in at.button]
         at.selectbox(key="train_shown_run").set_value(str(env / "stopped")).run()
@@ -125,7 +125,7 @@ def test_only_an_administrator_may_cancel_or_resume_others_runs(env, tiny_datase
 def test_data_roots_refuse_every_other_path_with_one_sentence(env, monkeypatch, path) -> None:
     monkeypatch.delenv("CXR_ADMIN_PASSWORD")  # even the open mode honours CXR_DATA_ROOTS
     monkeypatch.setenv("CXR_DATA_ROOTS", str(Path(env).parent / "allowed"))
-    at = open_page("app_pages/dataset.py")
+    at = open_page("pages/dataset.py")
     at.text_input[0].set_value(path).run()
     assert not at.exception, at.exception
     assert at.error[0].value.replace("\\", "") == NOT_ALLOWED
@@ -133,7 +133,7 @@ def test_data_roots_refuse_every_other_path_with_one_sentence(env, monkeypatch, 
 
 def test_data_roots_let_their_own_folders_open(env, monkeypatch, tiny_dataset) -> None:
     monkeypatch.setenv("CXR_DATA_ROOTS", f"/nonexistent:{tiny_dataset}")
-    at = open_page("app_pages/evaluate.py")
+    at = open_page("pages/evaluate.py")
     assert at.sidebar.selectbox(key="eval_root").options == ["/nonexistent", str(tiny_dataset)]
     at.sidebar.selectbox(key="eval_root").set_value(str(tiny_dataset)).run()
     assert [m.label for m in at.metric][:2] == ["Sensitivity", "Specificity"]
@@ -175,7 +175,7 @@ def test_visitor_limits_refuse_a_run_that_would_block_the_server() -> None:
 
 def test_visitors_train_within_limits_and_cancel_only_their_own_run(env, monkeypatch) -> None:
     monkeypatch.setenv("CXR_VISITOR_TRAINING", "1")
-    at = open_page("app_pages/train.py")
+    at = open_page("pages/train.py")
     assert at.sidebar.selectbox(key="t_backbone").options == ["efficientnet_lite0", "small_cnn"]
     assert max(map(int, at.sidebar.select_slider(key="t_size").options)) == 128
     at.sidebar.text_input(key="t_name").set_value("mine")
@@ -198,7 +198,7 @@ def test_visitors_train_within_limits_and_cancel_only_their_own_run(env, monkeyp
         assert time.monotonic() < deadline, "the visitor's cancel did not stop the run"
         time.sleep(0.2)
     assert run.state == "cancelled"
-    other = open_page("app_pages/train.py")  # another visitor's session
+    other = open_page("pages/train.py")  # another visitor's session
     other.selectbox(key="train_shown_run").set_value(str(env / "mine")).run()
     assert "Resume run" not in [b.label for b in other.button]
 
@@ -217,7 +217,7 @@ def test_a_page_error_shows_an_id_not_a_traceback(env, monkeypatch) -> None:
         raise RuntimeError("secret detail /srv/app/internal.py")
 
     monkeypatch.setattr(app_support, "device_summary", broken)
-    at = open_page("app_pages/home.py")
+    at = open_page("pages/home.py")
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and "error id" in errors[0]
     assert "secret detail" not in "\n".join(e.value for e in at.error)

@@ -174,7 +174,7 @@ def test_diagnose_page_uses_the_bundled_input_check(monkeypatch, tmp_path: Path)
     monkeypatch.chdir(root)
     grey_photo = np.asarray(Image.fromarray(load_sample_images().images[1]).convert("L"))
     at = AppTest.from_file(str(root / "streamlit_app.py"), default_timeout=180).run()
-    at.switch_page("app_pages/diagnose.py").run()
+    at.switch_page("pages/diagnose.py").run()
     at.file_uploader[0].set_value(("flower.png", encoded(grey_photo), "image/png")).run()
     assert not at.exception, at.exception
     warnings = " ".join(w.value for w in at.warning)

@@ -38,7 +38,7 @@ def diagnose(monkeypatch, tmp_path_factory, tiny_dataset) -> AppTest:
     monkeypatch.setenv("CXR_RUNS_DIR", str(tmp_path_factory.mktemp("runs")))
     monkeypatch.setenv("CXR_RAISE_ERRORS", "1")
     at = AppTest.from_file(APP, default_timeout=120).run()
-    at.switch_page("app_pages/diagnose.py").run()
+    at.switch_page("pages/diagnose.py").run()
     assert not at.exception, at.exception
     return at
 

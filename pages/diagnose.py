@@ -3,10 +3,13 @@
 import pandas as pd
 import streamlit as st
 
+import app_nav
 import app_support as app
 from cxr_core.errors import CXRError
 from cxr_core.gradcam import overlay
 from cxr_core.report import render_report, report_filename
+
+app_nav.ensure_app_navigation()
 
 st.title("Diagnose")
 app.disclaimer()

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
+import app_nav
 import app_support as app
 from cxr_core.errors import CXRError
 from cxr_core.model_card import (
@@ -12,6 +13,8 @@ from cxr_core.model_card import (
     render_model_card,
     robustness_lines,
 )
+
+app_nav.ensure_app_navigation()
 
 st.title("CXR Pneumonia Lab")
 st.markdown(
@@ -84,7 +87,5 @@ if entry is not None and entry.problem is None:
         st.markdown(render_model_card(app.model_metadata(entry), name=Path(entry.path).stem))
 
 st.subheader("What you can do")
-st.page_link("app_pages/diagnose.py", label="Diagnose: score X-rays and see Grad-CAM heatmaps")
-st.page_link("app_pages/dataset.py", label="Dataset: counts, class balance, samples and an audit")
-st.page_link("app_pages/train.py", label="Train: train a model in the background and watch it")
-st.page_link("app_pages/evaluate.py", label="Evaluate: ROC, calibration, thresholds and errors")
+for spec in app_nav.PAGE_SPECS[1:]:
+    st.page_link(spec.script, label=f"{spec.title}: {spec.summary}", icon=spec.icon)

@@ -4,11 +4,14 @@ import streamlit as st
 
 import app_access as access
 import app_charts as charts
+import app_nav
 import app_support as app
 from cxr_core import data
 from cxr_core.config import CLASS_NAMES
 from cxr_core.errors import CXRError
 from cxr_core.train import class_weight_description
+
+app_nav.ensure_app_navigation()
 
 st.title("Dataset")
 root = access.dataset_folder_ui(

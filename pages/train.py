@@ -6,11 +6,14 @@ import streamlit as st
 
 import app_access as access
 import app_charts as charts
+import app_nav
 import app_support as app
 from cxr_core import jobs
 from cxr_core.config import BACKBONES
 from cxr_core.errors import CXRError, JobError
 from cxr_core.runs import RunState
+
+app_nav.ensure_app_navigation()
 
 SHOWN_RUN, MESSAGE, WAS_ACTIVE = "train_shown_run", "train_message", "train_was_active"
 SIZES = [64, 96, 128, 160, 192, 224, 256, 320]

@@ -8,12 +8,15 @@ import streamlit as st
 
 import app_access as access
 import app_charts as charts
+import app_nav
 import app_support as app
 from cxr_core import evaluate
 from cxr_core.config import CLASS_NAMES
 from cxr_core.errors import CXRError
 from cxr_core.eval_sets import sample_per_class
 from cxr_core.model_card import robustness_lines, stress_rows
+
+app_nav.ensure_app_navigation()
 
 st.title("Evaluate")
 entries = app.discover_models()
