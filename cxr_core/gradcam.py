@@ -16,7 +16,7 @@ first-order gradients. Nothing here writes files or draws on screen.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,7 +111,10 @@ def find_last_conv_layer(model: keras.Model) -> str:
     raise ModelLoadError("The model has no convolutional layer that Grad-CAM can explain.")
 
 
-def _resolve_layer(model: keras.Model, metadata: ModelMetadata, layer_name: str | None) -> str:
+def _resolve_layers(
+    model: keras.Model, metadata: ModelMetadata, layer_name: str | None
+) -> tuple[str, ...]:
+    """The layers to explain: ``layer_name``, else the sidecar's, else the last conv layer."""
     names = {layer.name for layer in model.layers}
     if layer_name is not None:
         if layer_name not in names or _output_rank(model.get_layer(layer_name)) != 4:
@@ -119,15 +122,16 @@ def _resolve_layer(model: keras.Model, metadata: ModelMetadata, layer_name: str 
                 "layer_name must name a layer of the model with a 4-D output. "
                 f"Received: layer_name={layer_name!r}"
             )
-        return layer_name
-    stored = metadata.last_conv_layer
-    if stored:
-        if stored not in names or _output_rank(model.get_layer(stored)) != 4:
+        return (layer_name,)
+    stored = metadata.gradcam_layers or (
+        (metadata.last_conv_layer,) if metadata.last_conv_layer else ()
+    )
+    for name in stored:
+        if name not in names or _output_rank(model.get_layer(name)) != 4:
             raise ModelLoadError(
-                f"The model metadata names layer {stored!r} for Grad-CAM, which the model lacks."
+                f"The model metadata names layer {name!r} for Grad-CAM, which the model lacks."
             )
-        return stored
-    return find_last_conv_layer(model)
+    return stored or (find_last_conv_layer(model),)
 
 
 class Predictor:
@@ -140,8 +144,9 @@ class Predictor:
         metadata: The model's checked sidecar (:class:`cxr_core.sidecar.ModelMetadata`), or a
             plain dict of its keys: ``threshold`` (default 0.5), ``image_size`` (default the
             model's input side), ``class_names`` and ``last_conv_layer`` are used.
-        layer_name: The layer to explain; overrides ``metadata.last_conv_layer``, which
-            overrides :func:`find_last_conv_layer`.
+        layer_name: The layer to explain; overrides ``metadata.gradcam_layers`` (an
+            ensemble's members' last conv layers, explained together), then
+            ``metadata.last_conv_layer``, then :func:`find_last_conv_layer`.
         gate: The model's fitted input check (:mod:`cxr_core.gate`), or None for pixel
             checks only.
 
@@ -163,15 +168,15 @@ class Predictor:
         self._threshold = self._metadata.threshold
         self._image_size = self._metadata.image_size
         self._class_names = self._metadata.class_names
-        self._layer_name = _resolve_layer(model, self._metadata, layer_name)
+        self._layer_names = _resolve_layers(model, self._metadata, layer_name)
         try:
             logit = model.get_layer("logit")
         except ValueError:
             raise ModelLoadError("The model has no layer named 'logit' to explain.") from None
-        conv = model.get_layer(self._layer_name)
+        convs = [model.get_layer(name).output for name in self._layer_names]
         features = pooled_output(model)
         # Built once: a new keras.Model per call would leak graphs and cost a rebuild each time.
-        self._gradient_model = keras.Model(model.inputs, [conv.output, logit.output, features])
+        self._gradient_model = keras.Model(model.inputs, [convs, logit.output, features])
         self._scoring_model = keras.Model(model.inputs, [logit.output, features])
         self._traces = {"predict": 0, "explain": 0}
         signature = [tf.TensorSpec((None, None), tf.uint8)]
@@ -231,8 +236,13 @@ class Predictor:
 
     @property
     def layer_name(self) -> str:
-        """Name of the layer that Grad-CAM explains."""
-        return self._layer_name
+        """Name of the (first) layer that Grad-CAM explains."""
+        return self._layer_names[0]
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        """Names of every layer Grad-CAM explains: one, or one per ensemble member."""
+        return self._layer_names
 
     @property
     def model(self) -> keras.Model:
@@ -289,8 +299,9 @@ class Predictor:
         # d(-logit)/dA = -d(logit)/dA: NORMAL is explained without a second backward pass.
         sign = 1.0 if verdict.label == self._class_names[1] else -1.0
         weigh = _gradcam_plus_plus if method == "gradcam++" else _gradcam
-        cam = weigh(activations.numpy(), sign * gradients.numpy())
-        return self._verdict(verdict.probability, _to_heatmap(cam, grey.shape), check)
+        pairs = zip(activations, gradients, strict=True)
+        cams = [weigh(a.numpy(), sign * g.numpy()) for a, g in pairs]
+        return self._verdict(verdict.probability, _to_heatmap(cams, grey.shape), check)
 
     def _check(self, grey: np.ndarray, colour: float, features: np.ndarray) -> InputCheck:
         problem = pixel_problem(grey, colour)
@@ -321,9 +332,11 @@ class Predictor:
             # when the model's weights are frozen.
             tape.watch(inputs)
             activations, logit, features = self._gradient_model(inputs, training=False)
+        # One backward pass reaches every explained layer (an ensemble's members).
         gradients = tape.gradient(logit, activations)
         probability = tf.sigmoid(tf.cast(logit[0, 0], tf.float32))
-        return probability, activations[0], gradients[0], features[0]
+        first = [a[0] for a in activations], [g[0] for g in gradients]
+        return probability, *first, features[0]
 
 
 def _as_metadata(model: keras.Model, metadata: ModelMetadata | Mapping[str, Any]) -> ModelMetadata:
@@ -372,14 +385,22 @@ def _gradcam_plus_plus(activations: np.ndarray, gradients: np.ndarray) -> np.nda
     return np.maximum(activations @ weights, 0.0)
 
 
-def _to_heatmap(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Scale a ReLU'd map to [0, 1] (zeros if flat) and resize it to ``shape`` ``(H, W)``."""
-    cam = np.nan_to_num(cam, nan=0.0, posinf=0.0, neginf=0.0)
-    peak = float(cam.max(initial=0.0))
+def _to_heatmap(cams: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    """Resize ReLU'd maps to ``shape`` ``(H, W)``, add them and scale to [0, 1] (0 if flat).
+
+    Grad-CAM maps of a pooled linear head are in the logit's units (each location's share of
+    it), so an ensemble's members' maps, at their own resolutions, add up to the map of the
+    mean logit without any per-member rescaling.
+    """
+    total = np.zeros(shape, dtype=np.float32)
+    for cam in cams:
+        cam = np.nan_to_num(cam, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+        total += cv2.resize(cam, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+    peak = float(total.max(initial=0.0))
     if peak <= 1e-12:
         return np.zeros(shape, dtype=np.float32)
-    resized = cv2.resize((cam / peak).astype(np.float32), (shape[1], shape[0]), cv2.INTER_LINEAR)
-    return np.clip(resized, 0.0, 1.0, out=resized)
+    total /= peak
+    return np.clip(total, 0.0, 1.0, out=total)
 
 
 def overlay(

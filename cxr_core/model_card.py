@@ -202,6 +202,11 @@ def render_model_card(metadata: ModelMetadata, notes: str = "", name: str | None
         f"{code_span(raw_name + '.json')}; this card is rendered from it.",
         f"- Backbone {code_span(metadata.backbone)}, input {metadata.image_size} px, output: "
         "probability of PNEUMONIA.",
+        *(
+            [f"- Ensemble: {md(text('ensemble'))} The recipe below is each member's."]
+            if text("ensemble")
+            else []
+        ),
         f"- Decision threshold **{threshold:.4f}**, rule "
         f"{code_span(text('threshold_rule', 'n/a'))}: "
         f"{md(text('threshold_rule_text'))}",

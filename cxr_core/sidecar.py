@@ -133,6 +133,8 @@ class ModelMetadata:
         threshold: Decision threshold on the PNEUMONIA probability, in [0, 1].
         class_names: Names of label 0 and label 1.
         last_conv_layer: The layer Grad-CAM explains, or None to search for it.
+        gradcam_layers: The layers Grad-CAM explains together (an ensemble's members' last
+            convolutional layers); empty for a single model, which uses ``last_conv_layer``.
         metrics: The validation report.
         run_config: The training configuration as stored (a JSON object), or None.
         validation: One line on the validation split.
@@ -152,6 +154,7 @@ class ModelMetadata:
     threshold: float
     class_names: tuple[str, str] = CLASS_NAMES
     last_conv_layer: str | None = None
+    gradcam_layers: tuple[str, ...] = ()
     metrics: Metrics = field(default_factory=Metrics)
     run_config: dict[str, Any] | None = None
     validation: str | None = None
@@ -177,6 +180,7 @@ class ModelMetadata:
         "saved_at",
         "card_notes",
         "intended_use",
+        "ensemble",
     )
 
     def text(self, key: str, default: str = "") -> str:
@@ -219,6 +223,7 @@ class ModelMetadata:
             threshold=f.number("threshold", low=0.0, high=1.0, required=True),
             class_names=(names[0], names[1]),
             last_conv_layer=f.text("last_conv_layer") or None,
+            gradcam_layers=f.texts("gradcam_layers"),
             metrics=Metrics.from_fields(f.sub("metrics")),
             run_config=run_config,
             validation=f.text("validation"),

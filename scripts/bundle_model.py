@@ -123,7 +123,10 @@ def main() -> None:
     checks = args.independent.read_text(encoding="utf-8").splitlines() if args.independent else []
     metadata.update(
         name=args.name,
-        training_command=training_command(config),
+        # An ensemble's sidecar already holds every member's command (build_ensemble.py).
+        training_command=metadata.get("training_command")
+        if metadata.get("ensemble")
+        else training_command(config),
         threshold_rule_text=threshold_rule_text(config),
         hardware=args.hardware or hardware(),
         intended_use="research and teaching demo; not a medical device",
