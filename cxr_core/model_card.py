@@ -219,7 +219,8 @@ def render_model_card(metadata: ModelMetadata, notes: str = "", name: str | None
         "",
         "## Recipe",
         *_recipe_lines(metadata),
-        f"- Command: {code_span(text('training_command', 'n/a'))}",
+        # An ensemble's command is one per member, then the join, separated by " ; ".
+        *[f"- Command: {code_span(step)}" for step in text("training_command", "n/a").split(" ; ")],
         "",
         notes.strip(),
         "",
