@@ -215,24 +215,54 @@ def discover_models() -> list[ModelEntry]:
     return entries
 
 
-def set_active_model(path: str) -> None:
-    """Make the model at ``path`` the one every page uses."""
+def _model_name(path: str) -> str:
+    file = Path(path)
+    return file.parent.name if file.name == "model.keras" else file.stem
+
+
+def set_active_model(path: str, confirm: bool = True) -> None:
+    """Make the model at ``path`` the one every page uses (``confirm``: say so in a toast).
+
+    In the open mode and for a signed-in administrator the choice is also saved as everyone's
+    default in ``<runs>/app_settings.json``, so it survives reloads and restarts; a visitor's
+    choice stays in their session.
+    """
+    from app_access import may_administer
+    from cxr_core.app_settings import save_default_model
+
     st.session_state[ACTIVE_MODEL] = str(path)
+    name, saved = md(_model_name(path)), may_administer()
+    if saved:
+        try:
+            save_default_model(runs_dir(), path)
+        except OSError as error:
+            saved = False
+            st.toast(f"The choice could not be saved for later visits: {md(error)}")
+    if confirm:
+        where = "the default from now on" if saved else "in use for this session"
+        st.toast(f"Model **{name}** is {where}.", icon=":material/check_circle:")
 
 
 def active_model(entries: list[ModelEntry]) -> ModelEntry | None:
-    """The chosen model if it still exists, else the first usable bundled model, else the
-    newest usable run, else the first (unusable) entry."""
+    """The model this session chose if it is still listed, else the saved default if it is
+    listed and usable (see :func:`set_active_model`), else the first usable bundled model,
+    else the newest usable run, else the first (unusable) entry."""
+    from cxr_core.app_settings import read_app_settings
+
     chosen = st.session_state.get(ACTIVE_MODEL)
     for entry in entries:
         if entry.path == chosen:
             return entry
     usable = [entry for entry in entries if entry.problem is None]
+    saved = read_app_settings(runs_dir()).default_model
+    for entry in usable:
+        if entry.path == saved:
+            return entry
     return (usable or entries or [None])[0]
 
 
 def _remember_pick() -> None:
-    set_active_model(st.session_state[_PICKER])
+    set_active_model(st.session_state[_PICKER], confirm=False)
 
 
 def model_picker(entries: list[ModelEntry], container: Any = None) -> ModelEntry | None:
