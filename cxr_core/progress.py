@@ -102,9 +102,9 @@ def remaining_seconds(
     if not train_rate:
         return None
     forward = forward_rate or train_rate * FORWARD_SPEEDUP
-    steps = work.steps_per_epoch
-    done_steps = min((epoch - 1) * steps + batch, work.total_epochs * steps)
-    train_left = (work.total_epochs * steps - done_steps) * work.batch_size
+    epoch = min(max(epoch, 1), work.total_epochs + 1)
+    done_in_epoch = min(batch * work.batch_size, work.train_images)
+    train_left = max((work.total_epochs - epoch + 1) * work.train_images - done_in_epoch, 0)
     epochs_to_validate = max(work.total_epochs - epoch + 1 - validated, 0.0)
     forward_left = epochs_to_validate * work.val_images + work.finish_images
     return train_left / train_rate + forward_left / forward

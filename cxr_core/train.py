@@ -61,6 +61,7 @@ __all__ = [
     "class_weight_description",
     "learning_rate_scale",
     "plan_phases",
+    "run_workload",
     "set_trainable_for_phase",
     "train_run",
 ]
@@ -422,8 +423,9 @@ def _gate_images(config: RunConfig, work: Workload) -> int:
     return min(work.train_images, GATE_TRAIN_IMAGES) if config.train.input_gate else 0
 
 
-def _workload(config: RunConfig, n_train: int, n_val: int) -> Workload:
-    """The run's images to train on, validate and score while finishing."""
+def run_workload(config: RunConfig, n_train: int, n_val: int) -> Workload:
+    """The images a run of ``config`` trains on, validates and scores while finishing (the
+    stress suite on validation and the input check's train features)."""
     work = Workload(n_train, n_val, config.data.batch_size, plan_phases(config)[-1].last_epoch)
     finish = n_val * (1 + len(PERTURBATIONS)) + _gate_images(config, work)
     return dataclasses.replace(work, finish_images=finish)
@@ -596,7 +598,7 @@ def _train(
         else select_strategy(config.train.distribute),
         "cluster": cluster_member,
         "batch_size": batch_size,
-        "workload": _workload(config, n_train, n_val),
+        "workload": run_workload(config, n_train, n_val),
         "best_auc": _best_auc_so_far(paths) if resume else -math.inf,
     }
     context.update(_accelerator_settings(config, context["strategy"]))
