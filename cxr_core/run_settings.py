@@ -115,18 +115,18 @@ def _converted(name: str, value: Any) -> Any:
     return value if value is None else str(value).strip()
 
 
-def _number(name: str, value: Any) -> float:
+def _number(name: str, value: Any, kind: str = "a number") -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
         number = math.nan
     if isinstance(value, bool) or not math.isfinite(number):
-        raise ConfigError(f"{name} must be a number. Received: {name}={value!r}")
+        raise ConfigError(f"{name} must be {kind}. Received: {name}={value!r}")
     return number
 
 
 def _integer(name: str, value: Any) -> int:
-    number = _number(name, value) if not isinstance(value, bool) else math.nan
-    if not math.isfinite(number) or number != int(number):
+    number = _number(name, value, "an integer")
+    if number != int(number):
         raise ConfigError(f"{name} must be an integer. Received: {name}={value!r}")
     return int(number)
