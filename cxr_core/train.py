@@ -162,9 +162,13 @@ class _RunMonitor(keras.callbacks.Callback):
         self.stop: StopRequest = context["stop"]
         self.last_write = 0.0
         self.epoch = phase.first_epoch
+        self.train_start = time.monotonic()
         self.epoch_start = self.validation_start = time.monotonic()
         self.last_batch_end: float | None = None
         self.timed_batches, self.timed_seconds = 0, 0.0
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.train_start = time.monotonic()
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.epoch, self.epoch_start = epoch, time.monotonic()
@@ -175,6 +179,8 @@ class _RunMonitor(keras.callbacks.Callback):
         now = time.monotonic()
         if self.last_batch_end is not None:
             self._measure(now - self.last_batch_end)
+        elif self.epoch == self.phase.first_epoch and "phase_start_seconds" not in self.context:
+            self.context["phase_start_seconds"] = now - self.train_start
         self.last_batch_end = now
         if batch == 0 or now - self.last_write >= self.context["status_interval"]:
             self._write_progress(batch + 1, logs or {}, now)
@@ -253,6 +259,13 @@ class _RunMonitor(keras.callbacks.Callback):
 
 def _estimate(context: dict, epoch: int, batch: int, validated: float = 0.0) -> dict[str, Any]:
     """``eta_seconds`` and ``eta_at`` for status.json, from the rates measured so far."""
+    # Each phase still to start costs what the first one's start (compiling, tracing, the
+    # input pipeline's first batch) was measured to cost.
+    starts = sum(
+        1
+        for first in context["phase_starts"]
+        if epoch < first + 1 or (epoch, batch) == (first + 1, 0)
+    )
     seconds = remaining_seconds(
         context["workload"],
         epoch,
@@ -260,6 +273,7 @@ def _estimate(context: dict, epoch: int, batch: int, validated: float = 0.0) -> 
         context.get("train_rate"),
         context.get("forward_rate"),
         validated,
+        starts * context.get("phase_start_seconds", 0.0),
     )
     return {"eta_seconds": None if seconds is None else round(seconds), "eta_at": now_iso()}
 
@@ -599,6 +613,7 @@ def _train(
         "cluster": cluster_member,
         "batch_size": batch_size,
         "workload": run_workload(config, n_train, n_val),
+        "phase_starts": [phase.first_epoch for phase in plan_phases(config)],
         "best_auc": _best_auc_so_far(paths) if resume else -math.inf,
     }
     context.update(_accelerator_settings(config, context["strategy"]))

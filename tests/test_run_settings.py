@@ -13,7 +13,7 @@ import pytest
 import app_support
 from cxr_core.cli import _run_config, build_parser, main
 from cxr_core.errors import ConfigError
-from cxr_core.progress import Workload, remaining_seconds, seconds_left
+from cxr_core.progress import FORWARD_SPEEDUP, Workload, remaining_seconds, seconds_left
 from cxr_core.run_settings import run_config
 from cxr_core.runs import RunState, RunStatus
 
@@ -108,8 +108,9 @@ def test_remaining_time_counts_training_validation_and_finishing() -> None:
         train_images=100, val_images=30, batch_size=10, total_epochs=2, finish_images=60
     )
     assert remaining_seconds(work, 1, 0, None) is None  # nothing measured yet
-    # 200 training images at 10/s, 2 validations of 30 and 60 finishing images at 30/s.
-    assert remaining_seconds(work, 1, 0, 10.0) == pytest.approx(20 + 4)
+    # 200 training images at 10/s; 2 validations of 30 and 60 finishing images, unmeasured.
+    assert remaining_seconds(work, 1, 0, 10.0) == pytest.approx(20 + 120 / (10 * FORWARD_SPEEDUP))
+    assert remaining_seconds(work, 1, 0, 10.0, 60.0, overhead=7.5) == pytest.approx(20 + 2 + 7.5)
     assert remaining_seconds(work, 2, 5, 10.0, forward_rate=60.0) == pytest.approx(5 + 1.5)
     assert remaining_seconds(work, 2, 10, 10.0, 60.0, validated=1.0) == pytest.approx(1)
     assert remaining_seconds(work, 3, 0, 10.0, 60.0) == pytest.approx(1)  # finishing only
