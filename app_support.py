@@ -215,24 +215,54 @@ def discover_models() -> list[ModelEntry]:
     return entries
 
 
-def set_active_model(path: str) -> None:
-    """Make the model at ``path`` the one every page uses."""
+def _model_name(path: str) -> str:
+    file = Path(path)
+    return file.parent.name if file.name == "model.keras" else file.stem
+
+
+def set_active_model(path: str, confirm: bool = True) -> None:
+    """Make the model at ``path`` the one every page uses (``confirm``: say so in a toast).
+
+    In the open mode and for a signed-in administrator the choice is also saved as everyone's
+    default in ``<runs>/app_settings.json``, so it survives reloads and restarts; a visitor's
+    choice stays in their session.
+    """
+    from app_access import may_administer
+    from cxr_core.app_settings import save_default_model
+
     st.session_state[ACTIVE_MODEL] = str(path)
+    name, saved = md(_model_name(path)), may_administer()
+    if saved:
+        try:
+            save_default_model(runs_dir(), path)
+        except OSError as error:
+            saved = False
+            st.toast(f"The choice could not be saved for later visits: {md(error)}")
+    if confirm:
+        where = "the default from now on" if saved else "in use for this session"
+        st.toast(f"Model **{name}** is {where}.", icon=":material/check_circle:")
 
 
 def active_model(entries: list[ModelEntry]) -> ModelEntry | None:
-    """The chosen model if it still exists, else the first usable bundled model, else the
-    newest usable run, else the first (unusable) entry."""
+    """The model this session chose if it is still listed, else the saved default if it is
+    listed and usable (see :func:`set_active_model`), else the first usable bundled model,
+    else the newest usable run, else the first (unusable) entry."""
+    from cxr_core.app_settings import read_app_settings
+
     chosen = st.session_state.get(ACTIVE_MODEL)
     for entry in entries:
         if entry.path == chosen:
             return entry
     usable = [entry for entry in entries if entry.problem is None]
+    saved = read_app_settings(runs_dir()).default_model
+    for entry in usable:
+        if entry.path == saved:
+            return entry
     return (usable or entries or [None])[0]
 
 
 def _remember_pick() -> None:
-    set_active_model(st.session_state[_PICKER])
+    set_active_model(st.session_state[_PICKER], confirm=False)
 
 
 def model_picker(entries: list[ModelEntry], container: Any = None) -> ModelEntry | None:
@@ -420,81 +450,85 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 }  # fmt: skip
 
 
+#: Train page widget values on a machine where TensorFlow sees a GPU: full-size images, all of
+#: them, larger batches and the library's default epochs.
+GPU_TRAIN_DEFAULTS: dict[str, Any] = {
+    "t_size": 224, "t_batch": 64, "t_limit": 0, "t_head_epochs": 2, "t_finetune_epochs": 4,
+}  # fmt: skip
+#: Train page widget keys -> the settings of :func:`cxr_core.run_settings.run_config`.
+TRAIN_SETTINGS = {
+    "t_data": "data_root", "t_backbone": "backbone", "t_size": "image_size",
+    "t_dropout": "dropout", "t_contrast": "contrast", "t_head_epochs": "head_epochs",
+    "t_finetune_epochs": "finetune_epochs", "t_batch": "batch_size",
+    "t_head_lr": "head_learning_rate", "t_finetune_lr": "finetune_learning_rate",
+    "t_layers": "finetune_layers", "t_class_weights": "class_weighting", "t_augment": "augment",
+    "t_acquisition": "acquisition_augment", "t_val_fraction": "val_fraction", "t_seed": "seed",
+    "t_limit": "limit_per_class", "t_patience": "early_stopping_patience",
+    "t_rule": "threshold_rule", "t_threshold_scores": "threshold_scores",
+    "t_calibration": "calibration",
+}  # fmt: skip
+
+
+def train_defaults(devices: dict[str, Any]) -> dict[str, Any]:
+    """The Train page's first widget values: :data:`TRAIN_DEFAULTS`, with
+    :data:`GPU_TRAIN_DEFAULTS` over them when ``devices`` (:func:`device_summary`) has a GPU."""
+    return {**TRAIN_DEFAULTS, **(GPU_TRAIN_DEFAULTS if devices.get("gpus") else {})}
+
+
 def run_config_from(values: Any) -> Any:
-    """Build the RunConfig of the Train page's widget values (a mapping of ``TRAIN_DEFAULTS`` keys).
+    """The RunConfig of the Train page's widget values (a mapping of ``TRAIN_DEFAULTS`` keys),
+    through the command line's own mapping, :func:`cxr_core.run_settings.run_config`.
 
     Raises:
-        ConfigError: A value is out of range (the message names it), or the weights file is
-            missing.
+        ConfigError: A value is out of range or the weights file is missing (the message
+            names the setting).
     """
-    from cxr_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-    from cxr_core.errors import ConfigError
+    from cxr_core.run_settings import run_config
 
-    v = values
-    weights = v["t_weights_file"].strip() if v["t_weights"] == "file" else v["t_weights"]
-    if v["t_weights"] == "file" and not Path(weights).is_file():
-        raise ConfigError("The weights file does not exist.")
-    return RunConfig(
-        data_root=v["t_data"].strip(),
-        model=ModelConfig(
-            v["t_backbone"],
-            weights,
-            int(v["t_size"]),
-            float(v["t_dropout"]),
-            contrast=v["t_contrast"],
-        ),
-        data=DataConfig(
-            val_fraction=float(v["t_val_fraction"]),
-            seed=int(v["t_seed"]),
-            batch_size=int(v["t_batch"]),
-            augment=float(v["t_augment"]),
-            acquisition_augment=float(v["t_acquisition"]),
-            limit_per_class=int(v["t_limit"]) or None,
-        ),
-        train=TrainConfig(
-            head_epochs=int(v["t_head_epochs"]),
-            finetune_epochs=int(v["t_finetune_epochs"]),
-            head_learning_rate=float(v["t_head_lr"]),
-            finetune_learning_rate=float(v["t_finetune_lr"]),
-            finetune_layers=int(v["t_layers"]),
-            class_weighting=bool(v["t_class_weights"]),
-            early_stopping_patience=int(v["t_patience"]),
-            threshold_rule=v["t_rule"],
-            threshold_scores=v["t_threshold_scores"],
-            calibration=v["t_calibration"],
-        ),
-    )
+    settings = {name: values[key] for key, name in TRAIN_SETTINGS.items()}
+    file = values["t_weights"] == "file"
+    settings["weights"] = values["t_weights_file"] if file else values["t_weights"]
+    return run_config(settings)
 
 
 def format_seconds(seconds: float | None) -> str:
-    """``75`` -> ``"1 min 15 s"``, ``9`` -> ``"9 s"``, None -> ``"-"``."""
+    """``75`` -> ``"1 min 15 s"``, ``9`` -> ``"9 s"``, ``4000`` -> ``"1 h 6 min"``, None -> "-"."""
     if seconds is None:
         return "-"
     minutes, rest = divmod(int(round(seconds)), 60)
+    if minutes >= 60:
+        return f"{minutes // 60} h {minutes % 60} min"
     return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
 def training_estimate(config: Any, table: pd.DataFrame, runs: list[jobs.Run]) -> str:
-    """A rough size and duration of the run ``config`` would start.
+    """The size and a rough duration of the run ``config`` would start.
 
-    The training images are the train split's, at most ``limit_per_class`` per class, less the
-    validation share. The speed (images/s) of the newest run of the same backbone is scaled by
-    the ratio of image areas; without one, only the size is given.
+    The images are the run's own (:func:`cxr_core.data.resolve_splits`: the same split, limit
+    and seed). The training speed of the newest run of the same backbone, scaled by the ratio
+    of image areas, gives the time of training, validation and finishing
+    (:func:`cxr_core.progress.remaining_seconds`); without such a run only the size is given.
+
+    Raises:
+        DataError: The dataset cannot train (no train split, a class missing).
     """
-    counts = table[table["split"] == "train"]["label"].value_counts()
-    n_train = int(counts.clip(upper=config.data.limit_per_class).sum())
-    n_train = int(n_train * (1 - config.data.val_fraction))
-    epochs = config.train.head_epochs + config.train.finetune_epochs
-    text = f"About {n_train} training images x {epochs} epochs"
+    from cxr_core.progress import remaining_seconds
+    from cxr_core.train import run_workload
+
+    train, val, _ = data.resolve_splits(table, config.data)
+    work = run_workload(config, len(train), len(val))
+    text = (
+        f"{len(train)} training images x {work.total_epochs} epochs, {len(val)} validation images"
+    )
     for run in runs:
         rate = run.status.images_per_second
         if run.config is None or run.config.model.backbone != config.model.backbone or not rate:
             continue
         scaled = rate * (run.config.model.image_size / config.model.image_size) ** 2
-        seconds = n_train * epochs / scaled * 1.15  # validation passes add ~15%
+        seconds = remaining_seconds(work, 1, 0, scaled)
         return (
-            f"{text}: roughly {format_seconds(seconds)} at ~{scaled:.0f} images/s (the "
-            f"speed of run {run.name}), plus ~20 s to start."
+            f"{text}: roughly {format_seconds(seconds)} at ~{scaled:.0f} training images/s (the "
+            f"speed of run {md(run.name)}), plus ~20 s to start."
         )
     return f"{text}; the first run of this backbone measures the speed for an estimate."
 

@@ -32,8 +32,9 @@ from .errors import (  # noqa: E402
     InvalidImageError,
     NotAChestXrayError,
 )
+from .run_settings import run_config  # noqa: E402
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "train_settings"]
 
 _AUTO_ON_OFF = ("auto", "on", "off")
 
@@ -278,53 +279,39 @@ def _run_config(args: argparse.Namespace) -> RunConfig | None:
         return RunConfig.from_dict(values)
     if not args.data:
         raise ConfigError("--data is required unless --resume or --config is given")
-    return RunConfig(
-        data_root=str(Path(args.data).resolve()),
-        model=ModelConfig(
-            args.backbone,
-            args.weights,
-            args.image_size,
-            args.dropout,
-            contrast=args.contrast,
-            clahe_clip_limit=args.clahe_clip_limit,
-        ),
-        data=DataConfig(
-            val_fraction=args.val_fraction,
-            seed=args.seed,
-            batch_size=args.batch_size,
-            augment=args.augment,
-            acquisition_augment=args.acquisition_augment,
-            horizontal_flip=args.horizontal_flip,
-            limit_per_class=args.limit_per_class,
-            cache=not args.no_cache,
-        ),
-        train=TrainConfig(
-            head_epochs=args.epochs,
-            finetune_epochs=_finetune_epochs(args),
-            head_learning_rate=args.lr,
-            finetune_learning_rate=args.finetune_lr,
-            finetune_layers=args.finetune_layers,
-            class_weighting=not args.no_class_weights,
-            label_smoothing=args.label_smoothing,
-            early_stopping_patience=args.patience,
-            threshold_rule=args.threshold_rule,
-            target_sensitivity=args.target_sensitivity,
-            threshold_scores=args.threshold_scores,
-            calibration=args.calibration,
-            input_gate=not args.no_input_gate,
-            distribute=args.distribute or TrainConfig.distribute,
-            mixed_precision=args.mixed_precision,
-            xla=args.xla,
-            lr_reference_batch=args.lr_reference_batch,
-        ),
-    )
+    return run_config(train_settings(args))
 
 
-def _finetune_epochs(args: argparse.Namespace) -> int:
-    """``--finetune-epochs``, by default 0 for a from-scratch backbone (one phase of --epochs)."""
-    if args.finetune_epochs is not None:
-        return args.finetune_epochs
-    return 0 if args.weights.lower() == "none" else TrainConfig().finetune_epochs
+#: ``train`` options whose names differ from the setting they give (see cxr_core.run_settings).
+_RENAMED = {
+    "data": "data_root",
+    "epochs": "head_epochs",
+    "lr": "head_learning_rate",
+    "finetune_lr": "finetune_learning_rate",
+    "patience": "early_stopping_patience",
+}
+#: ``--no-x`` switches and the setting each one turns off.
+_NEGATED = {
+    "no_class_weights": "class_weighting",
+    "no_input_gate": "input_gate",
+    "no_cache": "cache",
+}
+#: ``train`` options that are not run settings.
+_NOT_SETTINGS = {"command", "out", "resume", "config", "cluster_timeout", "stop"}
+
+
+def train_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The plain run settings (:func:`cxr_core.run_settings.run_config`) of parsed ``train``
+    options; ``--distribute`` left out means the default."""
+    settings: dict[str, Any] = {}
+    for option, value in vars(args).items():
+        if option in _NOT_SETTINGS or (option == "distribute" and value is None):
+            continue
+        if option in _NEGATED:
+            settings[_NEGATED[option]] = not value
+        else:
+            settings[_RENAMED.get(option, option)] = value
+    return settings
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .config import RunConfig
 from .errors import ConfigError, JobError, RunFileError
+from .progress import Stage
 from .run_guard import launch_lock, lock_held, process_matches, process_start
 from .runs import (
     ACTIVE_STATES,
@@ -209,8 +210,20 @@ def _refuse_if_busy(runs_root: Path) -> None:
 def _launch(paths: RunPaths, resume: bool) -> None:
     command = [sys.executable, "-m", "cxr_core", "train", "--out", str(paths.root)]
     command += ["--resume"] if resume else ["--config", str(paths.config)]
-    # Written before the process starts, so the child's own status updates always come later.
-    update_status(paths, state="starting", started_at=now_iso(), error=None, pid=None)
+    # Written before the process starts, so the child's own status updates always come later;
+    # a resumed run's last progress, estimate and message would be stale now.
+    update_status(
+        paths,
+        state="starting",
+        stage=Stage.LOADING,
+        started_at=now_iso(),
+        error=None,
+        message=None,
+        pid=None,
+        batch=0,
+        images_per_second=None,
+        eta_seconds=None,
+    )
     try:
         with open(paths.log, "ab") as log, _sigterm_blocked():
             process = subprocess.Popen(

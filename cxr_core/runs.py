@@ -269,12 +269,14 @@ class RunStatus:
 
     state: RunState = RunState.UNKNOWN
     phase: str | None = None
+    stage: str | None = None
     epoch: int = 0
     batch: int = 0
     batches_per_epoch: int | None = None
     total_epochs: int | None = None
     images_per_second: float | None = None
     eta_seconds: float | None = None
+    eta_at: str | None = None
     elapsed_seconds: float | None = None
     device: str | None = None
     replicas: int | None = None
@@ -309,12 +311,14 @@ class RunStatus:
         return cls(
             state=RunState(state),
             phase=f.text("phase"),
+            stage=f.text("stage"),
             epoch=f.integer("epoch", 0, **count),
             batch=f.integer("batch", 0, **count),
             batches_per_epoch=f.integer("batches_per_epoch", **count),
             total_epochs=f.integer("total_epochs", **count),
             images_per_second=f.number("images_per_second", low=0),
             eta_seconds=f.number("eta_seconds", low=0),
+            eta_at=f.text("eta_at"),
             elapsed_seconds=f.number("elapsed_seconds", low=0),
             device=f.text("device"),
             replicas=f.integer("replicas", **count),

@@ -37,8 +37,9 @@ from .devices import (
     single_device_copy,
 )
 from .errors import CXRError, DataError
-from .finalize import Finalized, finalize_model, save_finalized
+from .finalize import GATE_TRAIN_IMAGES, Finalized, finalize_model, save_finalized
 from .model import backbone_layers, build_model
+from .progress import FORWARD_SPEEDUP, Stage, Workload, remaining_seconds
 from .run_guard import StopRequest, StopRequested, lock_run, process_start, unlock_run
 from .runs import (
     RunPaths,
@@ -53,12 +54,14 @@ from .runs import (
     update_status,
     write_json_atomic,
 )
+from .stress import PERTURBATIONS
 
 __all__ = [
     "Phase",
     "class_weight_description",
     "learning_rate_scale",
     "plan_phases",
+    "run_workload",
     "set_trainable_for_phase",
     "train_run",
 ]
@@ -146,49 +149,85 @@ class _GuardedBackup(keras.callbacks.BackupAndRestore):
 class _RunMonitor(keras.callbacks.Callback):
     """Writes status.json every few seconds, history.jsonl every epoch, keeps the best weights,
     and leaves ``fit`` at the next training or validation batch when a stop is asked for
-    (raising StopRequested, so a part-done epoch is neither validated nor recorded)."""
+    (raising StopRequested, so a part-done epoch is neither validated nor recorded).
+
+    Throughput is measured between batch ends within an epoch (an epoch's first batch also waits
+    for the input pipeline, and the first of a phase for tracing) and on validation; both rates
+    are kept in ``context`` for the estimates of later phases and of finishing.
+    """
 
     def __init__(self, paths: RunPaths, phase: Phase, context: dict[str, Any]) -> None:
         super().__init__()
         self.paths, self.phase, self.context = paths, phase, context
         self.stop: StopRequest = context["stop"]
         self.last_write = 0.0
-        self.window_start = time.monotonic()
-        self.window_batches = 0
         self.epoch = phase.first_epoch
-        self.epoch_start = time.monotonic()
+        self.train_start = time.monotonic()
+        self.epoch_start = self.validation_start = time.monotonic()
+        self.last_batch_end: float | None = None
+        self.timed_batches, self.timed_seconds = 0, 0.0
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.train_start = time.monotonic()
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.epoch, self.epoch_start = epoch, time.monotonic()
+        self.last_batch_end, self.timed_batches, self.timed_seconds = None, 0, 0.0
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        self.window_batches += 1
         self.stop.check()
         now = time.monotonic()
-        if now - self.last_write >= self.context["status_interval"]:
+        if self.last_batch_end is not None:
+            self._measure(now - self.last_batch_end)
+        elif self.epoch == self.phase.first_epoch and "phase_start_seconds" not in self.context:
+            self.context["phase_start_seconds"] = now - self.train_start
+        self.last_batch_end = now
+        if batch == 0 or now - self.last_write >= self.context["status_interval"]:
             self._write_progress(batch + 1, logs or {}, now)
 
+    def _measure(self, seconds: float) -> None:
+        self.timed_batches += 1
+        self.timed_seconds += seconds
+        steps = self.context["workload"].steps_per_epoch
+        # A few batches of this epoch, or the last epoch's rate, whichever is firmer.
+        if self.timed_batches >= min(5, steps - 1) or "train_rate" not in self.context:
+            rate = self.timed_batches * self.context["batch_size"] / max(self.timed_seconds, 1e-6)
+            self.context["train_rate"] = rate
+
     def _write_progress(self, batch: int, logs: dict, now: float) -> None:
-        rate = self.window_batches * self.context["batch_size"] / max(now - self.window_start, 1e-6)
-        steps = self.context["steps_per_epoch"]
-        remaining = (steps - batch) + steps * (self.context["total_epochs"] - self.epoch - 1)
-        eta = remaining * self.context["batch_size"] / rate if rate else None
+        rate = self.context.get("train_rate")
         update_status(
             self.paths,
             state="running",
+            stage=Stage.TRAINING,
             phase=self.phase.name,
             epoch=self.epoch + 1,
             batch=batch,
-            batches_per_epoch=steps,
-            images_per_second=round(rate, 1),
-            eta_seconds=None if eta is None else round(eta * self.context["eta_factor"]),
-            elapsed_seconds=round(time.monotonic() - self.context["started"]),
+            batches_per_epoch=self.context["workload"].steps_per_epoch,
+            images_per_second=None if rate is None else round(rate, 1),
+            elapsed_seconds=round(now - self.context["started"]),
             train_metrics={key: round(float(value), 4) for key, value in logs.items()},
+            **_estimate(self.context, self.epoch + 1, batch),
         )
-        self.last_write, self.window_start, self.window_batches = now, now, 0
+        self.last_write = now
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        self.validation_start = time.monotonic()
+        steps = self.context["workload"].steps_per_epoch
+        update_status(
+            self.paths,
+            stage=Stage.VALIDATING,
+            epoch=self.epoch + 1,
+            batch=steps,
+            **_estimate(self.context, self.epoch + 1, steps),
+        )
 
     def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self.stop.check()
+
+    def on_test_end(self, logs: dict | None = None) -> None:
+        seconds = max(time.monotonic() - self.validation_start, 1e-6)
+        self.context["forward_rate"] = self.context["workload"].val_images / seconds
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = {key: float(value) for key, value in (logs or {}).items()}
@@ -200,7 +239,43 @@ class _RunMonitor(keras.callbacks.Callback):
         if math.isfinite(auc) and auc > self.context["best_auc"]:
             self.context["best_auc"] = auc
             _save_weights_atomic(self.model, self.paths.best_weights)
-        update_status(self.paths, state="running", epoch=epoch + 1, last_metrics=row)
+        # The next epoch of this phase has begun; after the last one, its end is shown.
+        following = epoch + 1 < self.phase.last_epoch
+        position = (
+            (epoch + 2, 0) if following else (epoch + 1, self.context["workload"].steps_per_epoch)
+        )
+        update_status(
+            self.paths,
+            state="running",
+            stage=Stage.TRAINING,
+            epoch=position[0],
+            batch=position[1],
+            last_metrics=row,
+            **_estimate(
+                self.context, position[0], position[1], validated=0.0 if following else 1.0
+            ),
+        )
+
+
+def _estimate(context: dict, epoch: int, batch: int, validated: float = 0.0) -> dict[str, Any]:
+    """``eta_seconds`` and ``eta_at`` for status.json, from the rates measured so far."""
+    # Each phase still to start costs what the first one's start (compiling, tracing, the
+    # input pipeline's first batch) was measured to cost.
+    starts = sum(
+        1
+        for first in context["phase_starts"]
+        if epoch < first + 1 or (epoch, batch) == (first + 1, 0)
+    )
+    seconds = remaining_seconds(
+        context["workload"],
+        epoch,
+        batch,
+        context.get("train_rate"),
+        context.get("forward_rate"),
+        validated,
+        starts * context.get("phase_start_seconds", 0.0),
+    )
+    return {"eta_seconds": None if seconds is None else round(seconds), "eta_at": now_iso()}
 
 
 def _save_weights_atomic(model: keras.Model, path: Path) -> None:
@@ -246,6 +321,16 @@ def _run_phase(
     model: keras.Model, phase: Phase, config: RunConfig, prepared: dict, context: dict
 ) -> None:
     paths: RunPaths = context["paths"]
+    update_status(
+        paths,
+        state="running",
+        stage=Stage.COMPILING,
+        phase=phase.name,
+        epoch=phase.first_epoch + 1,
+        batch=0,
+        batches_per_epoch=context["workload"].steps_per_epoch,
+        **_estimate(context, phase.first_epoch + 1, 0),
+    )
     set_trainable_for_phase(model, phase.name, config.train.finetune_layers)
     with context["strategy"].scope():
         _compile(model, phase.learning_rate, config.train.label_smoothing, context["xla"])
@@ -262,7 +347,6 @@ def _run_phase(
             monitor="val_auc", mode="max", factor=0.5, patience=1, min_lr=1e-7
         ),
     ]
-    update_status(paths, state="running", phase=phase.name, epoch=phase.first_epoch)
     try:
         with _fit_scope(context):
             _fit(model, phase, prepared, callbacks)
@@ -289,9 +373,22 @@ def _finish(model: keras.Model, config: RunConfig, prepared: dict, context: dict
     if paths.best_weights.exists():
         model.load_weights(paths.best_weights)
 
+    work = context["workload"]
+
     def say(message: str) -> None:
         context["stop"].check()
-        update_status(paths, state="running", phase="finishing", message=message)
+        # The input check's features are the last forward pass; the stress suite comes first.
+        images = _gate_images(config, work) if "input check" in message else work.finish_images
+        forward = context.get("forward_rate") or FORWARD_SPEEDUP * context.get("train_rate", 0)
+        left = {"eta_seconds": round(images / forward), "eta_at": now_iso()} if forward else {}
+        update_status(
+            paths,
+            state="running",
+            stage=Stage.FINISHING,
+            phase="finishing",
+            message=message,
+            **left,
+        )
 
     finalized = finalize_model(
         model, config, prepared["train_table"], prepared["val_table"], progress=say
@@ -334,6 +431,18 @@ def _save_finalized(
             "distribution": distribution,
         },
     )
+
+
+def _gate_images(config: RunConfig, work: Workload) -> int:
+    return min(work.train_images, GATE_TRAIN_IMAGES) if config.train.input_gate else 0
+
+
+def run_workload(config: RunConfig, n_train: int, n_val: int) -> Workload:
+    """The images a run of ``config`` trains on, validates and scores while finishing (the
+    stress suite on validation and the input check's train features)."""
+    work = Workload(n_train, n_val, config.data.batch_size, plan_phases(config)[-1].last_epoch)
+    finish = n_val * (1 + len(PERTURBATIONS)) + _gate_images(config, work)
+    return dataclasses.replace(work, finish_images=finish)
 
 
 def _phase_weights(paths: RunPaths, phase: Phase) -> Path:
@@ -440,7 +549,15 @@ def _guarded_train(
     started = time.monotonic()
     pid = os.getpid()
     identity = {"pid": pid, "process_start": process_start(pid)}
-    update_status(paths, state="preparing", started_at=now_iso(), error=None, **identity)
+    update_status(
+        paths,
+        state="preparing",
+        stage=Stage.READING,
+        started_at=now_iso(),
+        error=None,
+        message=None,
+        **identity,
+    )
     try:
         result = _train(config, paths, stop, resume, status_interval, started, cluster_member)
     except StopRequested:
@@ -495,16 +612,17 @@ def _train(
         else select_strategy(config.train.distribute),
         "cluster": cluster_member,
         "batch_size": batch_size,
-        "steps_per_epoch": math.ceil(n_train / batch_size),
-        "total_epochs": plan_phases(config)[-1].last_epoch,
-        # Validation is forward-only: about a third of a training step per image.
-        "eta_factor": 1 + n_val / (3 * n_train),
+        "workload": run_workload(config, n_train, n_val),
+        "phase_starts": [phase.first_epoch for phase in plan_phases(config)],
         "best_auc": _best_auc_so_far(paths) if resume else -math.inf,
     }
     context.update(_accelerator_settings(config, context["strategy"]))
     update_status(
         paths,
         state="running",
+        stage=Stage.BUILDING,
+        batch=0,
+        batches_per_epoch=context["workload"].steps_per_epoch,
         device=describe_devices()["summary"],
         **_distribution_record(config, context),
         cache=prepared["cache"],
@@ -512,7 +630,7 @@ def _train(
         val_images=n_val,
         validation=prepared["description"],
         class_weight=prepared["class_weight"],
-        total_epochs=context["total_epochs"],
+        total_epochs=context["workload"].total_epochs,
     )
     model = _train_phases(config, prepared, context)
     summary = _finish(_model_to_finish(model, context), config, prepared, context)
