@@ -11,7 +11,8 @@ logit to the explained layer (the head only: pooling and the final dense layer),
 probability from the same logit. The predicted class is explained: the gradient of ``+logit``
 for PNEUMONIA and ``-logit`` for NORMAL, as in Selvaraju et al. (2017), Grad-CAM; Grad-CAM++
 (Chattopadhay et al., 2018) uses the closed form for an exponential score, which needs only
-first-order gradients. Nothing here writes files or draws on screen.
+first-order gradients, so ``explain_all`` derives both maps from the same pass. Nothing here
+writes files or draws on screen (``overlay`` lives in :mod:`cxr_core.heatmap`, re-exported here).
 """
 
 from __future__ import annotations

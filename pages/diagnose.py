@@ -14,19 +14,26 @@ from cxr_core.report import render_report, report_filename
 app_nav.ensure_app_navigation()
 
 
+def refused(index: int, name: str, result: dict) -> bool:
+    """An image the input check refused: its name, the one-sentence refusal and the X-ray, no
+    verdict or heatmap; True when the user ticks "Score it anyway"."""
+    st.text(name)
+    st.warning(result["refusal"], icon=":material/block:")
+    anyway = st.checkbox(
+        "Score it anyway (research use only: a verdict on an image unlike the training "
+        "X-rays means nothing)",
+        key=f"anyway_{index}",
+    )
+    if not anyway:
+        st.image(result["pixels"], caption="Original - no verdict, no heatmap", width=360)
+    return anyway
+
+
 def show(index: int, name: str, result: dict, method: str, alpha: float, model: str) -> None:
     """One analysed file: verdict, probability, threshold, X-ray, overlay, legend, report."""
     label, probability, threshold = result["label"], result["probability"], result["threshold"]
     if not result["accepted"]:
-        st.text(name)
-        st.warning(result["refusal"], icon=":material/block:")
-        anyway = st.checkbox(
-            "Score it anyway (research use only: a verdict on an image unlike the training "
-            "X-rays means nothing)",
-            key=f"anyway_{index}",
-        )
-        if not anyway:
-            st.image(result["pixels"], caption="Original - no verdict, no heatmap", width=360)
+        if not refused(index, name, result):
             return
         label = f"{label} (input check refused this image)"
     colour = "red" if label.startswith("PNEUMONIA") else "green"
@@ -45,26 +52,16 @@ def show(index: int, name: str, result: dict, method: str, alpha: float, model: 
         f"Low → high contribution to the {app.md(label.split(' (')[0])} output; low values "
         "are transparent, the strongest reach the chosen opacity."
     )
+    # Drawn only when clicked (a callable), so moving the slider does not redraw reports.
     report = partial(
-        render_report,
-        result["pixels"],
-        blended,
-        filename=name,
-        label=label,
-        probability=probability,
-        threshold=threshold,
-        model_name=model,
-        method=method,
+        render_report, result["pixels"], blended, filename=name, label=label,
+        probability=probability, threshold=threshold, model_name=model, method=method,
         opacity=alpha,
-    )
+    )  # fmt: skip
     st.download_button(
-        "Download report (PNG)",
-        report,
-        report_filename(name),
-        "image/png",
-        key=f"report_{index}",
-        on_click="ignore",
-    )
+        "Download report (PNG)", report, report_filename(name), "image/png",
+        key=f"report_{index}", on_click="ignore",
+    )  # fmt: skip
     with st.expander("Technical fields"):
         # A dataframe shows cells as text; st.table would render Markdown in DICOM fields.
         st.dataframe(app.technical_fields(result["info"]), hide_index=True)
