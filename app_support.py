@@ -50,6 +50,7 @@ __all__ = [
     "disclaimer",
     "discover_models",
     "evaluation_sets",
+    "heatmap_view",
     "load_model",
     "md",
     "model_metadata",
@@ -58,10 +59,13 @@ __all__ = [
     "no_model_message",
     "predictions",
     "predictor",
+    "result_row",
     "runs_dir",
     "scan_dataset",
     "set_active_model",
+    "technical_fields",
     "thumbnail",
+    "view_change_seconds",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent
@@ -78,7 +82,7 @@ DISPLAY_SIDE = 1024
 MAX_FILES_PER_UPLOAD = 12
 #: Largest accepted upload, in megabytes (cxr_core.imaging refuses files over 50 MB).
 MAX_UPLOAD_MB = 50
-#: Analyses kept in the cache for all sessions together: at most 2 MB of pixels each.
+#: Analyses kept in the cache for all sessions together: at most 3 MB of pixels and maps each.
 MAX_CACHED_ANALYSES = 32
 
 DATASET_GUIDE = """
@@ -312,26 +316,30 @@ def _fit(image: np.ndarray, side: int) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
-def analyse_bytes(predictor: Any, content: bytes, name: str, method: str) -> dict[str, Any]:
+def analyse_bytes(predictor: Any, content: bytes, name: str) -> dict[str, Any]:
     """The Diagnose page's analysis of one file, uncached (see :func:`analyse_upload`).
 
     A JPEG is decoded reduced (libjpeg DCT scaling) and any image larger than
     ``DISPLAY_SIDE`` is shrunk before the model and Grad-CAM see it, so no full-size copy,
-    heatmap or overlay is ever made (``benchmarks/upload_memory.py`` measures it).
+    heatmap or overlay is ever made (``benchmarks/upload_memory.py`` measures it). Both
+    heatmaps come from one forward and one backward pass (``Predictor.explain_all``).
 
     Returns:
-        As :func:`analyse_upload`, but with the heatmap as uint8 0-255.
+        As :func:`analyse_upload`.
     """
     from cxr_core.imaging import read_image
 
     decoded = read_image(content, filename=name, max_side=DISPLAY_SIDE)
     pixels = _fit(decoded.pixels, DISPLAY_SIDE)
     colour = float(decoded.info.get("colour", 0.0))
-    result = predictor.explain(pixels, method=method, colour=colour)
+    result = predictor.explain_all(pixels, colour=colour)
     return {
         "pixels": pixels,
-        # Kept as uint8: a quarter of the float32 map's memory in the cache.
-        "heatmap": np.rint(result.heatmap * 255).astype(np.uint8),
+        # Kept as uint8: a quarter of the float32 maps' memory in the cache; overlay takes them.
+        "heatmaps": {
+            method: np.rint(heatmap * 255).astype(np.uint8)
+            for method, heatmap in result.heatmaps.items()
+        },
         "info": dict(decoded.info),
         "probability": result.probability,
         "label": result.label,
@@ -342,26 +350,119 @@ def analyse_bytes(predictor: Any, content: bytes, name: str, method: str) -> dic
 
 
 @st.cache_data(show_spinner=False, max_entries=MAX_CACHED_ANALYSES)
-def _analyse(path: str, mtime: float, digest: str, _content: bytes, name: str, method: str):
-    return analyse_bytes(_predictor(path, mtime), _content, name, method)
+def _analyse(path: str, mtime: float, digest: str, _content: bytes, name: str):
+    return analyse_bytes(_predictor(path, mtime), _content, name)
 
 
-def analyse_upload(entry: ModelEntry, content: bytes, name: str, method: str) -> dict[str, Any]:
-    """Decode an uploaded file, score it and explain it (cached by content, model and method).
+def analyse_upload(entry: ModelEntry, content: bytes, name: str) -> dict[str, Any]:
+    """Decode an uploaded file, score it and explain it by every method (cached by content
+    and model: changing the opacity or the method later calls no model).
 
     Returns:
-        ``pixels`` (uint8, at most ``DISPLAY_SIDE`` on a side), ``heatmap`` (float32 in [0, 1],
-        same shape), ``info`` (technical fields), ``probability``, ``label``, ``threshold``,
-        ``accepted`` (whether the input check took it for a frontal chest X-ray) and
-        ``refusal`` (the sentence saying why not, or None).
+        ``pixels`` (uint8, at most ``DISPLAY_SIDE`` on a side), ``heatmaps`` (each of
+        ``METHODS``' values -> uint8 0-255 map of the same shape, 255 the strongest),
+        ``info`` (technical fields), ``probability``, ``label``, ``threshold``, ``accepted``
+        (whether the input check took it for a frontal chest X-ray) and ``refusal`` (the
+        sentence saying why not, or None).
 
     Raises:
         InvalidImageError: The file is not a usable image; the message says why.
     """
     digest = hashlib.blake2b(content, digest_size=16).hexdigest()
-    method = METHODS.get(method, method)
-    result = _analyse(entry.path, entry.mtime, digest, content, name, method)
-    return {**result, "heatmap": result["heatmap"].astype(np.float32) / 255.0}
+    return _analyse(entry.path, entry.mtime, digest, content, name)
+
+
+def heatmap_view(result: dict[str, Any], method: str, alpha: float) -> np.ndarray:
+    """The overlay the Diagnose page shows: the cached map of ``method`` (a ``METHODS`` key or
+    value) over the X-ray at maximum opacity ``alpha``; milliseconds, no model call.
+
+    Returns:
+        ``(H, W, 3)`` uint8 RGB (:func:`cxr_core.heatmap.overlay`).
+    """
+    from cxr_core.heatmap import overlay
+
+    return overlay(result["pixels"], result["heatmaps"][METHODS.get(method, method)], alpha)
+
+
+#: Human names of ``cxr_core.imaging``'s technical fields; others get their key in words.
+FIELD_NAMES = {
+    "format": "Format", "width": "Width (px)", "height": "Height (px)",
+    "bit_depth": "Bit depth", "mode": "Pixel mode", "colour": "Colour (mean chroma, 0 = grey)",
+    "photometric_interpretation": "Photometric interpretation", "modality": "Modality",
+    "view_position": "View position", "frames": "Frames", "transfer_syntax": "Transfer syntax",
+    "note": "Note",
+}  # fmt: skip
+
+
+def technical_fields(info: dict[str, Any]) -> pd.DataFrame:
+    """An analysed file's technical fields as two text columns, ``Field`` and ``Value``
+    (human names, numbers rounded, "-" for an empty value)."""
+
+    def text(value: Any) -> str:
+        if value is None or str(value).strip() == "":
+            return "-"
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    return pd.DataFrame(
+        {
+            "Field": [FIELD_NAMES.get(key, key.replace("_", " ").capitalize()) for key in info],
+            "Value": [text(value) for value in info.values()],
+        }
+    )
+
+
+def result_row(name: str, result: dict[str, Any] | None) -> dict[str, str]:
+    """One text row of the Diagnose page's results table (no empty cell).
+
+    ``result`` is :func:`analyse_upload`'s, or None for a file that could not be read (its
+    message is shown in full beside the table). A refused image's probability is withheld.
+    """
+    if result is None:
+        return {
+            "File": name, "Model output": "not analysed", "Probability of pneumonia": "-",
+            "Threshold": "-", "Input check": "unreadable file (message above)",
+        }  # fmt: skip
+    accepted = result["accepted"]
+    return {
+        "File": name,
+        "Model output": result["label"] if accepted else "no verdict",
+        "Probability of pneumonia": f"{result['probability']:.3f}" if accepted else "-",
+        "Threshold": f"{result['threshold']:.3f}",
+        "Input check": "passed" if accepted else "refused: not a frontal chest X-ray?",
+    }
+
+
+def view_change_seconds(
+    predictor: Any, content: bytes, name: str, repeats: int = 5
+) -> dict[str, float]:
+    """Time the Diagnose page's image work for one upload (for ``benchmarks/``).
+
+    Returns:
+        ``analyse_s``: decoding and one forward and one backward pass for both maps (what a
+        new upload costs); ``opacity_s``: median of ``repeats`` blends of the shown map at a
+        new opacity; ``method_s``: median of ``repeats`` switches to the other method's cached
+        map. Neither change calls the model: :func:`heatmap_view` is all the page redoes.
+    """
+    import time
+
+    def median_seconds(views: list[tuple[str, float]]) -> float:
+        times = []
+        for method, alpha in views:
+            start = time.perf_counter()
+            heatmap_view(result, method, alpha)
+            times.append(time.perf_counter() - start)
+        return float(np.median(times))
+
+    start = time.perf_counter()
+    result = analyse_bytes(predictor, content, name)
+    analyse_s = time.perf_counter() - start
+    opacities = [("Grad-CAM", 0.2 + 0.1 * (i % 7)) for i in range(repeats)]
+    methods = [(("Grad-CAM++", "Grad-CAM")[i % 2], 0.6) for i in range(repeats)]
+    return {
+        "analyse_s": analyse_s,
+        "opacity_s": median_seconds(opacities),
+        "method_s": median_seconds(methods),
+    }
 
 
 # ---------------------------------------------------------------------------------------------

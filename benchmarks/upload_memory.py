@@ -111,7 +111,7 @@ def measure(mode: str, jpeg: Path) -> float:
         app_support._fit(result.heatmap, app_support.DISPLAY_SIDE)
 
     def after() -> None:
-        app_support.analyse_bytes(model, content, "big.jpg", "gradcam")
+        app_support.analyse_bytes(model, content, "big.jpg")
 
     return peak_above_baseline(before if mode == "before" else after)
 

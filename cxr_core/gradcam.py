@@ -11,13 +11,14 @@ logit to the explained layer (the head only: pooling and the final dense layer),
 probability from the same logit. The predicted class is explained: the gradient of ``+logit``
 for PNEUMONIA and ``-logit`` for NORMAL, as in Selvaraju et al. (2017), Grad-CAM; Grad-CAM++
 (Chattopadhay et al., 2018) uses the closed form for an exponential score, which needs only
-first-order gradients. Nothing here writes files or draws on screen.
+first-order gradients, so ``explain_all`` derives both maps from the same pass. Nothing here
+writes files or draws on screen (``overlay`` lives in :mod:`cxr_core.heatmap`, re-exported here).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ import tensorflow as tf
 
 from .errors import ConfigError, InvalidImageError, ModelLoadError
 from .gate import InputCheck, InputGate, gate_path, load_gate, pixel_problem, pooled_output
+from .heatmap import overlay
 from .imaging import mean_chroma
 from .preprocess import to_model_input
 from .sidecar import ModelMetadata
@@ -67,6 +69,9 @@ class Prediction:
             (:class:`cxr_core.gate.InputCheck`); a refused image's verdict must not be shown
             as one. ``accepted`` is True with no reason when the model has no input check
             and the pixel checks pass.
+        heatmaps: Every map computed, by method (``"gradcam"``, ``"gradcam++"``): one entry
+            from :meth:`Predictor.explain`, all of :data:`METHODS` from
+            :meth:`Predictor.explain_all`; empty when only a prediction was asked for.
     """
 
     probability: float
@@ -74,6 +79,7 @@ class Prediction:
     threshold: float
     heatmap: np.ndarray | None = None
     input_check: InputCheck = InputCheck(True)
+    heatmaps: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         heatmap = None if self.heatmap is None else f"<{self.heatmap.shape} float32>"
@@ -291,6 +297,25 @@ class Predictor:
         """
         if method not in METHODS:
             raise ConfigError(f"method must be one of {', '.join(METHODS)}. Received: {method!r}")
+        return self._explained(pixels, (method,), colour)
+
+    def explain_all(self, pixels: np.ndarray, colour: float = 0.0) -> Prediction:
+        """Score one image and explain it with every method, from one forward and one backward pass.
+
+        Grad-CAM and Grad-CAM++ weigh the same activations by the same first-order gradients,
+        so both maps cost one pass; a viewer can then switch between them without a model call.
+
+        Args:
+            pixels: ``(H, W)`` uint8 greyscale, 0-255, as for :meth:`predict`.
+            colour: As for :meth:`predict`.
+
+        Returns:
+            A :class:`Prediction` whose ``heatmaps`` holds a ``(H, W)`` float32 map in [0, 1]
+            for each of :data:`METHODS`; ``heatmap`` is the Grad-CAM one.
+        """
+        return self._explained(pixels, METHODS, colour)
+
+    def _explained(self, pixels: np.ndarray, methods: tuple[str, ...], colour: float) -> Prediction:
         colour = max(colour, mean_chroma(pixels))
         grey = _as_grey_uint8(pixels)
         probability, activations, gradients, features = self._explain_step(grey)
@@ -298,10 +323,13 @@ class Predictor:
         verdict = self._verdict(float(probability), None, check)
         # d(-logit)/dA = -d(logit)/dA: NORMAL is explained without a second backward pass.
         sign = 1.0 if verdict.label == self._class_names[1] else -1.0
-        weigh = _gradcam_plus_plus if method == "gradcam++" else _gradcam
-        pairs = zip(activations, gradients, strict=True)
-        cams = [weigh(a.numpy(), sign * g.numpy()) for a, g in pairs]
-        return self._verdict(verdict.probability, _to_heatmap(cams, grey.shape), check)
+        # One (activations, gradients) pair per explained layer: one, or one per member.
+        pairs = [(a.numpy(), sign * g.numpy()) for a, g in zip(activations, gradients, strict=True)]
+        maps = {
+            method: _to_heatmap([_WEIGHERS[method](a, g) for a, g in pairs], grey.shape)
+            for method in methods
+        }
+        return replace(verdict, heatmap=maps[methods[0]], heatmaps=maps)
 
     def _check(self, grey: np.ndarray, colour: float, features: np.ndarray) -> InputCheck:
         problem = pixel_problem(grey, colour)
@@ -385,6 +413,10 @@ def _gradcam_plus_plus(activations: np.ndarray, gradients: np.ndarray) -> np.nda
     return np.maximum(activations @ weights, 0.0)
 
 
+#: How each method weighs the activations by their gradients.
+_WEIGHERS = {"gradcam": _gradcam, "gradcam++": _gradcam_plus_plus}
+
+
 def _to_heatmap(cams: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
     """Resize ReLU'd maps to ``shape`` ``(H, W)``, add them and scale to [0, 1] (0 if flat).
 
@@ -401,39 +433,3 @@ def _to_heatmap(cams: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarra
         return np.zeros(shape, dtype=np.float32)
     total /= peak
     return np.clip(total, 0.0, 1.0, out=total)
-
-
-def overlay(
-    pixels: np.ndarray,
-    heatmap: np.ndarray,
-    alpha: float = 0.4,
-    colormap: int = cv2.COLORMAP_JET,
-) -> np.ndarray:
-    """Blend a coloured heatmap over the X-ray.
-
-    Args:
-        pixels: ``(H, W)`` uint8 greyscale (or ``(H, W, 3)`` RGB) image.
-        heatmap: ``(h, w)`` float map in [0, 1]; resized to ``(H, W)`` if it differs.
-        alpha: Opacity of the heatmap, in [0, 1]: 0 shows only the X-ray, 1 only the map.
-        colormap: An OpenCV colour map, e.g. ``cv2.COLORMAP_JET`` (high values red).
-
-    Returns:
-        ``(H, W, 3)`` uint8 RGB array.
-
-    Raises:
-        ConfigError: ``alpha`` is outside [0, 1].
-    """
-    if not 0.0 <= float(alpha) <= 1.0:
-        raise ConfigError(f"alpha must be a number in [0, 1]. Received: alpha={alpha!r}")
-    grey = _as_grey_uint8(pixels)
-    height, width = grey.shape
-    heat = np.asarray(heatmap, dtype=np.float32)
-    if heat.shape != (height, width):
-        heat = cv2.resize(heat, (width, height), interpolation=cv2.INTER_LINEAR)
-    if np.isnan(heat).any():  # a check is 10x cheaper than nan_to_num on a full-size map
-        heat = np.nan_to_num(heat)
-    # Clipped to [0, 1] first, so convertScaleAbs's absolute value never applies.
-    heat_uint8 = cv2.convertScaleAbs(np.clip(heat, 0.0, 1.0), alpha=255.0)
-    coloured = cv2.cvtColor(cv2.applyColorMap(heat_uint8, colormap), cv2.COLOR_BGR2RGB)
-    base = cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
-    return cv2.addWeighted(coloured, float(alpha), base, 1.0 - float(alpha), 0.0)

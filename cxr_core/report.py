@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .errors import ConfigError, InvalidImageError
+from .heatmap import DEFAULT_OPACITY, colour_bar
 
 __all__ = ["DISCLAIMER", "render_report", "report_filename"]
 
@@ -30,6 +31,8 @@ _WARN_BG = (253, 236, 206)
 _WARN_INK = (122, 62, 0)
 _VERDICT_COLOURS = {"NORMAL": (26, 122, 60), "PNEUMONIA": (176, 42, 42)}
 _MAX_NAME = 70
+_BAR = 18  # height of the legend's colour bar
+_LEGEND = _BAR + 46  # the bar and its two lines of labels
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -40,13 +43,38 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def _panel(image: np.ndarray, side: int) -> Image.Image:
-    """Fit an ``(H, W)`` or ``(H, W, 3)`` uint8 array into a black ``side`` x ``side`` square."""
-    picture = Image.fromarray(image).convert("RGB")
-    picture.thumbnail((side, side), Image.Resampling.LANCZOS)
-    square = Image.new("RGB", (side, side), (0, 0, 0))
-    square.paste(picture, ((side - picture.width) // 2, (side - picture.height) // 2))
-    return square
+def _fitted_size(shape: tuple[int, ...], side: int) -> tuple[int, int]:
+    """``(width, height)`` of an image of ``shape`` scaled, up or down, to ``side`` on its
+    longer side."""
+    height, width = shape[:2]
+    scale = side / max(height, width)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _panel(image: np.ndarray, side: int, height: int) -> Image.Image:
+    """An ``(H, W)`` or ``(H, W, 3)`` uint8 array scaled (a 224-px upload upscaled) to ``side``
+    on its longer side, centred on a white ``side`` x ``height`` panel."""
+    size = _fitted_size(image.shape, side)
+    # Bicubic: smooth when enlarging a small upload, sharp enough when shrinking a large one.
+    picture = Image.fromarray(image).convert("RGB").resize(size, Image.Resampling.BICUBIC)
+    panel = Image.new("RGB", (side, height), (255, 255, 255))
+    panel.paste(picture, ((side - picture.width) // 2, (height - picture.height) // 2))
+    return panel
+
+
+def _draw_legend(
+    canvas: Image.Image, left: int, top: int, width: int, opacity: float, explained: str
+) -> None:
+    """The heatmap's colour bar (as the overlay paints it) with its labels, ``_LEGEND`` high."""
+    draw = ImageDraw.Draw(canvas)
+    bar = colour_bar(width, _BAR, alpha=opacity)
+    canvas.paste(Image.fromarray(bar), (left, top))
+    draw.rectangle((left, top, left + width - 1, top + _BAR - 1), outline=_MUTED)
+    font = _font(16)
+    draw.text((left, top + _BAR + 4), "low", fill=_MUTED, font=font)
+    draw.text((left + width, top + _BAR + 4), "high", fill=_MUTED, font=font, anchor="ra")
+    caption = f"Heat: contribution to the {_short(explained)} output (low = transparent)"
+    draw.text((left, top + _BAR + 24), caption, fill=_MUTED, font=font)
 
 
 def _check_array(name: str, value: np.ndarray, channels: tuple[int, ...]) -> np.ndarray:
@@ -96,24 +124,28 @@ def render_report(
     threshold: float,
     model_name: str,
     method: str = "Grad-CAM",
+    opacity: float = DEFAULT_OPACITY,
     created: datetime | None = None,
     panel_size: int = 512,
 ) -> bytes:
     """Draw the report of one prediction as a PNG.
 
     Layout, top to bottom: a title band; the original X-ray and the heatmap overlay side by
-    side, each fitted into a ``panel_size`` square; the verdict in colour; the probability and
-    the threshold; file, model, explanation method and time; the disclaimer in a shaded band.
+    side, each scaled (a small upload enlarged) to ``panel_size`` on its longer side; the
+    heatmap's legend under the overlay; the verdict in colour; the probability and the
+    threshold; file, model, explanation method and time; the disclaimer in a shaded band.
 
     Args:
         pixels: ``(H, W)`` uint8 greyscale X-ray (or ``(H, W, 3)`` RGB).
-        overlay_rgb: ``(H, W, 3)`` uint8 RGB heatmap overlay (``gradcam.overlay``).
+        overlay_rgb: ``(H, W, 3)`` uint8 RGB heatmap overlay (``heatmap.overlay``).
         filename: The uploaded file's name (shortened to 70 characters).
-        label: The model's verdict, e.g. ``"PNEUMONIA"``.
+        label: The model's verdict, e.g. ``"PNEUMONIA"``; its first word names the class the
+            heatmap explains.
         probability: Probability of PNEUMONIA, in [0, 1].
         threshold: The model's decision threshold, in [0, 1].
         model_name: How the model is named in the app.
         method: Name of the explanation method.
+        opacity: The overlay's maximum opacity, in [0, 1], drawn into the legend.
         created: Time of the report; now (UTC) if not given.
         panel_size: Side of each image panel in pixels, 128 to 1024.
 
@@ -122,12 +154,14 @@ def render_report(
 
     Raises:
         InvalidImageError: ``pixels`` or ``overlay_rgb`` is not a uint8 image array.
-        ConfigError: ``probability``, ``threshold`` or ``panel_size`` is out of range.
+        ConfigError: ``probability``, ``threshold``, ``opacity`` or ``panel_size`` is out of
+            range.
     """
     pixels = _check_array("X-ray", pixels, (3,))
     overlay_rgb = _check_array("overlay", overlay_rgb, (3,))
     probability = _check_unit("probability", probability)
     threshold = _check_unit("threshold", threshold)
+    opacity = _check_unit("opacity", opacity)
     if not isinstance(panel_size, int) or not 128 <= panel_size <= 1024:
         raise ConfigError(
             f"panel_size must be an integer from 128 to 1024. Received: panel_size={panel_size!r}"
@@ -135,23 +169,26 @@ def render_report(
     when = (created or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M %Z").strip()
     details = [("File", filename), ("Model", model_name), ("Explanation", method)]
     lines = _text_lines(label, probability, threshold, details + [("Created", when)])
+    panel_height = max(_fitted_size(image.shape, panel_size)[1] for image in (pixels, overlay_rgb))
     width = 2 * panel_size + 3 * _MARGIN
     text_height = sum(size + 12 for _, _, size in lines)
-    height = _HEADER + _MARGIN + panel_size + 40 + text_height + _MARGIN + 64
+    top = _HEADER + _MARGIN
+    legend_top = top + panel_height + 36
+    y = legend_top + _LEGEND + 16
+    height = y + text_height + _MARGIN + 64
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     draw.rectangle((0, 0, width, _HEADER), fill=_ACCENT)
     draw.text(
         (_MARGIN, 20), "CXR Pneumonia Lab - model output", fill=(255, 255, 255), font=_font(30)
     )
-    top = _HEADER + _MARGIN
-    for index, (image, caption) in enumerate(
-        ((pixels, "Original"), (overlay_rgb, f"{method} overlay"))
-    ):
+    captions = ("Original", f"{method} overlay (max opacity {opacity:.2f})")
+    for index, (image, caption) in enumerate(zip((pixels, overlay_rgb), captions, strict=True)):
         left = _MARGIN + index * (panel_size + _MARGIN)
-        canvas.paste(_panel(image, panel_size), (left, top))
-        draw.text((left, top + panel_size + 8), caption, fill=_MUTED, font=_font(18))
-    y = top + panel_size + 40
+        canvas.paste(_panel(image, panel_size, panel_height), (left, top))
+        draw.text((left, top + panel_height + 8), caption, fill=_MUTED, font=_font(18))
+    explained = str(label).split(" (")[0]
+    _draw_legend(canvas, 2 * _MARGIN + panel_size, legend_top, panel_size, opacity, explained)
     for text, colour, size in lines:
         draw.text((_MARGIN, y), text, fill=colour, font=_font(size))
         y += size + 12

@@ -101,7 +101,8 @@ def test_diagnose_shows_verdict_probability_threshold_and_heatmap(app_env, tiny_
     assert f"{image.name}: model output" in text
     assert "Probability of pneumonia **" in text and "threshold **0.500**" in text
     assert "Research demo - not a diagnostic device" in text
-    assert len(at.get("image")) == 2  # original and overlay
+    assert len(at.get("image")) == 3  # original, overlay and the overlay's colour bar
+    assert "contribution to the" in text and "low values are transparent" in text
     assert [b.label for b in at.get("download_button")] == ["Download report (PNG)"]
 
 
@@ -115,7 +116,7 @@ def test_diagnose_reports_a_bad_file_by_name_and_analyses_the_others(app_env):
     assert len(errors) == 1 and "notes.png" in errors[0] and "not an image" in errors[0]
     assert "good.png: model output" in all_text(at)
     table = at.dataframe[0].value
-    assert list(table["file"]) == ["notes.png", "good.png"]
+    assert list(table["File"]) == ["notes.png", "good.png"]
     labels = [b.label for b in at.get("download_button")]
     assert labels == ["Download results (CSV)", "Download report (PNG)"]
 
@@ -143,8 +144,9 @@ def test_diagnose_shows_technical_dicom_fields_and_no_patient_field(app_env):
     at.run()
     assert not at.exception, at.exception
     assert "chest.dcm: model output" in all_text(at)
-    fields = at.dataframe[0].value
-    assert fields.loc["format", "value"] == "DICOM" and fields.loc["modality", "value"] == "DX"
+    fields = at.dataframe[0].value.set_index("Field")["Value"]
+    assert fields["Format"] == "DICOM" and fields["Modality"] == "DX"
+    assert fields["Photometric interpretation"] == "MONOCHROME2"
     shown = fields.to_string() + all_text(at)
     assert "Doe" not in shown and "ID-12345" not in shown and "20190101" not in shown
 

@@ -159,6 +159,34 @@ def test_diagnose_page_in_chromium_shows_verdict_heatmap_and_disclaimer(browser,
     page.close()
 
 
+def test_diagnose_shows_three_uploads_as_a_table_then_tabs_in_chromium(browser, app_url, tmp_path):
+    val = SHARED_DATA / "val"
+    xrays = [
+        *sorted((val / "PNEUMONIA").glob("*.jpeg"))[:2],
+        sorted((val / "NORMAL").glob("*.jpeg"))[0],
+    ]
+    page = open_app(browser, app_url)
+    go_to(page, "Diagnose")
+    page.locator('input[type="file"]').set_input_files([str(x) for x in xrays], timeout=SLOW_MS)
+    page.get_by_text("Results for 3 files").wait_for(timeout=SLOW_MS)
+    tabs = page.get_by_role("tab")
+    tabs.nth(2).wait_for(timeout=SLOW_MS)
+    assert [tabs.nth(i).inner_text() for i in range(3)] == [
+        f"{i}. {x.name[:26] + '…' if len(x.name) > 28 else x.name}" for i, x in enumerate(xrays, 1)
+    ]
+    wait_idle(page)
+    screenshot(page, tmp_path / "diagnose_three_uploads.png")
+    for index, xray in enumerate(xrays):
+        tabs.nth(index).click()
+        panel = page.get_by_role("tabpanel").filter(visible=True)
+        panel.get_by_text(f"{xray.name}: model output").wait_for(timeout=SLOW_MS)
+        assert panel.locator('[data-testid="stImage"]').count() == 3  # X-ray, overlay, legend
+        assert "contribution to the" in panel.inner_text()
+    screenshot(page, tmp_path / "diagnose_third_tab.png")
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()
+
+
 @pytest.mark.parametrize(("path", "title"), [("diagnose", "Diagnose"), ("dataset", "Dataset")])
 def test_deep_link_on_a_fresh_server_opens_the_page_under_the_apps_navigation(
     browser, tmp_path, path, title
@@ -234,12 +262,13 @@ def test_hostile_upload_names_render_as_text_in_chromium(browser, app_url, reque
     files = [{"name": name, "mimeType": "image/jpeg", "buffer": xray} for name in names]
     page.locator('input[type="file"]').set_input_files(files, timeout=SLOW_MS)
     page.get_by_text("Results for 2 files").wait_for(timeout=SLOW_MS)
-    page.get_by_text("Download report (PNG)").nth(1).wait_for(timeout=SLOW_MS)
+    page.get_by_text("Download report (PNG)").first.wait_for(timeout=SLOW_MS)
     wait_idle(page)
-    # Escaped names carry invisible word joiners (U+2060) that stop GFM's URL auto-linking.
-    body = page.locator("body").inner_text().replace("\u2060", "")
-    for name in names:
-        assert f"{name}: model output" in body, body[body.find("Results") :][:3000]
+    for index, name in enumerate(names):  # one tab per file; its label is a name too
+        page.get_by_role("tab").nth(index).click()
+        # Escaped names carry invisible word joiners (U+2060) that stop GFM's URL auto-linking.
+        panel = page.get_by_role("tabpanel").filter(visible=True).inner_text()
+        assert f"{name}: model output" in panel.replace("\u2060", ""), panel[:3000]
     links = page.locator(f'a[href^="{host}"]')
     assert links.count() == 0, [
         links.nth(i).evaluate("e => e.parentElement.outerHTML") for i in range(links.count())

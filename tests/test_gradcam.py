@@ -249,33 +249,6 @@ def test_from_path_uses_the_saved_threshold_and_layer(tmp_path):
     assert_valid_heatmap(predictor.explain(np.zeros((40, 40), np.uint8)).heatmap, (40, 40))
 
 
-# --- overlay --------------------------------------------------------------------------------
-
-
-def test_overlay_is_rgb_with_hot_areas_red():
-    pixels = np.full((40, 60), 100, np.uint8)
-    heatmap = np.zeros((40, 60), np.float32)
-    heatmap[:20, :30] = 1.0
-    blended = overlay(pixels, heatmap, alpha=1.0)
-    assert blended.shape == (40, 60, 3) and blended.dtype == np.uint8
-    hot, cold = blended[5, 5], blended[35, 55]
-    assert hot[0] > hot[2]  # JET's top is red, in RGB order
-    assert cold[2] > cold[0]  # and its bottom blue
-
-
-def test_overlay_opacity_zero_shows_only_the_xray():
-    pixels = np.random.default_rng(9).integers(0, 256, (33, 47), dtype=np.uint8)
-    blended = overlay(pixels, np.random.default_rng(10).random((33, 47)), alpha=0.0)
-    np.testing.assert_array_equal(blended, np.repeat(pixels[..., None], 3, axis=-1))
-
-
-def test_overlay_resizes_a_smaller_heatmap_and_refuses_bad_opacity():
-    pixels = np.zeros((50, 70), np.uint8)
-    assert overlay(pixels, np.ones((7, 7), np.float32)).shape == (50, 70, 3)
-    with pytest.raises(ConfigError, match="alpha"):
-        overlay(pixels, np.ones((50, 70), np.float32), alpha=1.5)
-
-
 # --- real X-rays ----------------------------------------------------------------------------
 
 

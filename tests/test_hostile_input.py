@@ -100,9 +100,9 @@ def test_dicom_fields_are_shown_as_text(diagnose: AppTest) -> None:
         ("chest.dcm", dicom_with_fields(modality, view), "application/dicom")
     ).run()
     assert not diagnose.exception, diagnose.exception
-    fields = diagnose.dataframe[0].value  # a dataframe shows cells as text
-    assert fields.loc["modality", "value"] == modality
-    assert fields.loc["view_position", "value"] == view
+    fields = diagnose.dataframe[0].value.set_index("Field")["Value"]  # cells shown as text
+    assert fields["Modality"] == modality
+    assert fields["View position"] == view
     assert not diagnose.get("table"), "st.table renders Markdown in its cells"
     assert not any(modality in s or view in s for s in markdown_sources(diagnose))
 
@@ -115,7 +115,7 @@ def test_only_the_first_files_of_a_huge_upload_are_analysed(diagnose: AppTest) -
     diagnose.file_uploader[0].set_value(files).run()
     assert not diagnose.exception, diagnose.exception
     assert any(f"the first {limit} are analysed" in w.value for w in diagnose.warning)
-    assert list(diagnose.dataframe[0].value["file"]) == [name for name, _, _ in files[:limit]]
+    assert list(diagnose.dataframe[0].value["File"]) == [name for name, _, _ in files[:limit]]
 
 
 def test_a_large_jpeg_is_decoded_reduced_and_close_to_a_full_decode_shrunk() -> None:

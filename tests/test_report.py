@@ -50,12 +50,45 @@ def test_report_is_an_rgb_png_two_panels_wide():
 def test_report_places_the_xray_left_and_the_overlay_right():
     pixels = np.asarray(render())
     top, side = 72 + 32, 256
-    # The 300 x 200 image is fitted into the 256 square: 171 wide, centred horizontally.
+    # The 300 x 200 image is scaled to 256 high: 171 wide, centred on a white panel.
     left_centre = pixels[top + side // 2, 32 + side // 2]
     right_centre = pixels[top + side // 2, 2 * 32 + side + side // 2]
     assert left_centre[0] == left_centre[1] == left_centre[2]  # grey X-ray
     assert right_centre[0] > 200 and right_centre[1] < 30  # red overlay
-    assert (pixels[top + side // 2, 32 + 5] == 0).all()  # black letterbox beside the X-ray
+    assert (pixels[top + side // 2, 32 + 5] == 255).all()  # white margin, no black square
+
+
+def test_a_224_pixel_upload_is_enlarged_to_fill_its_panel():
+    small = np.full((224, 224), 100, np.uint8)
+    png = render_report(
+        small, red_overlay(224, 224), filename="small.png", label="NORMAL", probability=0.1,
+        threshold=0.5, model_name="m", panel_size=512,
+    )  # fmt: skip
+    pixels = np.asarray(Image.open(io.BytesIO(png))).astype(int)
+    top = 72 + 32
+    panel = pixels[top : top + 512, 32 : 32 + 512]
+    rows, columns = (np.abs(panel - 100).max(axis=-1) <= 2).nonzero()
+    assert np.ptp(rows) + 1 >= 510 and np.ptp(columns) + 1 >= 510  # 224 px drawn at 512
+
+
+def test_report_draws_the_heatmap_legend_under_the_overlay():
+    pixels = np.asarray(render(opacity=1.0))
+    side, top = 256, 72 + 32
+    bar_top, left = top + side + 36, 2 * 32 + side
+    bar = pixels[bar_top + 4 : bar_top + 14, left + 4 : left + side - 4].astype(int)
+    low, high = bar[:, :8].mean(axis=(0, 1)), bar[:, -8:].mean(axis=(0, 1))
+    assert np.ptp(low) < 6 and abs(low.mean() - 128) < 6  # low heat: transparent over grey
+    assert high[0] > 200 and high[1] > 200 and high[2] < 200  # high heat: inferno's pale yellow
+    hue_steps = np.abs(np.diff(bar.mean(axis=0), axis=0)).sum(axis=-1)
+    assert (hue_steps < 40).all()  # a smooth ramp, no stripe
+
+
+def test_report_legend_follows_the_overlay_opacity():
+    faint = np.asarray(render(opacity=0.2))
+    strong = np.asarray(render(opacity=1.0))
+    side, top = 256, 72 + 32
+    row, column = top + side + 36 + 9, 2 * 32 + side + side - 10
+    assert strong[row, column, 0] > faint[row, column, 0] + 60  # fainter yellow: more grey
 
 
 def test_report_ends_with_the_disclaimer_band():
