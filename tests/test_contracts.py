@@ -223,9 +223,7 @@ def texts(at: AppTest) -> str:
     return "\n".join(str(e.value) for kind in kinds for e in getattr(at, kind))
 
 
-@pytest.mark.parametrize(
-    "path", ["pages/home.py", "pages/diagnose.py", "pages/evaluate.py"]
-)
+@pytest.mark.parametrize("path", ["pages/home.py", "pages/diagnose.py", "pages/evaluate.py"])
 def test_pages_work_with_the_good_model_beside_broken_ones(broken_env, path) -> None:
     at = page(path)
     labels = at.sidebar.selectbox(key="model_picker").options
@@ -235,9 +233,7 @@ def test_pages_work_with_the_good_model_beside_broken_ones(broken_env, path) -> 
 
 
 @pytest.mark.parametrize("bad", ["a_null", "b_text", "c_size", "d_cut"])
-@pytest.mark.parametrize(
-    "path", ["pages/home.py", "pages/diagnose.py", "pages/evaluate.py"]
-)
+@pytest.mark.parametrize("path", ["pages/home.py", "pages/diagnose.py", "pages/evaluate.py"])
 def test_a_chosen_broken_model_is_refused_with_its_reason(broken_env, path, bad) -> None:
     at = page(path, active=broken_env[bad])
     errors = [e.value for e in at.error]
