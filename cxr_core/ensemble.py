@@ -39,9 +39,7 @@ def _renamed_clone(prefix: str, keep_pool: bool):
     return clone
 
 
-def _copy_member(
-    member: keras.Model, pixels: keras.KerasTensor, index: int
-) -> keras.KerasTensor:
+def _copy_member(member: keras.Model, pixels: keras.KerasTensor, index: int) -> keras.KerasTensor:
     """Apply a renamed copy of ``member`` (weights included) to ``pixels``; return its logit."""
     prefix = member_prefix(index)
     clone = keras.models.clone_model(
