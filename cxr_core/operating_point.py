@@ -34,6 +34,8 @@ __all__ = [
     "OperatingPoint",
     "operating_point",
     "predictive_values",
+    "prevalence_note",
+    "small_set_warning",
     "wilson_interval",
 ]
 
@@ -293,4 +295,57 @@ def operating_point(
         marks=_marks(y, s, named),
         report=_report(y, s, at["threshold"]),
         small=at["n"] < SMALL_SET,
+    )
+
+
+def _interval_text(point: OperatingPoint, name: str, label: str) -> str:
+    interval = point.intervals.get(name)
+    if interval is None:
+        return f"{label} undefined"
+    return f"{label} {interval.low:.2f}-{interval.high:.2f} (width {interval.width:.2f})"
+
+
+def small_set_warning(point: OperatingPoint) -> str | None:
+    """A plain warning when the set is too small to trust (under :data:`SMALL_SET` images).
+
+    Returns:
+        One paragraph naming the image count and every interval's width, or None when the set
+        is large enough.
+    """
+    if not point.small:
+        return None
+    widths = ", ".join(
+        _interval_text(point, name, label)
+        for name, label in (
+            ("sensitivity", "sensitivity"),
+            ("specificity", "specificity"),
+            ("ppv", "PPV"),
+            ("npv", "NPV"),
+            ("roc_auc", "ROC AUC"),
+        )
+    )
+    text = (
+        f"Only {point.n} images ({point.n_positive} PNEUMONIA): these figures are mostly noise. "
+        f"95% intervals: {widths}."
+    )
+    auc = point.intervals.get("roc_auc")
+    if auc is not None and auc.width < 0.02:
+        text += (
+            f" The ROC AUC interval is a bootstrap of these {point.n} images only: it cannot "
+            "show how much the AUC would move on other patients."
+        )
+    return text + " Evaluate on a larger split, such as the validation split, for a reading."
+
+
+def prevalence_note(point: OperatingPoint) -> str:
+    """One sentence saying at which prevalence PPV and NPV are, and how they were computed."""
+    own = abs(point.prevalence - point.set_prevalence) < 5e-4
+    which = (
+        "this set's own share of PNEUMONIA"
+        if own
+        else f"set above; this set's own share of PNEUMONIA is {point.set_prevalence:.3f}"
+    )
+    return (
+        f"PPV and NPV at a prevalence of {point.prevalence:.3f} ({which}), from sensitivity and "
+        "specificity by Bayes' rule: at another prevalence they differ."
     )
