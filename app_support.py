@@ -371,11 +371,17 @@ def audit_dataset(root: str, n_images: int) -> audit.AuditResult:
 
 @st.cache_data(show_spinner="Preparing the evaluation sets...", ttl=3600, max_entries=8)
 def _evaluation_sets(root: str, n_images: int, _entry: ModelEntry, path: str, mtime: float):
-    return eval_sets.evaluation_sets(scan_dataset(root), model_metadata(_entry))
+    from cxr_core.score_cache import cached_splits
+
+    resolve = cached_splits(_score_cache(str(score_cache_dir())))
+    return eval_sets.evaluation_sets(scan_dataset(root), model_metadata(_entry), resolve)
 
 
 def evaluation_sets(root: str, entry: ModelEntry) -> list[eval_sets.EvalSet]:
     """The sets a model can be evaluated on (``cxr_core.eval_sets``), cached per dataset size.
+
+    The rebuilt validation split is also kept on disk beside the cached scores, so a restart
+    does not split the training images again.
 
     Raises:
         CXRError: The dataset or the model cannot be used.

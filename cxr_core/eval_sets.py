@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from . import data
-from .config import RunConfig
+from .config import DataConfig, RunConfig
 from .errors import CXRError, DataError
 from .model import predict_scores
 from .sidecar import ModelMetadata
@@ -31,6 +31,8 @@ __all__ = [
     "stratified_sample",
 ]
 
+#: :func:`cxr_core.data.resolve_splits` or a stand-in: (table, settings) -> (train, val, text).
+Resolver = Callable[[pd.DataFrame, DataConfig], tuple[pd.DataFrame, pd.DataFrame, str]]
 #: Key of the rebuilt validation split in :func:`evaluation_sets`.
 VALIDATION = "validation"
 
@@ -55,11 +57,11 @@ class EvalSet:
 
 
 def _validation_set(
-    table: pd.DataFrame, config: RunConfig, metadata: ModelMetadata
+    table: pd.DataFrame, config: RunConfig, metadata: ModelMetadata, resolve: Resolver
 ) -> tuple[EvalSet | None, pd.DataFrame | None]:
     """The rebuilt validation set and the rebuilt training rows (None, None if impossible)."""
     try:
-        train, val, description = data.resolve_splits(table, config.data)
+        train, val, description = resolve(table, config.data)
     except CXRError:
         return None, None
     own = "dataset's own val split" in description
@@ -100,7 +102,9 @@ def _split_set(split: str, rows: pd.DataFrame, trained_on: pd.DataFrame | None) 
     return EvalSet(split, label, rows.reset_index(drop=True), note, optimistic=seen)
 
 
-def evaluation_sets(table: pd.DataFrame, metadata: ModelMetadata) -> list[EvalSet]:
+def evaluation_sets(
+    table: pd.DataFrame, metadata: ModelMetadata, resolve: Resolver = data.resolve_splits
+) -> list[EvalSet]:
     """List the sets a model can be evaluated on, the rebuilt validation split first.
 
     Args:
@@ -108,6 +112,8 @@ def evaluation_sets(table: pd.DataFrame, metadata: ModelMetadata) -> list[EvalSe
             the model's validation split is rebuilt).
         metadata: The model's checked sidecar; its ``recipe`` (if any) rebuilds the validation
             split and tells which images it trained on.
+        resolve: :func:`cxr_core.data.resolve_splits` or a function with its signature and
+            results, such as :func:`cxr_core.score_cache.cached_splits`'s.
 
     Returns:
         ``EvalSet`` s: ``"validation"`` when it can be rebuilt from ``run_config``, then one per
@@ -117,7 +123,7 @@ def evaluation_sets(table: pd.DataFrame, metadata: ModelMetadata) -> list[EvalSe
     trained_on = None
     config = metadata.recipe
     if config is not None:
-        validation, trained_on = _validation_set(table, config, metadata)
+        validation, trained_on = _validation_set(table, config, metadata, resolve)
         if validation is not None:
             sets.append(validation)
     present = list(table["split"].unique())

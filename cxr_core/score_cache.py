@@ -1,8 +1,9 @@
 """Scores of a model on an image set, kept on disk so that a restart does not recompute them.
 
-A cache entry is keyed by the model file (resolved path, size and modification time) and by
+A scores entry is keyed by the model file (resolved path, size and modification time) and by
 the image list (every path with its size and modification time, in order): retraining the
-model, or adding, removing or rewriting an image, misses. Entries are ``.npz`` files written
+model, or adding, removing or rewriting an image, misses. The rebuilt validation split of a
+model's settings is kept the same way (:func:`cached_splits`). Entries are ``.npz`` files written
 through a temporary file and a rename; one that cannot be read (truncated, bit-flipped: the
 zip's CRC fails, or keys, shape or values disagree) is deleted and recomputed. The folder keeps
 at most ``max_files`` entries, the least recently used going first.
@@ -11,7 +12,9 @@ at most ``max_files`` entries, the least recently used going first.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import json
 import os
 import uuid
 import zipfile
@@ -24,11 +27,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import __version__, data
+from .config import DataConfig
 from .eval_sets import ScoringProgress, predict_table
 
-__all__ = ["ScoreCache", "images_key", "model_key", "score_images"]
+Splits = tuple[pd.DataFrame, pd.DataFrame, str]
 
-_PREFIX = "scores-"
+__all__ = ["ScoreCache", "cached_splits", "images_key", "model_key", "score_images"]
 
 
 def _digest(parts: Sequence[str]) -> str:
@@ -63,81 +68,76 @@ def images_key(paths: Sequence[str]) -> str:
 
 @dataclass(frozen=True)
 class ScoreCache:
-    """A folder of cached scores, with the entries this process used also kept in memory.
+    """A folder of cached scores (and splits), with the entries this process used in memory too.
 
     The memory copy saves re-reading the file on every rerun of a page, and still serves when
-    the folder cannot be written.
+    the folder cannot be written. Every entry is one ``.npz`` file of named arrays, among them
+    ``key``, which must match for the entry to count.
 
     Attributes:
-        folder: Where the ``scores-*.npz`` files live (created on the first store).
+        folder: Where the ``scores-*.npz`` and ``split-*.npz`` files live (created on the first
+            store).
         max_files: Entries kept, on disk and in memory; storing one more drops the least
             recently used.
     """
 
     folder: Path
     max_files: int = 64
-    _memory: OrderedDict[tuple[str, str], np.ndarray] = field(
+    _memory: OrderedDict[str, dict[str, np.ndarray]] = field(
         default_factory=OrderedDict, init=False, repr=False, compare=False
     )
 
-    def path_for(self, model: str, images: str) -> Path:
-        """The file of one (model key, images key) entry."""
-        return Path(self.folder) / f"{_PREFIX}{model}-{images}.npz"
+    def path_for(self, kind: str, key: str) -> Path:
+        """The file of one entry: ``<folder>/<kind>-<key>.npz``."""
+        return Path(self.folder) / f"{kind}-{key}.npz"
 
-    def load(self, model: str, images: str, n: int) -> np.ndarray | None:
-        """The cached scores of ``n`` images, or None when absent or unreadable (then deleted).
-
-        The returned array is read-only.
-        """
-        key = (model, images)
-        if key in self._memory and self._memory[key].shape == (n,):
-            self._memory.move_to_end(key)
-            return self._memory[key]
-        path = self.path_for(model, images)
+    def load(self, kind: str, key: str) -> dict[str, np.ndarray] | None:
+        """An entry's arrays (read-only), or None when absent or unreadable (then deleted)."""
+        path = self.path_for(kind, key)
+        if path.name in self._memory:
+            self._memory.move_to_end(path.name)
+            return self._memory[path.name]
         if not path.is_file():
             return None
-        scores = _read_entry(path, model, images, n)
-        if scores is None:
+        arrays = _read_entry(path, key)
+        if arrays is None:
             path.unlink(missing_ok=True)
             return None
         with contextlib.suppress(OSError):
             os.utime(path)  # recently used: pruned last
-        self._remember(key, scores)
-        return scores
+        self._remember(path.name, arrays)
+        return arrays
 
-    def _remember(self, key: tuple[str, str], scores: np.ndarray) -> None:
-        scores.setflags(write=False)
-        self._memory[key] = scores
-        self._memory.move_to_end(key)
-        while len(self._memory) > self.max_files:
-            self._memory.popitem(last=False)
-
-    def store(self, model: str, images: str, scores: np.ndarray) -> None:
+    def store(self, kind: str, key: str, **arrays: np.ndarray) -> None:
         """Write an entry atomically, then prune the folder to ``max_files`` entries.
 
-        A folder that cannot be written is not an error: the scores are simply not cached.
+        A folder that cannot be written is not an error: the entry is kept in memory only.
         """
-        scores = np.array(scores, dtype=np.float32)  # a copy: the caller keeps its own array
-        self._remember((model, images), scores)
-        path = self.path_for(model, images)
+        arrays = {name: np.array(value) for name, value in arrays.items()}  # copies
+        path = self.path_for(kind, key)
+        self._remember(path.name, arrays)
         temporary = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(temporary, "wb") as stream:
-                np.savez(
-                    stream,
-                    scores=scores,
-                    keys=np.array([model, images]),
-                )
+                np.savez(stream, key=np.array(key), **arrays)
             os.replace(temporary, path)
         except OSError:
             Path(temporary).unlink(missing_ok=True)
             return
         self._prune()
 
+    def _remember(self, name: str, arrays: dict[str, np.ndarray]) -> None:
+        for array in arrays.values():
+            array.setflags(write=False)
+        self._memory[name] = arrays
+        self._memory.move_to_end(name)
+        while len(self._memory) > self.max_files:
+            self._memory.popitem(last=False)
+
     def _prune(self) -> None:
         entries = []
-        for path in Path(self.folder).glob(f"{_PREFIX}*.npz"):
+        for path in Path(self.folder).glob("*-*.npz"):
             try:
                 entries.append((path.stat().st_mtime, path))
             except OSError:
@@ -146,13 +146,21 @@ class ScoreCache:
             path.unlink(missing_ok=True)
 
 
-def _read_entry(path: Path, model: str, images: str, n: int) -> np.ndarray | None:
+def _read_entry(path: Path, key: str) -> dict[str, np.ndarray] | None:
+    """The arrays of an entry file, or None if it is unreadable or holds another key."""
     try:
         with np.load(path, allow_pickle=False) as stored:
-            scores, keys = stored["scores"], stored["keys"]
+            arrays = {name: stored[name] for name in stored.files}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None  # truncated, not a zip, or a member whose CRC fails
+    if arrays.pop("key", np.array("")).tolist() != key:
         return None
-    if keys.tolist() != [model, images] or scores.shape != (n,) or scores.dtype != np.float32:
+    return arrays
+
+
+def _valid_scores(arrays: dict[str, np.ndarray] | None, n: int) -> np.ndarray | None:
+    scores = (arrays or {}).get("scores")
+    if scores is None or scores.shape != (n,) or scores.dtype != np.float32:
         return None
     if not (np.isfinite(scores).all() and ((scores >= 0) & (scores <= 1)).all()):
         return None
@@ -188,12 +196,48 @@ def score_images(
         DataError: The table is empty or an image cannot be decoded.
     """
     paths = [str(path) for path in table["path"]]
-    keys = (model_key(model_path), images_key(paths))
+    key = f"{model_key(model_path)}-{images_key(paths)}"
     if cache is not None:
-        cached = cache.load(*keys, n=len(paths))
+        cached = _valid_scores(cache.load("scores", key), len(paths))
         if cached is not None:
             return cached
     scores = predict_table(model(), table, image_size, batch_size, progress=progress)
     if cache is not None:
-        cache.store(*keys, scores)
+        cache.store("scores", key, scores=scores.astype(np.float32))
     return scores
+
+
+def cached_splits(cache: ScoreCache) -> Callable[[pd.DataFrame, DataConfig], Splits]:
+    """:func:`cxr_core.data.resolve_splits`, remembered in ``cache`` across restarts.
+
+    Rebuilding a patient-grouped split reads every training image's bytes (for duplicates) and
+    runs scikit-learn's ``StratifiedGroupKFold``: about 11 s for the Kaggle train split on two
+    cores, and the same answer every time for the same files and settings. The entry is keyed
+    by the image list (paths, sizes, modification times, in order) and the settings.
+
+    Returns:
+        A function with the signature and results of ``resolve_splits``.
+    """
+
+    def resolve(table: pd.DataFrame, config: DataConfig) -> Splits:
+        settings = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
+        paths = [str(path) for path in table["path"]]
+        key = _digest([images_key(paths), settings, __version__])
+        found = cache.load("split", key)
+        if found is not None and {"train", "val", "description"} <= set(found):
+            rows = [found[name] for name in ("train", "val")]
+            if all(r.dtype.kind == "i" and ((r >= 0) & (r < len(table))).all() for r in rows):
+                train, val = (table.iloc[r].reset_index(drop=True) for r in rows)
+                return train, val, str(found["description"])
+        train, val, description = data.resolve_splits(table, config)
+        position = pd.Series(np.arange(len(table)), index=table["path"].to_numpy())
+        cache.store(
+            "split",
+            key,
+            train=position[train["path"]].to_numpy(np.int64),
+            val=position[val["path"]].to_numpy(np.int64),
+            description=np.array(description),
+        )
+        return train, val, description
+
+    return resolve
