@@ -67,8 +67,9 @@ def stress_section(metadata: ModelMetadata) -> None:
         "resampling, JPEG, exposure, contrast, zoom and noise, at the stored threshold. "
         "Clean validation flatters; the worst row is the better guide to new patients."
     )
-    table = pd.DataFrame(rows).map(cell)
-    st.dataframe(table.rename(columns=lambda c: c[:1].upper() + c[1:]), hide_index=True)
+    table = pd.DataFrame(rows).map(cell).rename(columns=lambda c: c[:1].upper() + c[1:])
+    table["Perturbation"] = table["Perturbation"].str.replace("_", " ")
+    st.dataframe(table, hide_index=True, height=36 * (len(table) + 1) + 2)
     for line in robustness_lines(metadata):
         st.text(line)
 
@@ -257,7 +258,8 @@ right.plotly_chart(
     )
 )
 st.markdown("**Classification report** at the slider's threshold, counted on this set")
-st.dataframe(point.report)
+three = st.column_config.NumberColumn(format="%.3f")
+st.dataframe(point.report, column_config={c: three for c in point.report.columns[:3]})
 
 st.subheader("Stress suite: the validation split under shift")
 stress_section(app.model_metadata(entry))
