@@ -77,10 +77,18 @@ def stress_section(metadata: ModelMetadata) -> None:
 def explain_panel(entry: app.ModelEntry, path: str, label: str, threshold: float) -> None:
     """The Grad-CAM of one gallery image, beside the original."""
     method = st.radio("Explanation", list(app.METHODS), horizontal=True, key="eval_method")
-    result = app.analyse_upload(entry, Path(path).read_bytes(), Path(path).name, method)
+    st.button("Close", key="eval_close", on_click=st.session_state.pop, args=(EXPLAIN, None))
+    name = Path(path).name
+    try:
+        result = app.analyse_upload(entry, Path(path).read_bytes(), name, method)
+    except (CXRError, OSError) as error:
+        st.error(f"**{app.md(name)}** could not be explained: {app.md(error)}")
+        return
+    verdict = CLASS_NAMES[int(result["probability"] >= threshold)]
     st.markdown(
-        f"**{app.md(Path(path).name)}** (true {label}): probability of pneumonia "
-        f"**{result['probability']:.3f}**, threshold **{threshold:.3f}**. *{app.DISCLAIMER}*"
+        f"**{app.md(name)}** (true {label}): model output **{verdict}**, probability of "
+        f"pneumonia **{result['probability']:.3f}**, threshold **{threshold:.3f}**. "
+        f"*{app.DISCLAIMER}*"
     )
     left, right = st.columns(2)
     left.image(result["pixels"], caption="Original", width="stretch")
@@ -88,8 +96,7 @@ def explain_panel(entry: app.ModelEntry, path: str, label: str, threshold: float
         overlay(result["pixels"], result["heatmap"]), caption=f"{method} overlay", width="stretch"
     )
     if not result["accepted"]:
-        st.caption(f"Input check: {result['refusal']}")
-    st.button("Close", key="eval_close", on_click=st.session_state.pop, args=(EXPLAIN, None))
+        st.caption(f"Input check: {app.md(result['refusal'])}")
 
 
 def gallery(
