@@ -263,6 +263,7 @@ def test_evaluate_small_split_warns_and_a_gallery_image_opens_its_grad_cam_in_ch
     page.get_by_text("Only 16 images (8 PNEUMONIA): these figures are mostly noise.").wait_for(
         timeout=SLOW_MS
     )
+    wait_idle(page)  # the gallery of the new split, not the old one's buttons
     page.get_by_role("button", name="Grad-CAM").first.click()
     page.get_by_text("Grad-CAM overlay").wait_for(timeout=SLOW_MS)
     wait_idle(page)

@@ -28,7 +28,7 @@ def open_on(split: str) -> AppTest:
     return at
 
 
-def test_evaluate_scores_the_whole_validation_split_by_default(
+def test_evaluate_scores_the_whole_split_by_default_and_samples_by_class_ratio(
     app_env, tiny_model_dir, tiny_dataset
 ):
     metadata = check_model_file(tiny_model_dir / "tiny.keras")
@@ -39,17 +39,11 @@ def test_evaluate_scores_the_whole_validation_split_by_default(
     assert f"{len(whole)} images ({n_positive} PNEUMONIA, prevalence" in all_text(at)
     assert "stratified sample" not in all_text(at)
     assert list((app_env / ".cache" / "scores").glob("scores-*.npz"))  # kept for a restart
-
-
-def test_evaluate_warns_that_a_small_split_is_noise_and_shows_interval_widths(app_env):
-    at = open_on("val")  # the tiny dataset's val split: 8 images
-    warning = next(w.value for w in at.warning if "mostly noise" in w.value)
-    assert warning.startswith("Only 8 images (4 PNEUMONIA): these figures are mostly noise.")
-    assert re.search(r"sensitivity \d\.\d\d-\d\.\d\d \(width \d\.\d\d\)", warning)
-    assert "ROC AUC" in warning
-    intervals = [c.value for c in at.caption if c.value.startswith("95% CI")]
-    assert any(i.endswith("(Wilson)") for i in intervals)
-    assert any(i.endswith("(bootstrap)") for i in intervals)
+    at.selectbox(key="eval_set").set_value("train").run()
+    assert "24 images (12 PNEUMONIA, prevalence 0.500)." in all_text(at)
+    at.sidebar.number_input[0].set_value(10).run()  # a sample for speed keeps the class ratio
+    assert not at.exception, at.exception
+    assert "10 images (5 PNEUMONIA, prevalence 0.500), a stratified sample of 24" in all_text(at)
 
 
 def test_evaluate_prevalence_input_moves_ppv_and_npv_by_bayes_rule(app_env):
@@ -70,8 +64,16 @@ def test_evaluate_prevalence_input_moves_ppv_and_npv_by_bayes_rule(app_env):
     assert (metric(at, "Specificity"), metric(at, "NPV")) == (1.0, 0.9)
 
 
-def test_evaluate_gallery_button_opens_the_images_grad_cam(app_env):
-    at = open_on("val")
+def test_evaluate_small_split_warns_of_noise_and_a_gallery_button_opens_grad_cam(app_env):
+    at = open_on("val")  # the tiny dataset's val split: 8 images
+    warning = next(w.value for w in at.warning if "mostly noise" in w.value)
+    assert warning.startswith("Only 8 images (4 PNEUMONIA): these figures are mostly noise.")
+    assert re.search(r"sensitivity \d\.\d\d-\d\.\d\d \(width \d\.\d\d\)", warning)
+    assert "ROC AUC" in warning
+    intervals = [c.value for c in at.caption if c.value.startswith("95% CI")]
+    assert any(i.endswith("(Wilson)") for i in intervals)
+    assert any(i.endswith("(bootstrap)") for i in intervals)
+
     buttons = [b for b in at.button if b.label == "Grad-CAM"]
     assert len(buttons) == 8  # one under each thumbnail of the 8 images
     buttons[0].click().run()
@@ -79,7 +81,7 @@ def test_evaluate_gallery_button_opens_the_images_grad_cam(app_env):
     captions = [img.caption for element in at.get("image") for img in element.proto.imgs]
     assert "Grad-CAM overlay" in captions and "Original" in captions
     text = all_text(at)
-    assert "probability of pneumonia" in text and "threshold" in text
+    assert "model output" in text and "probability of pneumonia" in text and "threshold" in text
     assert "not a diagnostic device" in text
     next(b for b in at.button if b.label == "Close").click().run()
     captions = [img.caption for element in at.get("image") for img in element.proto.imgs]

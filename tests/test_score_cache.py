@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cxr_core import data
+from cxr_core import data, score_cache
 from cxr_core.config import DataConfig, ModelConfig
 from cxr_core.eval_sets import predict_table
 from cxr_core.score_cache import ScoreCache, cached_splits, score_images
@@ -25,35 +26,43 @@ def small_model():
 
 
 class Loader:
-    """Hands out the model and counts how often it was asked for (a miss loads the model)."""
+    """Hands out a model and counts how often it was asked for (a miss loads the model)."""
 
-    def __init__(self, model):
-        self.model, self.calls = model, 0
+    def __init__(self):
+        self.calls = 0
 
     def __call__(self):
         self.calls += 1
-        return self.model
+        return "model"
+
+
+def fake_predict(model, table, image_size, batch_size, progress=None):
+    """Stands in for predict_table (tested below and in test_eval_sets): one score per path."""
+    assert model == "model"
+    return np.array([zlib.crc32(p.encode()) % 1000 / 1000 for p in table["path"]], np.float32)
 
 
 @pytest.fixture
-def setup(tmp_path, tiny_dataset, small_model):
+def setup(tmp_path, tiny_dataset, monkeypatch):
     """A copy of the tiny dataset, a stand-in model file and a fresh loader."""
+    monkeypatch.setattr(score_cache, "predict_table", fake_predict)
     root = tmp_path / "data"
     shutil.copytree(tiny_dataset, root)
     model_file = tmp_path / "model.keras"
     model_file.write_bytes(b"version 1")
-    return data.scan(root), model_file, Loader(small_model), tmp_path / "cache"
+    return data.scan(root), model_file, Loader(), tmp_path / "cache"
 
 
-def score(table, model_file, loader, folder, **kwargs):
-    return score_images(loader, model_file, table, IMAGE_SIZE, cache=ScoreCache(folder), **kwargs)
+def score(table, model_file, loader, folder):
+    """Scores through a new ScoreCache on ``folder``: nothing in memory, as after a restart."""
+    return score_images(loader, model_file, table, IMAGE_SIZE, cache=ScoreCache(folder))
 
 
 def test_a_restart_reads_the_scores_from_disk_without_calling_the_model(setup):
     table, model_file, loader, folder = setup
     first = score(table, model_file, loader, folder)
     assert loader.calls == 1 and len(list(folder.glob("scores-*.npz"))) == 1
-    again = score(table, model_file, loader, folder)  # a new ScoreCache: nothing in memory
+    again = score(table, model_file, loader, folder)
     assert loader.calls == 1
     np.testing.assert_array_equal(again, first)
     assert first.shape == (len(table),) and first.dtype == np.float32
@@ -89,7 +98,7 @@ def test_a_corrupt_cache_file_is_ignored_and_recomputed(setup, damage):
         entry.write_bytes(raw[:at] + bytes([raw[at] ^ 0xFF]) + raw[at + 1 :])
     again = score(table, model_file, loader, folder)
     assert loader.calls == 2
-    np.testing.assert_allclose(again, first, atol=1e-6)
+    np.testing.assert_array_equal(again, first)
     score(table, model_file, loader, folder)  # the rewritten entry is whole again
     assert loader.calls == 2
 
