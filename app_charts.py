@@ -7,6 +7,7 @@ No Streamlit here and no computation beyond arranging the numbers: metrics come 
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Sequence
 
 import pandas as pd
@@ -126,9 +127,16 @@ def _add_marks(figure: go.Figure, marks: Sequence[tuple[str, float, float]]) -> 
         )
 
 
+def _log_fpr_floor(curves: Sequence[tuple[str, Sequence[float], Sequence[float]]]) -> float:
+    """Where a log false-positive axis starts: half the smallest non-zero FPR (at most 0.01)."""
+    positive = [x for _, fpr, _ in curves for x in fpr if x > 0]
+    return min([0.01, *positive]) / 2
+
+
 def roc_figure(
     curves: Sequence[tuple[str, Sequence[float], Sequence[float]]],
     marks: Sequence[tuple[str, float, float]] = (),
+    log_fpr: bool = False,
 ) -> go.Figure:
     """ROC curves of one or more models on one plot.
 
@@ -136,20 +144,32 @@ def roc_figure(
         curves: ``(name, fpr, tpr)`` per model; the name should carry its AUC. Names are
             HTML-escaped (Plotly would render tags in them).
         marks: ``(name, fpr, tpr)`` operating points, e.g. the stored threshold.
+        log_fpr: A logarithmic false-positive axis, which spreads out the top-left corner where
+            good models' curves crowd; a false-positive rate of 0 is drawn at the axis start.
     """
+    floor = _log_fpr_floor(curves) if log_fpr else 0.0
     figure = go.Figure()
+    chance = [floor + (1 - floor) * i / 50 for i in range(51)] if log_fpr else [0, 1]
     figure.add_scatter(
-        x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"dash": "dash", "color": "#aaa"}
+        x=chance, y=chance, mode="lines", name="chance", line={"dash": "dash", "color": "#aaa"}
     )
     for (name, fpr, tpr), colour in zip(curves, _LINES, strict=False):
         # Plotly reads <a href>, <b> and friends in trace names: a model name is text.
         figure.add_scatter(
-            x=list(fpr), y=list(tpr), mode="lines", name=html.escape(name), line={"color": colour}
+            x=[max(x, floor) for x in fpr],
+            y=list(tpr),
+            mode="lines",
+            name=html.escape(name),
+            line={"color": colour},
         )
-    _add_marks(figure, marks)
+    _add_marks(figure, [(name, max(x, floor), y) for name, x, y in marks])
+    axis = "1 - specificity (false positive rate)"
+    if log_fpr:
+        figure.update_xaxes(type="log", range=[math.log10(floor), 0])
+        axis += f", log scale (0 drawn at {floor:.2g})"
     figure.update_layout(
         title="ROC curve",
-        xaxis_title="1 - specificity (false positive rate)",
+        xaxis_title=axis,
         yaxis_title="sensitivity",
         height=440,
         **_LAYOUT,
@@ -190,25 +210,60 @@ def pr_figure(
     return figure
 
 
-def calibration_figure(calibration: dict[str, list], ece: float) -> go.Figure:
-    """Reliability diagram: fraction of PNEUMONIA against mean predicted probability per bin."""
-    figure = go.Figure()
-    figure.add_scatter(
-        x=[0, 1], y=[0, 1], mode="lines", name="perfect", line={"dash": "dash", "color": "#aaa"}
+def calibration_figure(
+    predicted: Sequence[float], observed: Sequence[float], counts: Sequence[int], ece: float
+) -> go.Figure:
+    """Reliability diagram over a bar chart of the images in each bin.
+
+    Args:
+        predicted: Mean predicted probability of each non-empty bin.
+        observed: Fraction of PNEUMONIA in each bin.
+        counts: Images in each bin (shown as bars, labels and on hover).
+        ece: Expected calibration error, shown in the title.
+    """
+    figure = make_subplots(
+        rows=2, cols=1, shared_xaxes=True, row_heights=[0.74, 0.26], vertical_spacing=0.05
     )
     figure.add_scatter(
-        x=calibration["mean_predicted"],
-        y=calibration["fraction_positive"],
+        x=[0, 1],
+        y=[0, 1],
+        mode="lines",
+        name="perfect",
+        line={"dash": "dash", "color": "#aaa"},
+        row=1,
+        col=1,
+    )
+    hover = "predicted %{x:.3f}<br>observed %{y:.3f}<br>%{text} images<extra></extra>"
+    figure.add_scatter(
+        x=list(predicted),
+        y=list(observed),
         mode="lines+markers",
         name="model",
-        text=[f"{n} images" for n in calibration["count"]],
+        text=[str(n) for n in counts],
+        hovertemplate=hover,
         line={"color": _LINES[0]},
+        row=1,
+        col=1,
     )
+    figure.add_bar(
+        x=list(predicted),
+        y=list(counts),
+        width=0.06,
+        name="images per bin",
+        text=[str(n) for n in counts],
+        textposition="outside",
+        cliponaxis=False,
+        marker_color="#9bb7c4",
+        row=2,
+        col=1,
+    )
+    figure.update_xaxes(range=[-0.02, 1.02])
+    figure.update_xaxes(title_text="mean predicted probability", row=2, col=1)
+    figure.update_yaxes(title_text="fraction PNEUMONIA", range=[-0.02, 1.02], row=1, col=1)
+    figure.update_yaxes(title_text="images", rangemode="tozero", row=2, col=1)
     figure.update_layout(
-        title=f"Calibration (ECE {ece:.3f})",
-        xaxis_title="mean predicted probability",
-        yaxis_title="fraction PNEUMONIA",
-        height=440,
+        title=f"Calibration (ECE {ece:.3f}); bars: images per bin",
+        height=520,
         **_LAYOUT,
         **_LEGEND_BELOW,
     )

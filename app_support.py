@@ -10,8 +10,8 @@ the app that reads the environment:
 - ``CXR_DATA``: the dataset folder pages start from; default ``data/chest_xray`` when present.
 
 Models and TensorFlow load once per process (``st.cache_resource``, keyed by path and file
-time, so a retrained model is picked up); tables, audits and predictions are cached with
-``st.cache_data``.
+time, so a retrained model is picked up); tables and audits are cached with ``st.cache_data``,
+predictions on disk in the runs folder (``cxr_core.score_cache``).
 """
 
 from __future__ import annotations
@@ -57,11 +57,13 @@ __all__ = [
     "model_picker",
     "models_dir",
     "no_model_message",
+    "operating_point",
     "predictions",
     "predictor",
     "result_row",
     "runs_dir",
     "scan_dataset",
+    "score_cache_dir",
     "set_active_model",
     "technical_fields",
     "thumbnail",
@@ -500,11 +502,17 @@ def audit_dataset(root: str, n_images: int) -> audit.AuditResult:
 
 @st.cache_data(show_spinner="Preparing the evaluation sets...", ttl=3600, max_entries=8)
 def _evaluation_sets(root: str, n_images: int, _entry: ModelEntry, path: str, mtime: float):
-    return eval_sets.evaluation_sets(scan_dataset(root), model_metadata(_entry))
+    from cxr_core.score_cache import cached_splits
+
+    resolve = cached_splits(_score_cache(str(score_cache_dir())))
+    return eval_sets.evaluation_sets(scan_dataset(root), model_metadata(_entry), resolve)
 
 
 def evaluation_sets(root: str, entry: ModelEntry) -> list[eval_sets.EvalSet]:
     """The sets a model can be evaluated on (``cxr_core.eval_sets``), cached per dataset size.
+
+    The rebuilt validation split is also kept on disk beside the cached scores, so a restart
+    does not split the training images again.
 
     Raises:
         CXRError: The dataset or the model cannot be used.
@@ -512,16 +520,60 @@ def evaluation_sets(root: str, entry: ModelEntry) -> list[eval_sets.EvalSet]:
     return _evaluation_sets(root, len(scan_dataset(root)), entry, entry.path, entry.mtime)
 
 
-@st.cache_data(show_spinner="Scoring images (once per model and image set)...", max_entries=16)
-def _predictions(path: str, mtime: float, paths: tuple[str, ...]) -> np.ndarray:
-    model, metadata = _loaded(path, mtime)
-    table = pd.DataFrame({"path": list(paths), "label_index": 0})
-    return eval_sets.predict_table(model, table, metadata.image_size)
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _score_cache(folder: str) -> Any:
+    from cxr_core.score_cache import ScoreCache
+
+    return ScoreCache(Path(folder))
 
 
-def predictions(entry: ModelEntry, table: pd.DataFrame) -> np.ndarray:
-    """PNEUMONIA probabilities of every image of ``table``, cached by model and file list."""
-    return _predictions(entry.path, entry.mtime, tuple(table["path"]))
+def score_cache_dir() -> Path:
+    """Where scores are cached per model and image list: ``.cache/scores`` in the runs folder."""
+    return runs_dir() / ".cache" / "scores"
+
+
+def predictions(entry: ModelEntry, table: pd.DataFrame, progress: Any = None) -> np.ndarray:
+    """PNEUMONIA probabilities of every image of ``table``, in its order.
+
+    Cached on disk by model file version and image list (``cxr_core.score_cache``), so a
+    restart does not score again; the model loads only on a miss.
+
+    Args:
+        entry: The model.
+        table: Rows of a scan table.
+        progress: Called with a ``cxr_core.eval_sets.ScoringProgress`` while scoring.
+
+    Raises:
+        CXRError: The model cannot be loaded or an image cannot be read.
+    """
+    from cxr_core.score_cache import score_images
+
+    return score_images(
+        lambda: load_model(entry)[0],
+        entry.path,
+        table,
+        model_metadata(entry).image_size,
+        cache=_score_cache(str(score_cache_dir())),
+        progress=progress,
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def operating_point(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    stored_threshold: float | None = None,
+    prevalence: float | None = None,
+) -> Any:
+    """``cxr_core.operating_point.operating_point``, cached by its arguments.
+
+    Raises:
+        DataError: One class only, or a value out of range.
+    """
+    from cxr_core.operating_point import operating_point as compute
+
+    return compute(labels, scores, threshold, stored_threshold, prevalence)
 
 
 @st.cache_data(show_spinner=False, max_entries=512)

@@ -8,6 +8,8 @@ split the model was selected on, rebuilt from the ``run_config`` saved in its me
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
@@ -15,13 +17,22 @@ import numpy as np
 import pandas as pd
 
 from . import data
-from .config import CLASS_NAMES, RunConfig
+from .config import DataConfig, RunConfig
 from .errors import CXRError, DataError
 from .model import predict_scores
 from .sidecar import ModelMetadata
 
-__all__ = ["VALIDATION", "EvalSet", "evaluation_sets", "predict_table", "sample_per_class"]
+__all__ = [
+    "VALIDATION",
+    "EvalSet",
+    "ScoringProgress",
+    "evaluation_sets",
+    "predict_table",
+    "stratified_sample",
+]
 
+#: :func:`cxr_core.data.resolve_splits` or a stand-in: (table, settings) -> (train, val, text).
+Resolver = Callable[[pd.DataFrame, DataConfig], tuple[pd.DataFrame, pd.DataFrame, str]]
 #: Key of the rebuilt validation split in :func:`evaluation_sets`.
 VALIDATION = "validation"
 
@@ -46,11 +57,11 @@ class EvalSet:
 
 
 def _validation_set(
-    table: pd.DataFrame, config: RunConfig, metadata: ModelMetadata
+    table: pd.DataFrame, config: RunConfig, metadata: ModelMetadata, resolve: Resolver
 ) -> tuple[EvalSet | None, pd.DataFrame | None]:
     """The rebuilt validation set and the rebuilt training rows (None, None if impossible)."""
     try:
-        train, val, description = data.resolve_splits(table, config.data)
+        train, val, description = resolve(table, config.data)
     except CXRError:
         return None, None
     own = "dataset's own val split" in description
@@ -91,7 +102,9 @@ def _split_set(split: str, rows: pd.DataFrame, trained_on: pd.DataFrame | None) 
     return EvalSet(split, label, rows.reset_index(drop=True), note, optimistic=seen)
 
 
-def evaluation_sets(table: pd.DataFrame, metadata: ModelMetadata) -> list[EvalSet]:
+def evaluation_sets(
+    table: pd.DataFrame, metadata: ModelMetadata, resolve: Resolver = data.resolve_splits
+) -> list[EvalSet]:
     """List the sets a model can be evaluated on, the rebuilt validation split first.
 
     Args:
@@ -99,6 +112,8 @@ def evaluation_sets(table: pd.DataFrame, metadata: ModelMetadata) -> list[EvalSe
             the model's validation split is rebuilt).
         metadata: The model's checked sidecar; its ``recipe`` (if any) rebuilds the validation
             split and tells which images it trained on.
+        resolve: :func:`cxr_core.data.resolve_splits` or a function with its signature and
+            results, such as :func:`cxr_core.score_cache.cached_splits`'s.
 
     Returns:
         ``EvalSet`` s: ``"validation"`` when it can be rebuilt from ``run_config``, then one per
@@ -108,7 +123,7 @@ def evaluation_sets(table: pd.DataFrame, metadata: ModelMetadata) -> list[EvalSe
     trained_on = None
     config = metadata.recipe
     if config is not None:
-        validation, trained_on = _validation_set(table, config, metadata)
+        validation, trained_on = _validation_set(table, config, metadata, resolve)
         if validation is not None:
             sets.append(validation)
     present = list(table["split"].unique())
@@ -118,49 +133,113 @@ def evaluation_sets(table: pd.DataFrame, metadata: ModelMetadata) -> list[EvalSe
     return sets
 
 
-def sample_per_class(table: pd.DataFrame, limit: int | None, seed: int = 0) -> pd.DataFrame:
-    """Keep a seeded sample of at most ``limit`` rows of each class, in the table's order.
+def stratified_sample(table: pd.DataFrame, size: int | None, seed: int = 0) -> pd.DataFrame:
+    """Keep a seeded sample of at most ``size`` rows with the table's own class ratio.
+
+    Each class keeps its share of ``size`` (largest remainders round up, and every class present
+    keeps at least one row), so the prevalence of the sample is the table's, within one image.
+    Sampling classes equally instead would set the prevalence to 0.5 and bias PPV, NPV and ECE.
 
     Args:
         table: Rows with a ``label`` column.
-        limit: Most rows per class; ``None`` or 0 keeps every row.
+        size: Most rows in all; ``None``, 0 or a size of at least ``len(table)`` keeps every row.
         seed: Seed of the sample.
 
     Returns:
-        The kept rows with a fresh index.
+        The kept rows in the table's order, with a fresh index.
     """
-    if not limit:
+    if not size or size >= len(table):
         return table.reset_index(drop=True)
+    counts = table["label"].value_counts()
+    shares = counts / len(table) * int(size)
+    kept = np.maximum(np.floor(shares).astype(int), 1)
+    order = (shares - np.floor(shares)).sort_values(ascending=False).index
+    for label in order[: max(0, int(size) - int(kept.sum()))]:
+        kept[label] += 1
     parts = [
-        rows.sample(min(int(limit), len(rows)), random_state=seed)
-        for label in CLASS_NAMES
-        if len(rows := table[table["label"] == label])
+        table[table["label"] == label].sample(min(int(n), int(counts[label])), random_state=seed)
+        for label, n in kept.items()
     ]
-    if not parts:
-        return table.iloc[0:0].reset_index(drop=True)
     return pd.concat(parts).sort_index().reset_index(drop=True)
 
 
+@dataclass(frozen=True)
+class ScoringProgress:
+    """How far the scoring of an image set has got.
+
+    Attributes:
+        done: Images scored so far.
+        total: Images to score.
+        elapsed: Seconds since the first batch was asked for (model start-up included).
+    """
+
+    done: int
+    total: int
+    elapsed: float
+
+    @property
+    def fraction(self) -> float:
+        """Share of the images scored, in [0, 1]."""
+        return self.done / self.total if self.total else 1.0
+
+    @property
+    def images_per_second(self) -> float | None:
+        """Images scored per second so far; None before the first batch."""
+        return self.done / self.elapsed if self.done and self.elapsed > 0 else None
+
+    @property
+    def seconds_left(self) -> float | None:
+        """Estimated seconds until every image is scored, at the speed so far; None if unknown."""
+        rate = self.images_per_second
+        return (self.total - self.done) / rate if rate else None
+
+
+class _ProgressCallback(keras.callbacks.Callback):
+    """Report a :class:`ScoringProgress` after each predicted batch."""
+
+    def __init__(self, report: Callable[[ScoringProgress], None], total: int, batch: int):
+        super().__init__()
+        self._report, self._total, self._batch = report, total, batch
+        self._start = time.perf_counter()
+
+    def on_predict_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        done = min(self._total, (batch + 1) * self._batch)
+        self._report(ScoringProgress(done, self._total, time.perf_counter() - self._start))
+
+
 def predict_table(
-    model: keras.Model, table: pd.DataFrame, image_size: int, batch_size: int = 32
+    model: keras.Model,
+    table: pd.DataFrame,
+    image_size: int,
+    batch_size: int = 32,
+    progress: Callable[[ScoringProgress], None] | None = None,
 ) -> np.ndarray:
     """Score every image of a table with a loaded model.
 
     Images go through :func:`cxr_core.data.make_dataset` without shuffling, augmentation or
-    caching, so the order of the scores is the table's.
+    caching, so the order of the scores is the table's. One ``model.predict`` call scores them
+    all; ``progress`` is a Keras callback's only work, so it costs no throughput
+    (``benchmarks/scoring_throughput.py`` measures it).
 
     Args:
         model: A classifier from :func:`cxr_core.model.load_model`.
         table: Rows of a :func:`cxr_core.data.scan` table (JPEG and PNG files).
         image_size: The model's input side (``ModelMetadata.image_size``).
         batch_size: Images per forward pass.
+        progress: Called with a :class:`ScoringProgress` once before the first batch and after
+            every batch.
 
     Returns:
         float32 array ``(len(table),)`` of PNEUMONIA probabilities in [0, 1].
 
     Raises:
-        DataError: The table is empty or lists DICOM files.
+        DataError: The table is empty or lists DICOM files, or an image cannot be decoded.
     """
     if table.empty:
         raise DataError("There are no images to evaluate.")
-    return predict_scores(model, data.evaluation_dataset(table, image_size, batch_size))
+    dataset = data.evaluation_dataset(table, image_size, batch_size)
+    callbacks: tuple[keras.callbacks.Callback, ...] = ()
+    if progress is not None:
+        progress(ScoringProgress(0, len(table), 0.0))
+        callbacks = (_ProgressCallback(progress, len(table), batch_size),)
+    return predict_scores(model, dataset, callbacks)

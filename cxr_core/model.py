@@ -168,19 +168,24 @@ def backbone_layers(model: keras.Model) -> list[keras.layers.Layer]:
     ]
 
 
-def predict_scores(model: keras.Model, dataset: tf.data.Dataset) -> np.ndarray:
+def predict_scores(
+    model: keras.Model,
+    dataset: tf.data.Dataset,
+    callbacks: tuple[keras.callbacks.Callback, ...] = (),
+) -> np.ndarray:
     """Return the model's PNEUMONIA probabilities for every image of ``dataset``.
 
     Args:
         model: A classifier from :func:`build_model` or :func:`load_model`.
         dataset: Batches of ``(images, labels)`` or of images alone.
+        callbacks: Keras callbacks of the prediction (e.g. one reporting progress per batch).
 
     Returns:
         float32 array of shape ``(n,)`` with values in [0, 1].
     """
     images_only = dataset.map(lambda *batch: batch[0])
     try:
-        scores = model.predict(images_only, verbose=0)
+        scores = model.predict(images_only, verbose=0, callbacks=list(callbacks))
     except tf.errors.InvalidArgumentError as error:
         raise DataError(f"an image could not be decoded: {_first_line(error)}") from None
     return np.asarray(scores, dtype=np.float32).reshape(-1)

@@ -279,3 +279,25 @@ def test_hostile_upload_names_render_as_text_in_chromium(browser, app_url, reque
     assert seen == [], f"the browser fetched {seen}"
     assert page.locator('[data-testid="stException"]').count() == 0
     page.close()
+
+
+def test_evaluate_small_split_warns_and_a_gallery_image_opens_its_grad_cam_in_chromium(
+    browser, app_url, tmp_path
+):
+    page = open_app(browser, app_url)
+    go_to(page, "Evaluate")
+    page.get_by_text("Specificity").first.wait_for(timeout=SLOW_MS)
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Images").click()
+    page.get_by_role("option", name="val (16 images)").click()
+    page.get_by_text("Only 16 images (8 PNEUMONIA): these figures are mostly noise.").wait_for(
+        timeout=SLOW_MS
+    )
+    wait_idle(page)  # the gallery of the new split, not the old one's buttons
+    page.get_by_role("button", name="Grad-CAM").first.click()
+    page.get_by_text("Grad-CAM overlay").wait_for(timeout=SLOW_MS)
+    wait_idle(page)
+    screenshot(page, tmp_path / "evaluate_val_grad_cam.png")
+    body = page.locator("body").inner_text()
+    assert "(width " in body and "probability of pneumonia" in body
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()

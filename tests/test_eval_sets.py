@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from cxr_core import data
 from cxr_core.config import DataConfig, ModelConfig, RunConfig
 from cxr_core.errors import DataError
-from cxr_core.eval_sets import VALIDATION, evaluation_sets, predict_table, sample_per_class
+from cxr_core.eval_sets import VALIDATION, evaluation_sets, predict_table
 from cxr_core.sidecar import ModelMetadata
 
 
@@ -56,18 +55,6 @@ def test_another_dataset_than_the_models_is_said_so(tiny_dataset):
     )
     validation = evaluation_sets(data.scan(tiny_dataset), metadata)[0]
     assert "differs from the one the model was trained on" in validation.note
-
-
-def test_sample_per_class_keeps_at_most_n_of_each_class_in_table_order():
-    table = pd.DataFrame(
-        {"path": [f"f{i}" for i in range(10)], "label": ["NORMAL"] * 3 + ["PNEUMONIA"] * 7}
-    )
-    sample = sample_per_class(table, 2, seed=1)
-    assert sample["label"].value_counts().to_dict() == {"NORMAL": 2, "PNEUMONIA": 2}
-    positions = [int(p[1:]) for p in sample["path"]]
-    assert positions == sorted(positions)
-    assert sample_per_class(table, 0).equals(table)
-    assert sample_per_class(table, 2, seed=1).equals(sample)
 
 
 def test_predict_table_scores_every_image_in_order(tiny_dataset):
