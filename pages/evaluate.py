@@ -14,7 +14,6 @@ import app_support as app
 from cxr_core.config import CLASS_NAMES
 from cxr_core.errors import CXRError
 from cxr_core.eval_sets import ScoringProgress, stratified_sample
-from cxr_core.gradcam import overlay
 from cxr_core.model_card import robustness_lines, stress_rows
 from cxr_core.operating_point import OperatingPoint, prevalence_note, small_set_warning
 from cxr_core.sidecar import ModelMetadata
@@ -80,7 +79,7 @@ def explain_panel(entry: app.ModelEntry, path: str, label: str, threshold: float
     st.button("Close", key="eval_close", on_click=st.session_state.pop, args=(EXPLAIN, None))
     name = Path(path).name
     try:
-        result = app.analyse_upload(entry, Path(path).read_bytes(), name, method)
+        result = app.analyse_upload(entry, Path(path).read_bytes(), name)
     except (CXRError, OSError) as error:
         st.error(f"**{app.md(name)}** could not be explained: {app.md(error)}")
         return
@@ -92,9 +91,7 @@ def explain_panel(entry: app.ModelEntry, path: str, label: str, threshold: float
     )
     left, right = st.columns(2)
     left.image(result["pixels"], caption="Original", width="stretch")
-    right.image(
-        overlay(result["pixels"], result["heatmap"]), caption=f"{method} overlay", width="stretch"
-    )
+    right.image(app.heatmap_view(result, method, 0.6), caption=f"{method} overlay", width="stretch")
     if not result["accepted"]:
         st.caption(f"Input check: {app.md(result['refusal'])}")
 
