@@ -11,7 +11,8 @@ the app that reads the environment:
 
 Models and TensorFlow load once per process (``st.cache_resource``, keyed by path and file
 time, so a retrained model is picked up); tables, audits and predictions are cached with
-``st.cache_data``.
+``st.cache_data``. Nothing here imports TensorFlow before a page needs a model: Home, Dataset
+and the Train monitor read JSON sidecars and folders only (``tests/test_app_speed.py``).
 """
 
 from __future__ import annotations
@@ -45,10 +46,12 @@ __all__ = [
     "analyse_bytes",
     "analyse_upload",
     "audit_dataset",
+    "dataset_guide",
     "default_data_root",
     "device_summary",
     "disclaimer",
     "discover_models",
+    "display_table",
     "evaluation_sets",
     "load_model",
     "md",
@@ -92,8 +95,9 @@ data/chest_xray/val/...                 data/chest_xray/test/...   (optional)
 
 1. Download it from kaggle.com/datasets/paultimothymooney/chest-xray-pneumonia (or with
    `kaggle datasets download -d paultimothymooney/chest-xray-pneumonia`).
-2. Unzip it so that `data/chest_xray/train` exists beside `streamlit_app.py`, or anywhere else
-   and type that folder above (or start the app with `CXR_DATA=/path/to/chest_xray`).
+2. Unzip it so that `data/chest_xray/train` exists beside `streamlit_app.py`, or anywhere
+   else and type that folder in the dataset field (or start the app with
+   `CXR_DATA=/path/to/chest_xray`).
 """
 
 
@@ -127,6 +131,11 @@ def no_model_message() -> str:
     )
 
 
+def dataset_guide() -> None:
+    """Show how to get and place Kaggle's chest X-ray dataset (:data:`DATASET_GUIDE`)."""
+    st.markdown(DATASET_GUIDE)
+
+
 def disclaimer() -> None:
     """Show the research-demo note."""
     st.caption(f":warning: **{DISCLAIMER}** Outputs are model scores, not findings.")
@@ -142,12 +151,15 @@ class ModelEntry:
 
     Attributes:
         path: The ``.keras`` file.
-        label: How pickers show it.
+        label: How pickers show it, short enough for the sidebar: ``"cxr_lite0 (bundled)"``.
         source: ``"bundled"`` or ``"run"``.
         mtime: The newest modification time of the file and its sidecar (part of every
             cache key).
         problem: Why the model cannot be used (a malformed or missing sidecar, a truncated
             file, a size that disagrees with the model), or None when it can.
+        name: The file stem of a bundled model, the run's name for a run's model.
+        details: Backbone, input size and validation AUC, e.g. ``"efficientnet_lite0,
+            224 px, val AUC 0.997"`` (a caption under the picker); empty when unusable.
     """
 
     path: str
@@ -155,6 +167,8 @@ class ModelEntry:
     source: str
     mtime: float
     problem: str | None = None
+    name: str = ""
+    details: str = ""
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -187,12 +201,13 @@ def _entry(path: Path, name: str, source: str) -> ModelEntry:
     mtime = max(path.stat().st_mtime, sidecar.stat().st_mtime if sidecar.exists() else 0.0)
     metadata, problem = _checked_metadata(str(path), mtime)
     if metadata is None:
-        return ModelEntry(str(path), f"{name} - {source} (unusable)", source, mtime, problem)
+        return ModelEntry(str(path), f"{name} ({source}, unusable)", source, mtime, problem, name)
     parts = [metadata.backbone, f"{metadata.image_size} px"]
     auc = metadata.metrics.value("roc_auc")
     if auc is not None:
         parts.append(f"val AUC {auc:.3f}")
-    return ModelEntry(str(path), f"{name} - {source} ({', '.join(parts)})", source, mtime)
+    label = f"{name} ({source})"
+    return ModelEntry(str(path), label, source, mtime, None, name, ", ".join(parts))
 
 
 def discover_models() -> list[ModelEntry]:
@@ -246,6 +261,8 @@ def model_picker(entries: list[ModelEntry], container: Any = None) -> ModelEntry
     (container or st.sidebar).selectbox(
         "Model", list(labels), format_func=labels.get, key=_PICKER, on_change=_remember_pick
     )
+    if current.details:  # the label stays short enough not to be cut off in the sidebar
+        (container or st.sidebar).caption(current.details)
     return current
 
 
@@ -340,10 +357,13 @@ def analyse_upload(entry: ModelEntry, content: bytes, name: str, method: str) ->
 
 @st.cache_resource(show_spinner=False)
 def device_summary() -> dict[str, Any]:
-    """What TensorFlow sees (``cxr_core.devices.describe_devices``), asked once."""
-    from cxr_core.devices import describe_devices
+    """The GPUs the NVIDIA driver lists (``cxr_core.devices.describe_driver_gpus``), asked once.
 
-    return describe_devices()
+    TensorFlow is not imported for this (it costs seconds); a run records what TensorFlow used.
+    """
+    from cxr_core.devices import describe_driver_gpus
+
+    return describe_driver_gpus()
 
 
 @st.cache_data(show_spinner="Listing images...", ttl=300, max_entries=8)
@@ -391,6 +411,41 @@ def _predictions(path: str, mtime: float, paths: tuple[str, ...]) -> np.ndarray:
 def predictions(entry: ModelEntry, table: pd.DataFrame) -> np.ndarray:
     """PNEUMONIA probabilities of every image of ``table``, cached by model and file list."""
     return _predictions(entry.path, entry.mtime, tuple(table["path"]))
+
+
+#: Column headers as the app shows them, for the machine names of ``cxr_core`` tables.
+HEADERS = {
+    "split": "Split", "label": "Class", "total": "Total", "sampled": "Files read",
+    "median_width": "Median width (px)", "median_height": "Median height (px)",
+    "min_side": "Smallest side (px)", "max_side": "Largest side (px)",
+    "modes": "Colour modes", "formats": "File formats", "files": "Files", "splits": "Splits",
+    "labels": "Classes", "across_splits": "Spans splits", "conflicting_labels": "Spans classes",
+    "names": "File names", "patient_id": "Patient", "images": "Images", "example": "Example file",
+}  # fmt: skip
+
+
+def display_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of a ``cxr_core`` table for ``st.dataframe``: human headers, no empty cells.
+
+    Columns and the index name are renamed by :data:`HEADERS` (others: first letter upper
+    case, ``_`` as spaces); booleans read ``yes``/``no``; missing values (None, NaN) ``-``.
+    """
+
+    def header(name: Any) -> Any:
+        if not isinstance(name, str):
+            return name
+        return HEADERS.get(name) or name[:1].upper() + name[1:].replace("_", " ")
+
+    shown = frame.rename(columns=header, index={"total": "Total"})
+    shown.index.name = header(frame.index.name)
+    for column in shown.columns:
+        values = shown[column]
+        if values.dtype == bool:
+            shown[column] = values.map({True: "yes", False: "no"})
+        elif values.isna().any():
+            # As text throughout: a column mixing numbers and "-" would not convert to Arrow.
+            shown[column] = values.map(lambda value: "-" if pd.isna(value) else str(value))
+    return shown
 
 
 @st.cache_data(show_spinner=False, max_entries=512)

@@ -9,16 +9,18 @@ split the model was selected on, rebuilt from the ``run_config`` saved in its me
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 import pandas as pd
 
 from . import data
 from .config import CLASS_NAMES, RunConfig
 from .errors import CXRError, DataError
-from .model import predict_scores
 from .sidecar import ModelMetadata
+
+if TYPE_CHECKING:  # listing the sets (the app's Evaluate page) does not import TensorFlow
+    import keras
 
 __all__ = ["VALIDATION", "EvalSet", "evaluation_sets", "predict_table", "sample_per_class"]
 
@@ -161,6 +163,8 @@ def predict_table(
     Raises:
         DataError: The table is empty or lists DICOM files.
     """
+    from .model import predict_scores
+
     if table.empty:
         raise DataError("There are no images to evaluate.")
     return predict_scores(model, data.evaluation_dataset(table, image_size, batch_size))
