@@ -201,7 +201,7 @@ def _entry(path: Path, name: str, source: str) -> ModelEntry:
     mtime = max(path.stat().st_mtime, sidecar.stat().st_mtime if sidecar.exists() else 0.0)
     metadata, problem = _checked_metadata(str(path), mtime)
     if metadata is None:
-        return ModelEntry(str(path), f"{name} ({source}, unusable)", source, mtime, problem, name)
+        return ModelEntry(str(path), f"{name} (unusable)", source, mtime, problem, name)
     parts = [metadata.backbone, f"{metadata.image_size} px"]
     auc = metadata.metrics.value("roc_auc")
     if auc is not None:

@@ -118,10 +118,10 @@ def _gib(mebibytes: str) -> float | None:
         return None
 
 
-def _proc_gpus(folder: Path = PROC_NVIDIA_GPUS) -> list[dict[str, Any]]:
+def _proc_gpus() -> list[dict[str, Any]]:
     """The GPUs of the NVIDIA kernel driver's ``information`` files (no memory size there)."""
     gpus = []
-    for info in sorted(folder.glob("*/information")):
+    for info in sorted(PROC_NVIDIA_GPUS.glob("*/information")):
         try:
             lines = info.read_text(encoding="utf-8", errors="replace").splitlines()
         except OSError:

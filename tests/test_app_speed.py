@@ -60,6 +60,7 @@ def write_run(runs: Path, name: str, data_root: Path, state: str) -> RunPaths:
     for epoch in (1, 2):
         row = {"epoch": epoch, "phase": "scratch", "loss": 0.7 / epoch, "val_auc": 0.6 + epoch / 10}
         append_history(paths, row)
+    summary = {"roc_auc": 0.8, "accuracy": 0.7, "threshold": 0.5}
     update_status(
         paths,
         state=state,
@@ -69,7 +70,7 @@ def write_run(runs: Path, name: str, data_root: Path, state: str) -> RunPaths:
         batches_per_epoch=3,
         total_epochs=3,
         started_at="2026-01-01T10:00:00+00:00",
-        summary={"roc_auc": 0.8, "accuracy": 0.7, "threshold": 0.5} if state == "finished" else None,
+        summary=summary if state == "finished" else None,
     )
     return paths
 
@@ -105,7 +106,7 @@ def test_home_dataset_and_train_monitor_never_import_tensorflow(tmp_path, tiny_d
         assert seen["errors"] == [], (page, seen["errors"])
         assert seen["tensorflow"] == [], f"{page} imported {seen['tensorflow']}"
     # The pages rendered their content, not an early stop.
-    home, dataset = shown(report["pages/home.py"]["text"]), shown(report["pages/dataset.py"]["text"])
+    home, dataset = (shown(report[page]["text"]) for page in ("pages/home.py", "pages/dataset.py"))
     assert "tiny (bundled)" in home and "ROC AUC: **0.910**" in home
     assert "32 images" in dataset and "No patient has images in more than one split." in dataset
     train = report["pages/train.py"]
@@ -140,3 +141,45 @@ def test_model_labels_hold_the_full_name_and_fit_the_sidebar(bundled_env):
     assert picker.options == ["cxr_lite0 (bundled)", "run-20261126-165210 (run)"]
     captions = [c.value for c in at.sidebar.caption]
     assert entries["cxr_lite0"].details in captions  # the details, under the picker
+
+
+def test_driver_gpus_come_from_nvidia_smi_and_follow_cuda_visible_devices(monkeypatch):
+    from cxr_core import devices
+
+    listing = "0, GPU-aaaa-1, NVIDIA H200, 143771\n1, GPU-bbbb-2, NVIDIA A100, [N/A]\n"
+    monkeypatch.setattr(
+        devices.subprocess, "run", lambda args, **_: subprocess.CompletedProcess(args, 0, listing)
+    )
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    found = devices.describe_driver_gpus()
+    assert found["summary"] == "2 GPUs: NVIDIA A100, NVIDIA H200"
+    assert found["gpus"] == [
+        {"name": "NVIDIA H200", "memory_gb": 140.4},
+        {"name": "NVIDIA A100", "memory_gb": None},
+    ]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-bbbb")
+    assert devices.describe_driver_gpus()["summary"] == "1 GPU: NVIDIA A100"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    assert devices.describe_driver_gpus() == {"gpus": [], "summary": "CPU only"}
+
+
+def test_driver_gpus_fall_back_to_the_kernel_driver_files(monkeypatch, tmp_path):
+    from cxr_core import devices
+
+    def no_nvidia_smi(*_, **__):
+        raise FileNotFoundError("nvidia-smi")
+
+    gpu = tmp_path / "0000:19:00.0"
+    gpu.mkdir()
+    (gpu / "information").write_text(
+        "Model: \t\t NVIDIA H200\nGPU UUID: \t GPU-cccc-3\nDevice Minor: \t 0\n", encoding="utf-8"
+    )
+    monkeypatch.setattr(devices.subprocess, "run", no_nvidia_smi)
+    monkeypatch.setattr(devices, "PROC_NVIDIA_GPUS", tmp_path)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert devices.describe_driver_gpus() == {
+        "gpus": [{"name": "NVIDIA H200", "memory_gb": None}],
+        "summary": "1 GPU: NVIDIA H200",
+    }
+    monkeypatch.setattr(devices, "PROC_NVIDIA_GPUS", tmp_path / "absent")
+    assert devices.describe_driver_gpus()["summary"] == "CPU only"
