@@ -17,8 +17,10 @@ and the Train monitor read JSON sidecars and folders only (``tests/test_app_spee
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 from PIL import Image, ImageOps
+from streamlit.runtime.scriptrunner import script_runner
 
 from app_access import checked_folder
 from cxr_core import audit, data, eval_sets, jobs
@@ -100,6 +103,29 @@ data/chest_xray/val/...                 data/chest_xray/test/...   (optional)
    `CXR_DATA=/path/to/chest_xray`).
 """
 
+
+def _clean_up_after_run() -> None:
+    """Streamlit's clean-up after a script run, less its ``keras.backend.clear_session()``."""
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        with contextlib.suppress(Exception):
+            pyplot.close("all")
+
+
+def _keep_keras_session() -> None:
+    """Stop Streamlit from clearing the Keras session after every script run.
+
+    Once Keras is imported, Streamlit calls ``keras.backend.clear_session()`` after each run
+    (``script_runner._clean_problem_modules``): in Keras 3 a full ``gc.collect()`` over
+    TensorFlow's objects and a cleared TensorFlow kernel cache. That cost 0.3 s of CPU on every
+    page switch and slider move, and made the next Grad-CAM 1-3 s instead of 0.1 s. The app
+    builds models only in cached loaders, so there is nothing to clear between runs.
+    """
+    if hasattr(script_runner, "_clean_problem_modules"):  # absent: a Streamlit without it
+        script_runner._clean_problem_modules = _clean_up_after_run
+
+
+_keep_keras_session()
 
 # ---------------------------------------------------------------------------------------------
 # Paths

@@ -183,3 +183,25 @@ def test_driver_gpus_fall_back_to_the_kernel_driver_files(monkeypatch, tmp_path)
     }
     monkeypatch.setattr(devices, "PROC_NVIDIA_GPUS", tmp_path / "absent")
     assert devices.describe_driver_gpus()["summary"] == "CPU only"
+
+
+def test_reruns_keep_the_keras_session_so_nothing_is_rebuilt(monkeypatch, tmp_path, tiny_dataset):
+    # Streamlit clears the Keras session after every run once Keras is imported: a full garbage
+    # collection and TensorFlow's kernel cache thrown away, seconds on each slider move.
+    import keras
+
+    cleared: list[int] = []
+    monkeypatch.setattr(keras.backend, "clear_session", lambda *_, **__: cleared.append(1))
+    make_tiny_model(tmp_path / "models", tiny_dataset)
+    monkeypatch.setenv("CXR_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("CXR_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("CXR_DATA", str(tiny_dataset))
+    monkeypatch.setenv("CXR_RAISE_ERRORS", "1")
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page("pages/diagnose.py").run()
+    image = next((tiny_dataset / "val" / "PNEUMONIA").glob("*.jpeg"))
+    at.file_uploader[0].set_value((image.name, image.read_bytes(), "image/jpeg")).run()
+    next(s for s in at.slider if "opacity" in s.label.lower()).set_value(0.7).run()
+    assert not at.exception, at.exception
+    assert "keras" in sys.modules and len(at.get("image")) >= 2  # a model ran, a heatmap shown
+    assert cleared == []
