@@ -288,7 +288,7 @@ def model_picker(entries: list[ModelEntry], container: Any = None) -> ModelEntry
         "Model", list(labels), format_func=labels.get, key=_PICKER, on_change=_remember_pick
     )
     if current.details:  # the label stays short enough not to be cut off in the sidebar
-        (container or st.sidebar).caption(current.details)
+        (container or st.sidebar).caption(md(current.details))
     return current
 
 

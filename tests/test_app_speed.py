@@ -139,7 +139,7 @@ def test_model_labels_hold_the_full_name_and_fit_the_sidebar(bundled_env):
     assert not at.exception, at.exception
     picker = at.sidebar.selectbox(key="model_picker")
     assert picker.options == ["cxr_lite0 (bundled)", "run-20261126-165210 (run)"]
-    captions = [c.value for c in at.sidebar.caption]
+    captions = [shown(c.value) for c in at.sidebar.caption]
     assert entries["cxr_lite0"].details in captions  # the details, under the picker
 
 
