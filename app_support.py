@@ -177,7 +177,8 @@ class ModelEntry:
 
     Attributes:
         path: The ``.keras`` file.
-        label: How pickers show it, short enough for the sidebar: ``"cxr_lite0 (bundled)"``.
+        label: How pickers show it, short enough for the sidebar: ``"cxr_lite0 - bundled"``
+            (``"cxr_lite0 (unusable)"``).
         source: ``"bundled"`` or ``"run"``.
         mtime: The newest modification time of the file and its sidecar (part of every
             cache key).
@@ -232,7 +233,7 @@ def _entry(path: Path, name: str, source: str) -> ModelEntry:
     auc = metadata.metrics.value("roc_auc")
     if auc is not None:
         parts.append(f"val AUC {auc:.3f}")
-    label = f"{name} ({source})"
+    label = f"{name} - {source}"  # pages/evaluate.py takes the name before " - "
     return ModelEntry(str(path), label, source, mtime, None, name, ", ".join(parts))
 
 

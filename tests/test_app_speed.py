@@ -107,7 +107,7 @@ def test_home_dataset_and_train_monitor_never_import_tensorflow(tmp_path, tiny_d
         assert seen["tensorflow"] == [], f"{page} imported {seen['tensorflow']}"
     # The pages rendered their content, not an early stop.
     home, dataset = (shown(report[page]["text"]) for page in ("pages/home.py", "pages/dataset.py"))
-    assert "tiny (bundled)" in home and "ROC AUC: **0.910**" in home
+    assert "tiny - bundled" in home and "ROC AUC: **0.910**" in home
     assert "32 images" in dataset and "No patient has images in more than one split." in dataset
     train = report["pages/train.py"]
     assert "live-run" in shown(train["text"]) and train["progress"] == 1 and train["charts"] >= 1
@@ -130,15 +130,15 @@ def test_model_labels_hold_the_full_name_and_fit_the_sidebar(bundled_env):
     import app_support
 
     entries = {entry.name: entry for entry in app_support.discover_models()}
-    assert entries["cxr_lite0"].label == "cxr_lite0 (bundled)"
-    assert entries["run-20261126-165210"].label == "run-20261126-165210 (run)"
+    assert entries["cxr_lite0"].label == "cxr_lite0 - bundled"
+    assert entries["run-20261126-165210"].label == "run-20261126-165210 - run"
     assert all(len(entry.label) <= 28 for entry in entries.values())
     assert entries["cxr_lite0"].details.startswith("efficientnet_lite0, 224 px, val AUC 0.9")
 
     at = AppTest.from_file(APP, default_timeout=120).run()
     assert not at.exception, at.exception
     picker = at.sidebar.selectbox(key="model_picker")
-    assert picker.options == ["cxr_lite0 (bundled)", "run-20261126-165210 (run)"]
+    assert picker.options == ["cxr_lite0 - bundled", "run-20261126-165210 - run"]
     captions = [shown(c.value) for c in at.sidebar.caption]
     assert entries["cxr_lite0"].details in captions  # the details, under the picker
 
