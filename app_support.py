@@ -11,13 +11,17 @@ the app that reads the environment:
 
 Models and TensorFlow load once per process (``st.cache_resource``, keyed by path and file
 time, so a retrained model is picked up); tables and audits are cached with ``st.cache_data``,
-predictions on disk in the runs folder (``cxr_core.score_cache``).
+predictions on disk in the runs folder (``cxr_core.score_cache``). Nothing here imports
+TensorFlow before a page needs a model: Home, Dataset and the Train monitor read JSON sidecars
+and folders only (``tests/test_app_speed.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 from PIL import Image, ImageOps
+from streamlit.runtime.scriptrunner import script_runner
 
 from app_access import checked_folder
 from cxr_core import audit, data, eval_sets, jobs
@@ -45,10 +50,12 @@ __all__ = [
     "analyse_bytes",
     "analyse_upload",
     "audit_dataset",
+    "dataset_guide",
     "default_data_root",
     "device_summary",
     "disclaimer",
     "discover_models",
+    "display_table",
     "evaluation_sets",
     "heatmap_view",
     "load_model",
@@ -98,10 +105,34 @@ data/chest_xray/val/...                 data/chest_xray/test/...   (optional)
 
 1. Download it from kaggle.com/datasets/paultimothymooney/chest-xray-pneumonia (or with
    `kaggle datasets download -d paultimothymooney/chest-xray-pneumonia`).
-2. Unzip it so that `data/chest_xray/train` exists beside `streamlit_app.py`, or anywhere else
-   and type that folder above (or start the app with `CXR_DATA=/path/to/chest_xray`).
+2. Unzip it so that `data/chest_xray/train` exists beside `streamlit_app.py`, or anywhere
+   else and type that folder in the dataset field (or start the app with
+   `CXR_DATA=/path/to/chest_xray`).
 """
 
+
+def _clean_up_after_run() -> None:
+    """Streamlit's clean-up after a script run, less its ``keras.backend.clear_session()``."""
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        with contextlib.suppress(Exception):
+            pyplot.close("all")
+
+
+def _keep_keras_session() -> None:
+    """Stop Streamlit from clearing the Keras session after every script run.
+
+    Once Keras is imported, Streamlit calls ``keras.backend.clear_session()`` after each run
+    (``script_runner._clean_problem_modules``): in Keras 3 a full ``gc.collect()`` over
+    TensorFlow's objects and a cleared TensorFlow kernel cache. That cost 0.3 s of CPU on every
+    page switch and slider move, and made the next Grad-CAM 1-3 s instead of 0.1 s. The app
+    builds models only in cached loaders, so there is nothing to clear between runs.
+    """
+    if hasattr(script_runner, "_clean_problem_modules"):  # absent: a Streamlit without it
+        script_runner._clean_problem_modules = _clean_up_after_run
+
+
+_keep_keras_session()
 
 # ---------------------------------------------------------------------------------------------
 # Paths
@@ -133,6 +164,11 @@ def no_model_message() -> str:
     )
 
 
+def dataset_guide() -> None:
+    """Show how to get and place Kaggle's chest X-ray dataset (:data:`DATASET_GUIDE`)."""
+    st.markdown(DATASET_GUIDE)
+
+
 def disclaimer() -> None:
     """Show the research-demo note."""
     st.caption(f":warning: **{DISCLAIMER}** Outputs are model scores, not findings.")
@@ -148,12 +184,16 @@ class ModelEntry:
 
     Attributes:
         path: The ``.keras`` file.
-        label: How pickers show it.
+        label: How pickers show it, short enough for the sidebar: ``"cxr_lite0 - bundled"``
+            (``"cxr_lite0 (unusable)"``).
         source: ``"bundled"`` or ``"run"``.
         mtime: The newest modification time of the file and its sidecar (part of every
             cache key).
         problem: Why the model cannot be used (a malformed or missing sidecar, a truncated
             file, a size that disagrees with the model), or None when it can.
+        name: The file stem of a bundled model, the run's name for a run's model.
+        details: Backbone, input size and validation AUC, e.g. ``"efficientnet_lite0,
+            224 px, val AUC 0.997"`` (a caption under the picker); empty when unusable.
     """
 
     path: str
@@ -161,6 +201,8 @@ class ModelEntry:
     source: str
     mtime: float
     problem: str | None = None
+    name: str = ""
+    details: str = ""
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -193,12 +235,13 @@ def _entry(path: Path, name: str, source: str) -> ModelEntry:
     mtime = max(path.stat().st_mtime, sidecar.stat().st_mtime if sidecar.exists() else 0.0)
     metadata, problem = _checked_metadata(str(path), mtime)
     if metadata is None:
-        return ModelEntry(str(path), f"{name} - {source} (unusable)", source, mtime, problem)
+        return ModelEntry(str(path), f"{name} (unusable)", source, mtime, problem, name)
     parts = [metadata.backbone, f"{metadata.image_size} px"]
     auc = metadata.metrics.value("roc_auc")
     if auc is not None:
         parts.append(f"val AUC {auc:.3f}")
-    return ModelEntry(str(path), f"{name} - {source} ({', '.join(parts)})", source, mtime)
+    label = f"{name} - {source}"  # pages/evaluate.py takes the name before " - "
+    return ModelEntry(str(path), label, source, mtime, None, name, ", ".join(parts))
 
 
 def discover_models() -> list[ModelEntry]:
@@ -282,6 +325,8 @@ def model_picker(entries: list[ModelEntry], container: Any = None) -> ModelEntry
     (container or st.sidebar).selectbox(
         "Model", list(labels), format_func=labels.get, key=_PICKER, on_change=_remember_pick
     )
+    if current.details:  # the label stays short enough not to be cut off in the sidebar
+        (container or st.sidebar).caption(md(current.details))
     return current
 
 
@@ -473,10 +518,13 @@ def view_change_seconds(
 
 @st.cache_resource(show_spinner=False)
 def device_summary() -> dict[str, Any]:
-    """What TensorFlow sees (``cxr_core.devices.describe_devices``), asked once."""
-    from cxr_core.devices import describe_devices
+    """The GPUs the NVIDIA driver lists (``cxr_core.devices.describe_driver_gpus``), asked once.
 
-    return describe_devices()
+    TensorFlow is not imported for this (it costs seconds); a run records what TensorFlow used.
+    """
+    from cxr_core.devices import describe_driver_gpus
+
+    return describe_driver_gpus()
 
 
 @st.cache_data(show_spinner="Listing images...", ttl=300, max_entries=8)
@@ -574,6 +622,41 @@ def operating_point(
     from cxr_core.operating_point import operating_point as compute
 
     return compute(labels, scores, threshold, stored_threshold, prevalence)
+
+
+#: Column headers as the app shows them, for the machine names of ``cxr_core`` tables.
+HEADERS = {
+    "split": "Split", "label": "Class", "total": "Total", "sampled": "Files read",
+    "median_width": "Median width (px)", "median_height": "Median height (px)",
+    "min_side": "Smallest side (px)", "max_side": "Largest side (px)",
+    "modes": "Colour modes", "formats": "File formats", "files": "Files", "splits": "Splits",
+    "labels": "Classes", "across_splits": "Spans splits", "conflicting_labels": "Spans classes",
+    "names": "File names", "patient_id": "Patient", "images": "Images", "example": "Example file",
+}  # fmt: skip
+
+
+def display_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of a ``cxr_core`` table for ``st.dataframe``: human headers, no empty cells.
+
+    Columns and the index name are renamed by :data:`HEADERS` (others: first letter upper
+    case, ``_`` as spaces); booleans read ``yes``/``no``; missing values (None, NaN) ``-``.
+    """
+
+    def header(name: Any) -> Any:
+        if not isinstance(name, str):
+            return name
+        return HEADERS.get(name) or name[:1].upper() + name[1:].replace("_", " ")
+
+    shown = frame.rename(columns=header, index={"total": "Total"})
+    shown.index.name = header(frame.index.name)
+    for column in shown.columns:
+        values = shown[column]
+        if values.dtype == bool:
+            shown[column] = values.map({True: "yes", False: "no"})
+        elif values.isna().any():
+            # As text throughout: a column mixing numbers and "-" would not convert to Arrow.
+            shown[column] = values.map(lambda value: "-" if pd.isna(value) else str(value))
+    return shown
 
 
 @st.cache_data(show_spinner=False, max_entries=512)

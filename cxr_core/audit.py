@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import pydicom
 from PIL import Image, UnidentifiedImageError
 
 from .config import CLASS_NAMES
@@ -77,6 +76,8 @@ def _header(path: str) -> tuple[str, int, int, str]:
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         pass
     try:
+        import pydicom  # only for files Pillow cannot open: half a second to import
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pydicom warnings can quote field values
             dataset = pydicom.dcmread(path, stop_before_pixels=True)

@@ -15,30 +15,30 @@ import math
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
-from sklearn.model_selection import StratifiedGroupKFold
-from sklearn.utils.class_weight import compute_class_weight
 
-from .augment import make_augmenter
 from .config import CLASS_NAMES, DataConfig
 from .errors import ConfigError, DataError
-from .preprocess import to_model_input
+
+# TensorFlow, scikit-learn and SciPy are imported by the functions that need them: listing,
+# counting and auditing a dataset (the app's Home and Dataset pages) must not pay seconds of
+# imports (benchmarks/app_latency.py).
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "SPLITS",
     "add_content_hashes",
+    "class_weight_description",
     "class_weights",
     "count_table",
     "duplicate_groups",
     "evaluation_dataset",
     "fingerprint",
-    "make_augmenter",
     "make_dataset",
     "patient_id",
     "resolve_splits",
@@ -249,6 +249,8 @@ def split_by_patient(
         ConfigError: ``val_fraction`` is outside (0, 1).
         DataError: The table lacks one class or has too few patients to split.
     """
+    from sklearn.model_selection import StratifiedGroupKFold
+
     if not 0 < val_fraction < 1:
         raise ConfigError(f"val_fraction must be in (0, 1). Received: val_fraction={val_fraction}")
     if "content_hash" not in table:
@@ -266,6 +268,9 @@ def split_by_patient(
 
 def _leakage_groups(table: pd.DataFrame) -> np.ndarray:
     """Component id per row of the graph linking rows that share a patient or a content hash."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     rows = np.arange(len(table))
     # An edge from each row to the first row with the same patient, and with the same bytes.
     firsts = [
@@ -372,8 +377,15 @@ def class_weights(labels: np.ndarray | list[int]) -> dict[int, float]:
     missing = [CLASS_NAMES[c] for c in classes if not (values == c).any()]
     if missing:
         raise DataError(f"Class weights need both classes, but there are no {missing[0]} labels.")
-    weights = compute_class_weight("balanced", classes=classes, y=values)
+    weights = len(values) / (len(classes) * np.bincount(values, minlength=len(classes)))
     return {int(c): float(w) for c, w in zip(classes, weights, strict=True)}
+
+
+def class_weight_description(weights: dict[int, float] | None) -> str:
+    """Return e.g. ``"NORMAL 1.94, PNEUMONIA 0.67"`` for display, or ``"off"``."""
+    if not weights:
+        return "off"
+    return ", ".join(f"{CLASS_NAMES[k]} {v:.2f}" for k, v in sorted(weights.items()))
 
 
 def fingerprint(table: pd.DataFrame) -> str:
@@ -401,7 +413,8 @@ def make_dataset(
 
     read -> decode (greyscale) -> :func:`~cxr_core.preprocess.to_model_input` -> cache (if
     ``data_config.cache``) -> [training: shuffle, reshuffled each epoch] -> batch ->
-    [training with ``augment`` or ``acquisition_augment`` > 0: :func:`make_augmenter`] ->
+    [training with ``augment`` or ``acquisition_augment`` > 0:
+    :func:`~cxr_core.augment.make_augmenter`] ->
     prefetch. Without training, the order is the table's. JPEG and PNG files only.
 
     Args:
@@ -423,6 +436,10 @@ def make_dataset(
         raise ConfigError(
             f"image_size must be a positive integer. Received: image_size={image_size!r}"
         )
+    import tensorflow as tf
+
+    from .augment import make_augmenter
+
     paths = table["path"].to_numpy(dtype=str)
     labels = table["label_index"].to_numpy(dtype=np.float32)
     if training:
@@ -478,6 +495,10 @@ def _check_decodable(table: pd.DataFrame) -> None:
 
 def _load_grey(path: tf.Tensor, image_size: int) -> tf.Tensor:
     """Read one file and return its model input's first channel, (s, s, 1) float32."""
+    import tensorflow as tf
+
+    from .preprocess import to_model_input
+
     image = tf.io.decode_image(tf.io.read_file(path), channels=1, expand_animations=False)
     # to_model_input repeats one grey channel three times; caching and shuffling one copy
     # holds a third of the memory (about 1 GB instead of 3 GB for the Kaggle train at 224).
@@ -486,6 +507,8 @@ def _load_grey(path: tf.Tensor, image_size: int) -> tf.Tensor:
 
 def _to_model_batch(images: tf.Tensor, augmenter: object | None) -> tf.Tensor:
     """(batch, s, s, 1) grey -> augmented if an augmenter is given -> (batch, s, s, 3)."""
+    import tensorflow as tf
+
     if augmenter is not None:
         images = augmenter(images, training=True)
     return tf.repeat(images, 3, axis=-1)

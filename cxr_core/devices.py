@@ -1,23 +1,31 @@
-"""Which accelerators TensorFlow sees, and the distribution strategy that uses them."""
+"""Which accelerators TensorFlow sees, and the distribution strategy that uses them.
+
+TensorFlow and Keras are imported by the functions that use them, so that
+:func:`describe_driver_gpus` (the app's Home page) answers without the seconds of that import.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import os
 import subprocess
 from collections.abc import Iterator
-from typing import Any
-
-import keras
-import tensorflow as tf
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .config import DataConfig
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
 
 __all__ = [
     "cache_where_it_fits",
     "configure_devices",
     "describe_devices",
+    "describe_driver_gpus",
     "gpu_compute_capabilities",
     "mixed_precision_policy",
     "resolve_mixed_precision",
@@ -28,10 +36,14 @@ __all__ = [
 
 #: Mixed precision pays off from Volta (compute capability 7.0) on, which has tensor cores.
 MIN_MIXED_PRECISION_CAPABILITY = (7, 0)
+#: Where the NVIDIA kernel driver lists its GPUs (one folder per GPU, an ``information`` file).
+PROC_NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")
 
 
 def configure_devices() -> None:
     """Let TensorFlow grow GPU memory as needed instead of taking all of it at start-up."""
+    import tensorflow as tf
+
     for gpu in tf.config.list_physical_devices("GPU"):
         # Growth can only be set before first use; a second call would raise.
         with contextlib.suppress(RuntimeError):
@@ -39,37 +51,105 @@ def configure_devices() -> None:
 
 
 def describe_devices() -> dict[str, object]:
-    """Return the devices TensorFlow sees.
+    """Return the devices TensorFlow sees (imports TensorFlow).
 
     Returns:
         ``{"gpus": [{"name": str, "memory_gb": float | None}], "summary": str}`` where summary
         reads e.g. ``"CPU only"`` or ``"1 GPU: NVIDIA H100 80GB HBM3"``.
     """
+    import tensorflow as tf
+
     gpus = []
     for device in tf.config.list_physical_devices("GPU"):
         details = tf.config.experimental.get_device_details(device)
         gpus.append({"name": details.get("device_name", device.name), "memory_gb": None})
-    for gpu, memory_gb in zip(gpus, _nvidia_memory_gb(), strict=False):
-        gpu["memory_gb"] = memory_gb
+    driver = _visible(_nvidia_smi_gpus())
+    for gpu, listed in zip(gpus, driver, strict=False):
+        gpu["memory_gb"] = listed["memory_gb"]
+    return _described(gpus)
+
+
+def describe_driver_gpus() -> dict[str, object]:
+    """Return the NVIDIA GPUs the driver lists, without importing TensorFlow (milliseconds).
+
+    Asks ``nvidia-smi`` when it is installed, else reads ``/proc/driver/nvidia/gpus``; keeps the
+    GPUs that ``CUDA_VISIBLE_DEVICES`` leaves visible, as CUDA does. TensorFlow uses them when it
+    was built with CUDA and finds its libraries; :func:`describe_devices` asks TensorFlow itself.
+
+    Returns:
+        As :func:`describe_devices`: ``"CPU only"`` when the driver lists no GPU (or there is no
+        NVIDIA driver).
+    """
+    gpus = _nvidia_smi_gpus() or _proc_gpus()
+    return _described([{"name": g["name"], "memory_gb": g["memory_gb"]} for g in _visible(gpus)])
+
+
+def _described(gpus: list[dict[str, Any]]) -> dict[str, object]:
     if not gpus:
         return {"gpus": [], "summary": "CPU only"}
     names = ", ".join(sorted({gpu["name"] for gpu in gpus}))
     return {"gpus": gpus, "summary": f"{len(gpus)} GPU{'s' if len(gpus) > 1 else ''}: {names}"}
 
 
-def _nvidia_memory_gb() -> list[float]:
-    """Total memory of each NVIDIA GPU in GiB, from nvidia-smi; empty when it is absent."""
+def _nvidia_smi_gpus() -> list[dict[str, Any]]:
+    """Index, UUID, name and total memory (GiB) of each NVIDIA GPU; empty without nvidia-smi."""
+    query = "--query-gpu=index,uuid,name,memory.total"
     try:
         output = subprocess.run(
-            ["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+            ["nvidia-smi", query, "--format=csv,noheader,nounits"],
             capture_output=True,
             text=True,
             timeout=10,
             check=True,
         ).stdout
-        return [round(float(line) / 1024, 1) for line in output.split()]
+        rows = [row for row in csv.reader(output.splitlines(), skipinitialspace=True) if row]
+        return [
+            {"index": index, "uuid": uuid, "name": name, "memory_gb": _gib(memory)}
+            for index, uuid, name, memory in rows
+        ]
     except (OSError, subprocess.SubprocessError, ValueError):
         return []
+
+
+def _gib(mebibytes: str) -> float | None:
+    try:
+        return round(float(mebibytes) / 1024, 1)
+    except ValueError:  # "[N/A]"
+        return None
+
+
+def _proc_gpus() -> list[dict[str, Any]]:
+    """The GPUs of the NVIDIA kernel driver's ``information`` files (no memory size there)."""
+    gpus = []
+    for info in sorted(PROC_NVIDIA_GPUS.glob("*/information")):
+        try:
+            lines = info.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+        pairs = (line.split(":", 1) for line in lines if ":" in line)
+        fields = {key.strip(): value.strip() for key, value in pairs}
+        gpu = {
+            "index": fields.get("Device Minor", str(len(gpus))),
+            "uuid": fields.get("GPU UUID", ""),
+            "name": fields.get("Model") or "NVIDIA GPU",
+            "memory_gb": None,
+        }
+        gpus.append(gpu)
+    return gpus
+
+
+def _visible(gpus: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The GPUs ``CUDA_VISIBLE_DEVICES`` (indices or UUIDs) leaves visible, in its order."""
+    setting = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if setting is None:
+        return gpus
+    visible = []
+    for item in (part.strip() for part in setting.split(",")):
+        match = [g for g in gpus if item and (g["index"] == item or g["uuid"].startswith(item))]
+        if not match:
+            break  # CUDA ignores everything from the first entry it cannot match
+        visible.append(match[0])
+    return visible
 
 
 def select_strategy(distribute: str, cluster_timeout: float = 120.0) -> tf.distribute.Strategy:
@@ -91,6 +171,8 @@ def select_strategy(distribute: str, cluster_timeout: float = 120.0) -> tf.distr
         ConfigError: ``"multiworker"`` without a usable ``TF_CONFIG``.
         ClusterError: The other workers did not answer within ``cluster_timeout`` seconds.
     """
+    import tensorflow as tf
+
     if distribute == "multiworker":
         from .cluster import connect, read_tf_config
 
@@ -107,6 +189,8 @@ def gpu_compute_capabilities() -> list[tuple[int, int]]:
 
     A GPU whose capability TensorFlow does not report (not an NVIDIA GPU) counts as ``(0, 0)``.
     """
+    import tensorflow as tf
+
     capabilities = []
     for gpu in tf.config.list_physical_devices("GPU"):
         details = tf.config.experimental.get_device_details(gpu)
@@ -133,6 +217,8 @@ def resolve_xla(setting: str, replicas: int = 1) -> bool:
     ``"auto"`` follows Keras's own rule: on when a GPU is visible and training is not spread
     over several replicas (Keras turns XLA off under ``tf.distribute``); always off on CPU.
     """
+    import tensorflow as tf
+
     if setting in ("on", "off"):
         return setting == "on"
     return bool(tf.config.list_physical_devices("GPU")) and replicas == 1
@@ -148,6 +234,8 @@ def mixed_precision_policy(enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
+    import keras
+
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_float16")
     try:
@@ -162,6 +250,8 @@ def single_device_copy(model: keras.Model) -> keras.Model:
     It predicts on one device whatever strategy ``model`` was trained under, and a model saved
     from it runs in float32 on any machine.
     """
+    import keras
+
     copy = keras.Model.from_config(_float32_policies(model.get_config()))
     copy.set_weights(model.get_weights())
     return copy

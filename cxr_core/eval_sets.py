@@ -11,16 +11,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 import pandas as pd
 
 from . import data
 from .config import DataConfig, RunConfig
 from .errors import CXRError, DataError
-from .model import predict_scores
 from .sidecar import ModelMetadata
+
+if TYPE_CHECKING:  # listing the sets (the app's Evaluate page) does not import TensorFlow
+    import keras
 
 __all__ = [
     "VALIDATION",
@@ -194,17 +196,25 @@ class ScoringProgress:
         return (self.total - self.done) / rate if rate else None
 
 
-class _ProgressCallback(keras.callbacks.Callback):
-    """Report a :class:`ScoringProgress` after each predicted batch."""
+def _progress_callback(
+    report: Callable[[ScoringProgress], None], total: int, batch: int
+) -> keras.callbacks.Callback:
+    """A Keras callback that reports a :class:`ScoringProgress` after each predicted batch.
 
-    def __init__(self, report: Callable[[ScoringProgress], None], total: int, batch: int):
-        super().__init__()
-        self._report, self._total, self._batch = report, total, batch
-        self._start = time.perf_counter()
+    Defined on call: listing the sets must not import Keras (``tests/test_app_speed.py``).
+    """
+    import keras
 
-    def on_predict_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        done = min(self._total, (batch + 1) * self._batch)
-        self._report(ScoringProgress(done, self._total, time.perf_counter() - self._start))
+    class ProgressCallback(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self._start = time.perf_counter()
+
+        def on_predict_batch_end(self, index: int, logs: dict | None = None) -> None:
+            done = min(total, (index + 1) * batch)
+            report(ScoringProgress(done, total, time.perf_counter() - self._start))
+
+    return ProgressCallback()
 
 
 def predict_table(
@@ -235,11 +245,13 @@ def predict_table(
     Raises:
         DataError: The table is empty or lists DICOM files, or an image cannot be decoded.
     """
+    from .model import predict_scores
+
     if table.empty:
         raise DataError("There are no images to evaluate.")
     dataset = data.evaluation_dataset(table, image_size, batch_size)
     callbacks: tuple[keras.callbacks.Callback, ...] = ()
     if progress is not None:
         progress(ScoringProgress(0, len(table), 0.0))
-        callbacks = (_ProgressCallback(progress, len(table), batch_size),)
+        callbacks = (_progress_callback(progress, len(table), batch_size),)
     return predict_scores(model, dataset, callbacks)

@@ -25,7 +25,7 @@ import keras
 import tensorflow as tf
 
 from . import cluster, data, multiworker
-from .config import CLASS_NAMES, RunConfig, backbone_spec
+from .config import RunConfig, backbone_spec
 from .devices import (
     cache_where_it_fits,
     configure_devices,
@@ -58,7 +58,6 @@ from .stress import PERTURBATIONS
 
 __all__ = [
     "Phase",
-    "class_weight_description",
     "learning_rate_scale",
     "plan_phases",
     "run_workload",
@@ -640,13 +639,6 @@ def _train(
             paths, state="finished", finished_at=now_iso(), summary=summary, eta_seconds=0
         )
     return {"state": "finished", **summary}
-
-
-def class_weight_description(weights: dict[int, float] | None) -> str:
-    """Return e.g. ``"NORMAL 1.94, PNEUMONIA 0.67"`` for display, or ``"off"``."""
-    if not weights:
-        return "off"
-    return ", ".join(f"{CLASS_NAMES[k]} {v:.2f}" for k, v in sorted(weights.items()))
 
 
 # --- precision and several machines -----------------------------------------------------------

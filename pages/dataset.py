@@ -1,4 +1,7 @@
-"""Dataset: counts, class balance, sample images and an audit for shortcuts and leaks."""
+"""Dataset: counts, class balance, sample images and an audit for shortcuts and leaks.
+
+No TensorFlow here: the counts, thumbnails and audit read folders, file headers and bytes.
+"""
 
 import streamlit as st
 
@@ -9,7 +12,6 @@ import app_support as app
 from cxr_core import data
 from cxr_core.config import CLASS_NAMES
 from cxr_core.errors import CXRError
-from cxr_core.train import class_weight_description
 
 app_nav.ensure_app_navigation()
 
@@ -20,21 +22,21 @@ root = access.dataset_folder_ui(
     app.default_data_root(),
 )
 if not root.strip():
-    st.info("Type the folder of a chest X-ray dataset above.")
-    st.markdown(app.DATASET_GUIDE)
+    st.info("No dataset found: type the folder of a chest X-ray dataset above.")
+    app.dataset_guide()
     st.stop()
 try:
     table = app.scan_dataset(root.strip())
 except CXRError as error:
     st.error(app.md(error))
-    st.markdown(app.DATASET_GUIDE)
+    app.dataset_guide()
     st.stop()
 
 counts = data.count_table(table)
 chart_col, table_col = st.columns([3, 2])
 chart_col.plotly_chart(charts.counts_figure(counts))
 table_col.markdown(f"**{len(table)} images** in {app.md(root.strip())}")
-table_col.dataframe(counts)
+table_col.dataframe(app.display_table(counts))
 
 train = table[table["split"] == "train"]
 if len(train) and train["label"].nunique() == len(CLASS_NAMES):
@@ -42,7 +44,7 @@ if len(train) and train["label"].nunique() == len(CLASS_NAMES):
     weights = data.class_weights(train["label_index"].to_numpy())
     table_col.markdown(
         f"Imbalance in train: **{pneumonia / normal:.2f} PNEUMONIA per NORMAL** image. "
-        f"Class weights training would use: **{class_weight_description(weights)}** "
+        f"Class weights training would use: **{data.class_weight_description(weights)}** "
         "(each class then counts equally in the loss)."
     )
 else:
@@ -69,7 +71,8 @@ try:
 except CXRError as error:
     st.error(f"The audit could not finish: {app.md(error)}")
     st.stop()
-st.dataframe(result.summary, hide_index=True)
+st.dataframe(app.display_table(result.summary), hide_index=True)
+st.caption("Colour modes as Pillow names them: L is 8-bit grey, RGB is colour.")
 for warning in result.warnings:
     st.warning(app.md(warning))
 if not result.warnings:
@@ -87,7 +90,7 @@ else:
         f"{leaking} of them span two splits or two labels. Patient-grouped splits keep copies "
         "together, but a copy in both train and test inflates test scores."
     )
-    st.dataframe(copies, hide_index=True)
+    st.dataframe(app.display_table(copies), hide_index=True)
 
 if result.cross_split.empty:
     st.success("No patient has images in more than one split.")
@@ -96,4 +99,4 @@ else:
         f"{len(result.cross_split)} patients have images in more than one split: a model tested "
         "on them has seen the same child in training."
     )
-    st.dataframe(result.cross_split, hide_index=True)
+    st.dataframe(app.display_table(result.cross_split), hide_index=True)

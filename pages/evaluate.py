@@ -240,11 +240,11 @@ compare = st.sidebar.selectbox(
     key="compare_model",
 )
 c = point.curves
-roc = [(f"{entry.label.split(' - ')[0]} (AUC {point.roc_auc:.3f})", c.fpr, c.tpr)]
+roc = [(f"{entry.name} (AUC {point.roc_auc:.3f})", c.fpr, c.tpr)]
 if compare:
     try:
         other = app.operating_point(y, scores_with_progress(others[compare], table), 0.5)
-        name = others[compare].label.split(" - ")[0]
+        name = others[compare].name
         roc.append((f"{name} (AUC {other.roc_auc:.3f})", other.curves.fpr, other.curves.tpr))
     except CXRError as error:
         st.sidebar.error(f"The second model cannot be used: {app.md(error)}")

@@ -1,4 +1,8 @@
-"""Home: what the app is for, the disclaimer, and the status of model, data and devices."""
+"""Home: what the app is for, the disclaimer, and the status of model, data and devices.
+
+Home reads the model's JSON sidecar, the dataset folder and the NVIDIA driver only: it never
+imports TensorFlow, so a fresh server answers in about a second (benchmarks/app_latency.py).
+"""
 
 from pathlib import Path
 
@@ -6,6 +10,7 @@ import streamlit as st
 
 import app_nav
 import app_support as app
+from cxr_core.data import count_table
 from cxr_core.errors import CXRError
 from cxr_core.model_card import (
     format_metric,
@@ -41,7 +46,8 @@ with model_col:
     else:
         meta = app.model_metadata(entry)
         st.markdown(f"**{app.md(entry.label)}**")
-        st.caption(f"threshold {meta.threshold:.3f} on the PNEUMONIA probability")
+        details = f"{app.md(entry.details)}; " if entry.details else ""
+        st.caption(f"{details}threshold {meta.threshold:.3f} on the PNEUMONIA probability")
         for name, (value, interval) in headline_metrics(meta).items():
             if value is None:
                 continue
@@ -67,20 +73,20 @@ with data_col:
         try:
             table = app.scan_dataset(root)
             st.text(root)
-            counts = table.groupby(["split", "label"]).size().unstack(fill_value=0)
-            st.dataframe(counts)
+            st.dataframe(app.display_table(count_table(table)))
         except CXRError as error:
             st.error(f"The dataset at {app.md(root)} cannot be used: {app.md(error)}")
 
 with device_col:
     st.subheader("Devices")
     devices = app.device_summary()
-    st.markdown(f"TensorFlow sees: **{devices['summary']}**")
+    st.markdown(f"Accelerators: **{app.md(devices['summary'])}**")
     for gpu in devices["gpus"]:
         memory = f"{gpu['memory_gb']} GiB" if gpu.get("memory_gb") else "memory unknown"
-        st.caption(f"{gpu['name']} - {memory}")
+        st.caption(f"{app.md(gpu['name'])} - {memory}")
     if not devices["gpus"]:
         st.caption("Training runs on the CPU: choose small images and few epochs.")
+    st.caption("As the NVIDIA driver lists them; every run records what TensorFlow used.")
 
 if entry is not None and entry.problem is None:
     with st.expander("Model card (rendered from the model's metadata)"):

@@ -210,7 +210,7 @@ def test_deep_link_on_a_fresh_server_opens_the_page_under_the_apps_navigation(
 @pytest.mark.parametrize(
     ("title", "expected"),
     [
-        ("Home", "TensorFlow sees"),
+        ("Home", "Accelerators:"),
         ("Dataset", "Imbalance in train"),
         ("Train", "No runs yet"),
         ("Evaluate", "Specificity"),
