@@ -748,8 +748,8 @@ def training_estimate(config: Any, table: pd.DataFrame, runs: list[jobs.Run]) ->
     Raises:
         DataError: The dataset cannot train (no train split, a class missing).
     """
+    from cxr_core.plan import run_workload
     from cxr_core.progress import remaining_seconds
-    from cxr_core.train import run_workload
 
     train, val, _ = data.resolve_splits(table, config.data)
     work = run_workload(config, len(train), len(val))

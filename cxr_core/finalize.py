@@ -29,12 +29,9 @@ from .calibration import fit_platt, fold_into_model
 from .config import RunConfig
 from .errors import DataError
 from .model import save_model
+from .plan import GATE_TRAIN_IMAGES
 
 __all__ = ["Finalized", "finalize_model", "save_finalized"]
-
-#: At most this many train images are used to fit the input check (features of 3,000 images
-#: pin down a 1,280-dimensional shrunk covariance well and take about a minute on 2 cores).
-GATE_TRAIN_IMAGES = 3000
 
 
 @dataclass(frozen=True, eq=False)

@@ -17,7 +17,6 @@ import math
 import os
 import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +36,10 @@ from .devices import (
     single_device_copy,
 )
 from .errors import CXRError, DataError
-from .finalize import GATE_TRAIN_IMAGES, Finalized, finalize_model, save_finalized
+from .finalize import Finalized, finalize_model, save_finalized
 from .model import backbone_layers, build_model
-from .progress import FORWARD_SPEEDUP, Stage, Workload, remaining_seconds
+from .plan import Phase, gate_images, learning_rate_scale, plan_phases, run_workload
+from .progress import FORWARD_SPEEDUP, Stage, remaining_seconds
 from .run_guard import StopRequest, StopRequested, lock_run, process_start, unlock_run
 from .runs import (
     RunPaths,
@@ -54,7 +54,6 @@ from .runs import (
     update_status,
     write_json_atomic,
 )
-from .stress import PERTURBATIONS
 
 __all__ = [
     "Phase",
@@ -64,54 +63,6 @@ __all__ = [
     "set_trainable_for_phase",
     "train_run",
 ]
-
-
-@dataclass(frozen=True)
-class Phase:
-    """One call of ``model.fit``: its name, epoch range and learning rate."""
-
-    name: str
-    first_epoch: int
-    epochs: int
-    learning_rate: float
-
-    @property
-    def last_epoch(self) -> int:
-        """Epoch number (exclusive) at which the phase ends."""
-        return self.first_epoch + self.epochs
-
-
-def learning_rate_scale(config: RunConfig) -> float:
-    """Return ``batch_size / lr_reference_batch`` (the linear scaling rule), or 1 when unset.
-
-    The batch size is the global one, which training splits over all replicas; a run that
-    grows it with the number of replicas sets ``lr_reference_batch`` to the batch its learning
-    rates were chosen for, and both learning rates grow in proportion.
-    """
-    reference = config.train.lr_reference_batch
-    return 1.0 if reference is None else config.data.batch_size / reference
-
-
-def plan_phases(config: RunConfig) -> list[Phase]:
-    """Return the phases that ``config`` asks for, with global epoch numbering.
-
-    Learning rates are scaled by :func:`learning_rate_scale`.
-    """
-    train, scale = config.train, learning_rate_scale(config)
-    if not config.model.pretrained:
-        total = train.head_epochs + train.finetune_epochs
-        return [Phase("scratch", 0, total, train.head_learning_rate * scale)]
-    phases = [Phase("head", 0, train.head_epochs, train.head_learning_rate * scale)]
-    if train.finetune_epochs:
-        phases.append(
-            Phase(
-                "finetune",
-                train.head_epochs,
-                train.finetune_epochs,
-                train.finetune_learning_rate * scale,
-            )
-        )
-    return phases
 
 
 def set_trainable_for_phase(model: keras.Model, phase: str, finetune_layers: int) -> None:
@@ -377,7 +328,7 @@ def _finish(model: keras.Model, config: RunConfig, prepared: dict, context: dict
     def say(message: str) -> None:
         context["stop"].check()
         # The input check's features are the last forward pass; the stress suite comes first.
-        images = _gate_images(config, work) if "input check" in message else work.finish_images
+        images = gate_images(config, work) if "input check" in message else work.finish_images
         forward = context.get("forward_rate") or FORWARD_SPEEDUP * context.get("train_rate", 0)
         left = {"eta_seconds": round(images / forward), "eta_at": now_iso()} if forward else {}
         update_status(
@@ -430,18 +381,6 @@ def _save_finalized(
             "distribution": distribution,
         },
     )
-
-
-def _gate_images(config: RunConfig, work: Workload) -> int:
-    return min(work.train_images, GATE_TRAIN_IMAGES) if config.train.input_gate else 0
-
-
-def run_workload(config: RunConfig, n_train: int, n_val: int) -> Workload:
-    """The images a run of ``config`` trains on, validates and scores while finishing (the
-    stress suite on validation and the input check's train features)."""
-    work = Workload(n_train, n_val, config.data.batch_size, plan_phases(config)[-1].last_epoch)
-    finish = n_val * (1 + len(PERTURBATIONS)) + _gate_images(config, work)
-    return dataclasses.replace(work, finish_images=finish)
 
 
 def _phase_weights(paths: RunPaths, phase: Phase) -> Path:

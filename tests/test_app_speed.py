@@ -133,7 +133,9 @@ def test_model_labels_hold_the_full_name_and_fit_the_sidebar(bundled_env):
     assert entries["cxr_lite0"].label == "cxr_lite0 - bundled"
     assert entries["run-20261126-165210"].label == "run-20261126-165210 - run"
     assert all(len(entry.label) <= 28 for entry in entries.values())
-    assert entries["cxr_lite0"].details.startswith("efficientnet_lite0, 224 px, val AUC 0.9")
+    assert entries["cxr_lite0"].details.startswith(
+        "efficientnet_lite0 ensemble, 224 px, val AUC 0.9"
+    )
 
     at = AppTest.from_file(APP, default_timeout=120).run()
     assert not at.exception, at.exception

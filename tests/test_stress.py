@@ -129,3 +129,10 @@ def test_stress_on_a_split_the_dataset_lacks_is_one_error_line(
     assert main(["stress", "--model", str(path), "--data", str(tiny_dataset)]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("error:") and "validation" in error and len(error.splitlines()) == 1
+
+
+def test_the_run_plan_counts_one_validation_pass_per_perturbation_plus_clean():
+    from cxr_core.plan import STRESS_PASSES
+    from cxr_core.stress import PERTURBATIONS
+
+    assert STRESS_PASSES == len(PERTURBATIONS) + 1
