@@ -180,7 +180,9 @@ def test_diagnose_shows_three_uploads_as_a_table_then_tabs_in_chromium(browser, 
         tabs.nth(index).click()
         panel = page.get_by_role("tabpanel").filter(visible=True)
         panel.get_by_text(f"{xray.name}: model output").wait_for(timeout=SLOW_MS)
-        assert panel.locator('[data-testid="stImage"]').count() == 3  # X-ray, overlay, legend
+        images = panel.locator('[data-testid="stImage"]')
+        images.nth(2).wait_for(timeout=SLOW_MS)  # drawn after the text on a loaded machine
+        assert images.count() == 3  # X-ray, overlay, legend
         assert "contribution to the" in panel.inner_text()
     screenshot(page, tmp_path / "diagnose_third_tab.png")
     assert page.locator('[data-testid="stException"]').count() == 0
