@@ -1,7 +1,9 @@
 """Shared helpers of the Streamlit app: paths, model discovery, cached loaders, session keys.
 
-Pages stay thin: they call these helpers and ``cxr_core``, and render. This is the one module of
-the app that reads the environment:
+Pages stay thin: they call these helpers, their own page's module (``app_diagnose``,
+``app_evaluate``, ``app_train``) and ``cxr_core``, and render. What one page alone uses lives in
+its module; what several share lives here. This is the one module of the app that reads the
+environment:
 
 - ``CXR_MODELS_DIR``: folder of bundled models (``*.keras`` with a ``.json`` sidecar);
   default ``assets/models`` beside this file.
@@ -11,7 +13,7 @@ the app that reads the environment:
 
 Models and TensorFlow load once per process (``st.cache_resource``, keyed by path and file
 time, so a retrained model is picked up); tables and audits are cached with ``st.cache_data``,
-predictions on disk in the runs folder (``cxr_core.score_cache``). Nothing here imports
+an upload's analysis by content and model (:func:`analyse_upload`). Nothing here imports
 TensorFlow before a page needs a model: Home, Dataset and the Train monitor read JSON sidecars
 and folders only (``tests/test_app_speed.py``).
 """
@@ -34,7 +36,7 @@ from PIL import Image, ImageOps
 from streamlit.runtime.scriptrunner import script_runner
 
 from app_access import checked_folder
-from cxr_core import audit, data, eval_sets, jobs
+from cxr_core import audit, data, jobs
 from cxr_core.markdown import escape_markdown
 from cxr_core.report import DISCLAIMER
 from cxr_core.runs import RunState
@@ -56,7 +58,7 @@ __all__ = [
     "disclaimer",
     "discover_models",
     "display_table",
-    "evaluation_sets",
+    "format_seconds",
     "heatmap_view",
     "load_model",
     "md",
@@ -64,17 +66,11 @@ __all__ = [
     "model_picker",
     "models_dir",
     "no_model_message",
-    "operating_point",
-    "predictions",
     "predictor",
-    "result_row",
     "runs_dir",
     "scan_dataset",
-    "score_cache_dir",
     "set_active_model",
-    "technical_fields",
     "thumbnail",
-    "view_change_seconds",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent
@@ -87,10 +83,6 @@ _PICKER = "model_picker"
 METHODS = {"Grad-CAM": "gradcam", "Grad-CAM++": "gradcam++"}
 #: Largest side of the images decoded, explained and kept for display after a prediction.
 DISPLAY_SIDE = 1024
-#: Files of one upload that the Diagnose page analyses; the others are listed, not decoded.
-MAX_FILES_PER_UPLOAD = 12
-#: Largest accepted upload, in megabytes (cxr_core.imaging refuses files over 50 MB).
-MAX_UPLOAD_MB = 50
 #: Analyses kept in the cache for all sessions together: at most 3 MB of pixels and maps each.
 MAX_CACHED_ANALYSES = 32
 
@@ -240,7 +232,7 @@ def _entry(path: Path, name: str, source: str) -> ModelEntry:
     auc = metadata.metrics.value("roc_auc")
     if auc is not None:
         parts.append(f"val AUC {auc:.3f}")
-    label = f"{name} - {source}"  # pages/evaluate.py takes the name before " - "
+    label = f"{name} - {source}"  # app_evaluate.py takes the name before " - "
     return ModelEntry(str(path), label, source, mtime, None, name, ", ".join(parts))
 
 
@@ -431,87 +423,6 @@ def heatmap_view(result: dict[str, Any], method: str, alpha: float) -> np.ndarra
     return overlay(result["pixels"], result["heatmaps"][METHODS.get(method, method)], alpha)
 
 
-#: Human names of ``cxr_core.imaging``'s technical fields; others get their key in words.
-FIELD_NAMES = {
-    "format": "Format", "width": "Width (px)", "height": "Height (px)",
-    "bit_depth": "Bit depth", "mode": "Pixel mode", "colour": "Colour (mean chroma, 0 = grey)",
-    "photometric_interpretation": "Photometric interpretation", "modality": "Modality",
-    "view_position": "View position", "frames": "Frames", "transfer_syntax": "Transfer syntax",
-    "note": "Note",
-}  # fmt: skip
-
-
-def technical_fields(info: dict[str, Any]) -> pd.DataFrame:
-    """An analysed file's technical fields as two text columns, ``Field`` and ``Value``
-    (human names, numbers rounded, "-" for an empty value)."""
-
-    def text(value: Any) -> str:
-        if value is None or str(value).strip() == "":
-            return "-"
-        return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-    return pd.DataFrame(
-        {
-            "Field": [FIELD_NAMES.get(key, key.replace("_", " ").capitalize()) for key in info],
-            "Value": [text(value) for value in info.values()],
-        }
-    )
-
-
-def result_row(name: str, result: dict[str, Any] | None) -> dict[str, str]:
-    """One text row of the Diagnose page's results table (no empty cell).
-
-    ``result`` is :func:`analyse_upload`'s, or None for a file that could not be read (its
-    message is shown in full beside the table). A refused image's probability is withheld.
-    """
-    if result is None:
-        return {
-            "File": name, "Model output": "not analysed", "Probability of pneumonia": "-",
-            "Threshold": "-", "Input check": "unreadable file (message above)",
-        }  # fmt: skip
-    accepted = result["accepted"]
-    return {
-        "File": name,
-        "Model output": result["label"] if accepted else "no verdict",
-        "Probability of pneumonia": f"{result['probability']:.3f}" if accepted else "-",
-        "Threshold": f"{result['threshold']:.3f}",
-        "Input check": "passed" if accepted else "refused: not a frontal chest X-ray?",
-    }
-
-
-def view_change_seconds(
-    predictor: Any, content: bytes, name: str, repeats: int = 5
-) -> dict[str, float]:
-    """Time the Diagnose page's image work for one upload (for ``benchmarks/``).
-
-    Returns:
-        ``analyse_s``: decoding and one forward and one backward pass for both maps (what a
-        new upload costs); ``opacity_s``: median of ``repeats`` blends of the shown map at a
-        new opacity; ``method_s``: median of ``repeats`` switches to the other method's cached
-        map. Neither change calls the model: :func:`heatmap_view` is all the page redoes.
-    """
-    import time
-
-    def median_seconds(views: list[tuple[str, float]]) -> float:
-        times = []
-        for method, alpha in views:
-            start = time.perf_counter()
-            heatmap_view(result, method, alpha)
-            times.append(time.perf_counter() - start)
-        return float(np.median(times))
-
-    start = time.perf_counter()
-    result = analyse_bytes(predictor, content, name)
-    analyse_s = time.perf_counter() - start
-    opacities = [("Grad-CAM", 0.2 + 0.1 * (i % 7)) for i in range(repeats)]
-    methods = [(("Grad-CAM++", "Grad-CAM")[i % 2], 0.6) for i in range(repeats)]
-    return {
-        "analyse_s": analyse_s,
-        "opacity_s": median_seconds(opacities),
-        "method_s": median_seconds(methods),
-    }
-
-
 # ---------------------------------------------------------------------------------------------
 # Data
 
@@ -546,82 +457,6 @@ def scan_dataset(root: str) -> pd.DataFrame:
 def audit_dataset(root: str, n_images: int) -> audit.AuditResult:
     """The dataset audit of ``root`` (``n_images`` is part of the key, to notice changes)."""
     return audit.audit_dataset(scan_dataset(root))
-
-
-@st.cache_data(show_spinner="Preparing the evaluation sets...", ttl=3600, max_entries=8)
-def _evaluation_sets(root: str, n_images: int, _entry: ModelEntry, path: str, mtime: float):
-    from cxr_core.score_cache import cached_splits
-
-    resolve = cached_splits(_score_cache(str(score_cache_dir())))
-    return eval_sets.evaluation_sets(scan_dataset(root), model_metadata(_entry), resolve)
-
-
-def evaluation_sets(root: str, entry: ModelEntry) -> list[eval_sets.EvalSet]:
-    """The sets a model can be evaluated on (``cxr_core.eval_sets``), cached per dataset size.
-
-    The rebuilt validation split is also kept on disk beside the cached scores, so a restart
-    does not split the training images again.
-
-    Raises:
-        CXRError: The dataset or the model cannot be used.
-    """
-    return _evaluation_sets(root, len(scan_dataset(root)), entry, entry.path, entry.mtime)
-
-
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _score_cache(folder: str) -> Any:
-    from cxr_core.score_cache import ScoreCache
-
-    return ScoreCache(Path(folder))
-
-
-def score_cache_dir() -> Path:
-    """Where scores are cached per model and image list: ``.cache/scores`` in the runs folder."""
-    return runs_dir() / ".cache" / "scores"
-
-
-def predictions(entry: ModelEntry, table: pd.DataFrame, progress: Any = None) -> np.ndarray:
-    """PNEUMONIA probabilities of every image of ``table``, in its order.
-
-    Cached on disk by model file version and image list (``cxr_core.score_cache``), so a
-    restart does not score again; the model loads only on a miss.
-
-    Args:
-        entry: The model.
-        table: Rows of a scan table.
-        progress: Called with a ``cxr_core.eval_sets.ScoringProgress`` while scoring.
-
-    Raises:
-        CXRError: The model cannot be loaded or an image cannot be read.
-    """
-    from cxr_core.score_cache import score_images
-
-    return score_images(
-        lambda: load_model(entry)[0],
-        entry.path,
-        table,
-        model_metadata(entry).image_size,
-        cache=_score_cache(str(score_cache_dir())),
-        progress=progress,
-    )
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def operating_point(
-    labels: np.ndarray,
-    scores: np.ndarray,
-    threshold: float,
-    stored_threshold: float | None = None,
-    prevalence: float | None = None,
-) -> Any:
-    """``cxr_core.operating_point.operating_point``, cached by its arguments.
-
-    Raises:
-        DataError: One class only, or a value out of range.
-    """
-    from cxr_core.operating_point import operating_point as compute
-
-    return compute(labels, scores, threshold, stored_threshold, prevalence)
 
 
 #: Column headers as the app shows them, for the machine names of ``cxr_core`` tables.
@@ -672,59 +507,7 @@ def thumbnail(path: str, side: int = 160, border: tuple[int, int, int] | None = 
 
 
 # ---------------------------------------------------------------------------------------------
-# Training
-
-#: Train page widget keys and their first values: a run that finishes in minutes on a CPU.
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "t_data": "", "t_backbone": "efficientnet_lite0", "t_weights": "imagenet", "t_weights_file": "",
-    "t_size": 128, "t_head_epochs": 1, "t_finetune_epochs": 1, "t_batch": 32,
-    "t_head_lr": 1e-3, "t_finetune_lr": 1e-4, "t_layers": 60, "t_class_weights": True,
-    "t_augment": 1.0, "t_val_fraction": 0.15, "t_seed": 42, "t_limit": 300,
-    "t_dropout": 0.2, "t_patience": 3, "t_rule": "youden",
-    "t_contrast": "clahe", "t_acquisition": 1.0, "t_threshold_scores": "stressed",
-    "t_calibration": "platt",
-}  # fmt: skip
-
-
-#: Train page widget values on a machine where TensorFlow sees a GPU: full-size images, all of
-#: them, larger batches and the library's default epochs.
-GPU_TRAIN_DEFAULTS: dict[str, Any] = {
-    "t_size": 224, "t_batch": 64, "t_limit": 0, "t_head_epochs": 2, "t_finetune_epochs": 4,
-}  # fmt: skip
-#: Train page widget keys -> the settings of :func:`cxr_core.run_settings.run_config`.
-TRAIN_SETTINGS = {
-    "t_data": "data_root", "t_backbone": "backbone", "t_size": "image_size",
-    "t_dropout": "dropout", "t_contrast": "contrast", "t_head_epochs": "head_epochs",
-    "t_finetune_epochs": "finetune_epochs", "t_batch": "batch_size",
-    "t_head_lr": "head_learning_rate", "t_finetune_lr": "finetune_learning_rate",
-    "t_layers": "finetune_layers", "t_class_weights": "class_weighting", "t_augment": "augment",
-    "t_acquisition": "acquisition_augment", "t_val_fraction": "val_fraction", "t_seed": "seed",
-    "t_limit": "limit_per_class", "t_patience": "early_stopping_patience",
-    "t_rule": "threshold_rule", "t_threshold_scores": "threshold_scores",
-    "t_calibration": "calibration",
-}  # fmt: skip
-
-
-def train_defaults(devices: dict[str, Any]) -> dict[str, Any]:
-    """The Train page's first widget values: :data:`TRAIN_DEFAULTS`, with
-    :data:`GPU_TRAIN_DEFAULTS` over them when ``devices`` (:func:`device_summary`) has a GPU."""
-    return {**TRAIN_DEFAULTS, **(GPU_TRAIN_DEFAULTS if devices.get("gpus") else {})}
-
-
-def run_config_from(values: Any) -> Any:
-    """The RunConfig of the Train page's widget values (a mapping of ``TRAIN_DEFAULTS`` keys),
-    through the command line's own mapping, :func:`cxr_core.run_settings.run_config`.
-
-    Raises:
-        ConfigError: A value is out of range or the weights file is missing (the message
-            names the setting).
-    """
-    from cxr_core.run_settings import run_config
-
-    settings = {name: values[key] for key, name in TRAIN_SETTINGS.items()}
-    file = values["t_weights"] == "file"
-    settings["weights"] = values["t_weights_file"] if file else values["t_weights"]
-    return run_config(settings)
+# Text
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -735,65 +518,3 @@ def format_seconds(seconds: float | None) -> str:
     if minutes >= 60:
         return f"{minutes // 60} h {minutes % 60} min"
     return f"{minutes} min {rest} s" if minutes else f"{rest} s"
-
-
-def training_estimate(config: Any, table: pd.DataFrame, runs: list[jobs.Run]) -> str:
-    """The size and a rough duration of the run ``config`` would start.
-
-    The images are the run's own (:func:`cxr_core.data.resolve_splits`: the same split, limit
-    and seed). The training speed of the newest run of the same backbone, scaled by the ratio
-    of image areas, gives the time of training, validation and finishing
-    (:func:`cxr_core.progress.remaining_seconds`); without such a run only the size is given.
-
-    Raises:
-        DataError: The dataset cannot train (no train split, a class missing).
-    """
-    from cxr_core.plan import run_workload
-    from cxr_core.progress import remaining_seconds
-
-    train, val, _ = data.resolve_splits(table, config.data)
-    work = run_workload(config, len(train), len(val))
-    text = (
-        f"{len(train)} training images x {work.total_epochs} epochs, {len(val)} validation images"
-    )
-    for run in runs:
-        rate = run.status.images_per_second
-        if run.config is None or run.config.model.backbone != config.model.backbone or not rate:
-            continue
-        scaled = rate * (run.config.model.image_size / config.model.image_size) ** 2
-        seconds = remaining_seconds(work, 1, 0, scaled)
-        return (
-            f"{text}: roughly {format_seconds(seconds)} at ~{scaled:.0f} training images/s (the "
-            f"speed of run {md(run.name)}), plus ~20 s to start."
-        )
-    return f"{text}; the first run of this backbone measures the speed for an estimate."
-
-
-def runs_table(runs: list[jobs.Run]) -> pd.DataFrame:
-    """One row per run (newest first): settings, progress and validation metrics."""
-    rows = []
-    for run in runs:
-        model = run.config.model if run.config else None
-        summary = run.status.summary
-        metrics = summary.metrics if summary else None
-        rows.append(
-            {
-                "run": run.name,
-                "state": str(run.state),
-                "backbone": model.backbone if model else None,
-                "image size": model.image_size if model else None,
-                "epochs": len(run.history),
-                **{
-                    name: metrics.value(key) if metrics else None
-                    for key, name in (
-                        ("roc_auc", "val AUC"),
-                        ("accuracy", "accuracy"),
-                        ("sensitivity", "sensitivity"),
-                        ("specificity", "specificity"),
-                    )
-                },
-                "threshold": summary.threshold if summary else None,
-                "started": (run.status.started_at or "").replace("T", " ")[:16],
-            }
-        )
-    return pd.DataFrame(rows).round(3)

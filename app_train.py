@@ -3,7 +3,8 @@
 :func:`run_config_ui` draws every setting in the sidebar and returns the run they describe,
 through the command line's own mapping (:func:`cxr_core.run_settings.run_config`).
 :func:`monitor_ui` shows a run from its folder's files only (no TensorFlow, no dataset scan),
-so a reloaded page shows the last known state at once.
+so a reloaded page shows the last known state at once. :func:`training_estimate` and
+:func:`runs_table` are the page's size-and-duration line and its table of past runs.
 """
 
 from __future__ import annotations
@@ -11,28 +12,159 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 import app_access as access
 import app_charts as charts
 import app_support as app
-from cxr_core import jobs
+from cxr_core import data, jobs
 from cxr_core.config import BACKBONES, RunConfig
 from cxr_core.errors import CXRError, JobError
 from cxr_core.progress import monitor_view
 from cxr_core.runs import RunState
 
 __all__ = [
+    "GPU_TRAIN_DEFAULTS",
     "MESSAGE",
     "SHOWN_RUN",
+    "TRAIN_DEFAULTS",
+    "TRAIN_SETTINGS",
     "dataset_chosen",
     "monitor_ui",
+    "run_config_from",
     "run_config_ui",
+    "runs_table",
     "show_message",
+    "train_defaults",
+    "training_estimate",
 ]
 
 SHOWN_RUN, MESSAGE, WAS_ACTIVE = "train_shown_run", "train_message", "train_was_active"
 SIZES = [64, 96, 128, 160, 192, 224, 256, 320]
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings and estimates
+
+#: Train page widget keys and their first values: a run that finishes in minutes on a CPU.
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "t_data": "", "t_backbone": "efficientnet_lite0", "t_weights": "imagenet", "t_weights_file": "",
+    "t_size": 128, "t_head_epochs": 1, "t_finetune_epochs": 1, "t_batch": 32,
+    "t_head_lr": 1e-3, "t_finetune_lr": 1e-4, "t_layers": 60, "t_class_weights": True,
+    "t_augment": 1.0, "t_val_fraction": 0.15, "t_seed": 42, "t_limit": 300,
+    "t_dropout": 0.2, "t_patience": 3, "t_rule": "youden",
+    "t_contrast": "clahe", "t_acquisition": 1.0, "t_threshold_scores": "stressed",
+    "t_calibration": "platt",
+}  # fmt: skip
+
+
+#: Train page widget values on a machine where TensorFlow sees a GPU: full-size images, all of
+#: them, larger batches and the library's default epochs.
+GPU_TRAIN_DEFAULTS: dict[str, Any] = {
+    "t_size": 224, "t_batch": 64, "t_limit": 0, "t_head_epochs": 2, "t_finetune_epochs": 4,
+}  # fmt: skip
+#: Train page widget keys -> the settings of :func:`cxr_core.run_settings.run_config`.
+TRAIN_SETTINGS = {
+    "t_data": "data_root", "t_backbone": "backbone", "t_size": "image_size",
+    "t_dropout": "dropout", "t_contrast": "contrast", "t_head_epochs": "head_epochs",
+    "t_finetune_epochs": "finetune_epochs", "t_batch": "batch_size",
+    "t_head_lr": "head_learning_rate", "t_finetune_lr": "finetune_learning_rate",
+    "t_layers": "finetune_layers", "t_class_weights": "class_weighting", "t_augment": "augment",
+    "t_acquisition": "acquisition_augment", "t_val_fraction": "val_fraction", "t_seed": "seed",
+    "t_limit": "limit_per_class", "t_patience": "early_stopping_patience",
+    "t_rule": "threshold_rule", "t_threshold_scores": "threshold_scores",
+    "t_calibration": "calibration",
+}  # fmt: skip
+
+
+def train_defaults(devices: dict[str, Any]) -> dict[str, Any]:
+    """The Train page's first widget values: :data:`TRAIN_DEFAULTS`, with
+    :data:`GPU_TRAIN_DEFAULTS` over them when ``devices``
+    (:func:`app_support.device_summary`) has a GPU."""
+    return {**TRAIN_DEFAULTS, **(GPU_TRAIN_DEFAULTS if devices.get("gpus") else {})}
+
+
+def run_config_from(values: Any) -> Any:
+    """The RunConfig of the Train page's widget values (a mapping of ``TRAIN_DEFAULTS`` keys),
+    through the command line's own mapping, :func:`cxr_core.run_settings.run_config`.
+
+    Raises:
+        ConfigError: A value is out of range or the weights file is missing (the message
+            names the setting).
+    """
+    from cxr_core.run_settings import run_config
+
+    settings = {name: values[key] for key, name in TRAIN_SETTINGS.items()}
+    file = values["t_weights"] == "file"
+    settings["weights"] = values["t_weights_file"] if file else values["t_weights"]
+    return run_config(settings)
+
+
+def training_estimate(config: Any, table: pd.DataFrame, runs: list[jobs.Run]) -> str:
+    """The size and a rough duration of the run ``config`` would start.
+
+    The images are the run's own (:func:`cxr_core.data.resolve_splits`: the same split, limit
+    and seed). The training speed of the newest run of the same backbone, scaled by the ratio
+    of image areas, gives the time of training, validation and finishing
+    (:func:`cxr_core.progress.remaining_seconds`); without such a run only the size is given.
+
+    Raises:
+        DataError: The dataset cannot train (no train split, a class missing).
+    """
+    from cxr_core.plan import run_workload
+    from cxr_core.progress import remaining_seconds
+
+    train, val, _ = data.resolve_splits(table, config.data)
+    work = run_workload(config, len(train), len(val))
+    text = (
+        f"{len(train)} training images x {work.total_epochs} epochs, {len(val)} validation images"
+    )
+    for run in runs:
+        rate = run.status.images_per_second
+        if run.config is None or run.config.model.backbone != config.model.backbone or not rate:
+            continue
+        scaled = rate * (run.config.model.image_size / config.model.image_size) ** 2
+        seconds = remaining_seconds(work, 1, 0, scaled)
+        return (
+            f"{text}: roughly {app.format_seconds(seconds)} at ~{scaled:.0f} training images/s "
+            f"(the speed of run {app.md(run.name)}), plus ~20 s to start."
+        )
+    return f"{text}; the first run of this backbone measures the speed for an estimate."
+
+
+def runs_table(runs: list[jobs.Run]) -> pd.DataFrame:
+    """One row per run (newest first): settings, progress and validation metrics."""
+    rows = []
+    for run in runs:
+        model = run.config.model if run.config else None
+        summary = run.status.summary
+        metrics = summary.metrics if summary else None
+        rows.append(
+            {
+                "run": run.name,
+                "state": str(run.state),
+                "backbone": model.backbone if model else None,
+                "image size": model.image_size if model else None,
+                "epochs": len(run.history),
+                **{
+                    name: metrics.value(key) if metrics else None
+                    for key, name in (
+                        ("roc_auc", "val AUC"),
+                        ("accuracy", "accuracy"),
+                        ("sensitivity", "sensitivity"),
+                        ("specificity", "specificity"),
+                    )
+                },
+                "threshold": summary.threshold if summary else None,
+                "started": (run.status.started_at or "").replace("T", " ")[:16],
+            }
+        )
+    return pd.DataFrame(rows).round(3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sidebar
 
 
 def show_message() -> None:
@@ -57,7 +189,7 @@ def _launch() -> None:
     try:
         if not access.may_launch():
             raise JobError("Launching training needs the administrator password.")
-        config = app.run_config_from(s)
+        config = run_config_from(s)
         if config.model.weights not in ("imagenet", "none") and not access.may_administer():
             raise JobError("A weights file needs the administrator password.")
         access.training_limits().check(config)
@@ -92,7 +224,7 @@ def _device_note(devices: dict[str, Any]) -> str:
 def _set_defaults(limits: Any, options: dict[str, list]) -> None:
     """First values (GPU-aware), then every value brought within this session's limits."""
     s = st.session_state
-    values = {**app.train_defaults(app.device_summary()), "t_data": app.default_data_root()}
+    values = {**train_defaults(app.device_summary()), "t_data": app.default_data_root()}
     values["t_name"] = _fresh_name()
     for key, value in values.items():  # re-set, so that values survive switching pages
         s[key] = s.get(key, value)
@@ -152,7 +284,7 @@ def run_config_ui() -> RunConfig:
             width="stretch",
             disabled=not access.may_launch(),
         )
-    config = app.run_config_from(s)
+    config = run_config_from(s)
     limits.check(config)
     return config
 

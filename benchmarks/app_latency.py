@@ -150,11 +150,15 @@ def diagnose_changes(image: Path) -> tuple[float, float | None]:
 
 
 def app_scoring(entry, table):
-    """Score ``table`` the way the app does (today ``app_support.predictions``), uncached."""
-    import app_support
+    """Score ``table`` the way the app does (``app_evaluate.predictions``), uncached."""
+    import shutil
 
-    app_support._predictions.clear()
-    return app_support.predictions(entry, table)
+    import app_evaluate
+
+    # A miss every time: no scores on disk, no cache object holding any.
+    shutil.rmtree(app_evaluate.score_cache_dir(), ignore_errors=True)
+    app_evaluate._score_cache.clear()
+    return app_evaluate.predictions(entry, table)
 
 
 def scoring(root: Path, n_images: int, repeats: int) -> tuple[float, float, float]:

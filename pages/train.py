@@ -21,12 +21,12 @@ st.subheader("Monitor")
 ui.monitor_ui(runs)
 if runs:
     st.subheader("Past runs")
-    st.dataframe(app.runs_table(runs), hide_index=True)
+    st.dataframe(ui.runs_table(runs), hide_index=True)
 
 with setup:
     try:
         config = ui.run_config_ui()  # the sidebar; raises when the settings cannot make a run
-        st.caption(app.training_estimate(config, app.scan_dataset(config.data_root), runs))
+        st.caption(ui.training_estimate(config, app.scan_dataset(config.data_root), runs))
     except DataError as error:  # a folder that is missing, empty or not a dataset
         st.error(f"This folder cannot train a model: {app.md(error)}")
         st.markdown(app.DATASET_GUIDE)

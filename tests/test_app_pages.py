@@ -300,12 +300,12 @@ def test_train_page_starts_pretrained_backbones_from_imagenet_weights(app_env):
 
 
 def test_training_estimate_scales_a_past_runs_speed_by_image_area(tiny_dataset):
-    import app_support
+    import app_train
     from cxr_core import data
 
-    config = app_support.run_config_from(
+    config = app_train.run_config_from(
         {
-            **app_support.TRAIN_DEFAULTS,
+            **app_train.TRAIN_DEFAULTS,
             "t_data": str(tiny_dataset),
             "t_size": 64,
             "t_backbone": "small_cnn",
@@ -318,7 +318,7 @@ def test_training_estimate_scales_a_past_runs_speed_by_image_area(tiny_dataset):
         RunStatus(images_per_second=10.0),
         RunConfig(str(tiny_dataset), ModelConfig("small_cnn", "none", image_size=128)),
     )
-    text = app_support.training_estimate(config, data.scan(tiny_dataset), [past])
+    text = app_train.training_estimate(config, data.scan(tiny_dataset), [past])
     # The run's own split of the 24 train images (patients grouped); 10 images/s at 128 px
     # = 40 at 64 px.
     assert text.startswith("21 training images x 2 epochs, 3 validation images: roughly")

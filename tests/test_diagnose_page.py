@@ -13,6 +13,7 @@ import pytest
 from conftest import synthetic_xray
 from test_app_pages import all_text, app_env, open_page, png_bytes, shown, tiny_model_dir
 
+import app_diagnose
 import app_support
 from cxr_core.gradcam import METHODS, Predictor
 
@@ -120,7 +121,7 @@ def test_refused_and_unreadable_rows_show_text_not_none(app_env):
 
 
 def test_technical_fields_have_human_names_and_no_empty_cell():
-    table = app_support.technical_fields(
+    table = app_diagnose.technical_fields(
         {"photometric_interpretation": "MONOCHROME1", "colour": 0.01234, "view_position": None}
     )
     assert list(table.columns) == ["Field", "Value"]
@@ -146,6 +147,6 @@ def test_both_maps_come_from_one_pass_and_match_single_method_calls(tiny_model_d
 
 
 def test_view_change_seconds_reports_the_three_figures(tiny_predictor: Predictor):
-    figures = app_support.view_change_seconds(tiny_predictor, xray_png(4), "x.png", repeats=3)
+    figures = app_diagnose.view_change_seconds(tiny_predictor, xray_png(4), "x.png", repeats=3)
     assert set(figures) == {"analyse_s", "opacity_s", "method_s"}
     assert all(value > 0 for value in figures.values())

@@ -108,9 +108,9 @@ def test_dicom_fields_are_shown_as_text(diagnose: AppTest) -> None:
 
 
 def test_only_the_first_files_of_a_huge_upload_are_analysed(diagnose: AppTest) -> None:
-    import app_support
+    import app_diagnose
 
-    limit = app_support.MAX_FILES_PER_UPLOAD
+    limit = app_diagnose.MAX_FILES_PER_UPLOAD
     files = [(f"x{i:02d}.png", png_bytes(i), "image/png") for i in range(limit + 3)]
     diagnose.file_uploader[0].set_value(files).run()
     assert not diagnose.exception, diagnose.exception

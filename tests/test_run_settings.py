@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import app_support
+import app_train
 from cxr_core.cli import _run_config, build_parser, main
 from cxr_core.errors import ConfigError
 from cxr_core.progress import FORWARD_SPEEDUP, Workload, remaining_seconds, seconds_left
@@ -25,7 +25,7 @@ def cli_config(*options: str):
 
 
 def sidebar_config(**values: object):
-    return app_support.run_config_from({**app_support.TRAIN_DEFAULTS, **values})
+    return app_train.run_config_from({**app_train.TRAIN_DEFAULTS, **values})
 
 
 def test_cli_options_and_sidebar_values_give_the_same_run(tiny_dataset: Path) -> None:

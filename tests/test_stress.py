@@ -135,4 +135,4 @@ def test_the_run_plan_counts_one_validation_pass_per_perturbation_plus_clean():
     from cxr_core.plan import STRESS_PASSES
     from cxr_core.stress import PERTURBATIONS
 
-    assert STRESS_PASSES == len(PERTURBATIONS) + 1
+    assert len(PERTURBATIONS) + 1 == STRESS_PASSES
