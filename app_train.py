@@ -101,6 +101,14 @@ def run_config_from(values: Any) -> Any:
     return run_config(settings)
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def _split_sizes(table: pd.DataFrame, data_config: Any) -> tuple[int, int]:
+    """Train and validation images of a run's own split (a patient-grouped split of the whole
+    train folder takes seconds, so every rerun of the page must not redo it)."""
+    train, val, _ = data.resolve_splits(table, data_config)
+    return len(train), len(val)
+
+
 def training_estimate(config: Any, table: pd.DataFrame, runs: list[jobs.Run]) -> str:
     """The size and a rough duration of the run ``config`` would start.
 
@@ -115,11 +123,9 @@ def training_estimate(config: Any, table: pd.DataFrame, runs: list[jobs.Run]) ->
     from cxr_core.plan import run_workload
     from cxr_core.progress import remaining_seconds
 
-    train, val, _ = data.resolve_splits(table, config.data)
-    work = run_workload(config, len(train), len(val))
-    text = (
-        f"{len(train)} training images x {work.total_epochs} epochs, {len(val)} validation images"
-    )
+    n_train, n_val = _split_sizes(table, config.data)
+    work = run_workload(config, n_train, n_val)
+    text = f"{n_train} training images x {work.total_epochs} epochs, {n_val} validation images"
     for run in runs:
         rate = run.status.images_per_second
         if run.config is None or run.config.model.backbone != config.model.backbone or not rate:
