@@ -42,3 +42,20 @@ def make_tiny_model(folder: Path, data_root: Path, name: str = "tiny") -> Path:
             "validation": "train: 20 images; validation: 4 images",
         },
     )
+
+
+def point_app_at(monkeypatch, models: Path, runs: Path, data_root: Path) -> None:
+    """Point the app at a models folder, a runs folder and a dataset, in the open mode (no
+    password, no visitor limits); a page error fails the test instead of showing a message."""
+    for name in (
+        "CXR_ADMIN_PASSWORD",
+        "CXR_DATA_ROOTS",
+        "CXR_VISITOR_TRAINING",
+        "CXR_VISITOR_BACKBONES",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CXR_MODELS_DIR", str(models))
+    monkeypatch.setenv("CXR_RUNS_DIR", str(runs))
+    monkeypatch.setenv("CXR_DATA", str(data_root))
+    monkeypatch.setenv("CXR_RAISE_ERRORS", "1")
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # runs start `python -m cxr_core` here

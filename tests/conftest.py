@@ -107,3 +107,13 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"the shared dataset is not at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Path) -> Path:
+    """A folder holding one untrained small_cnn model (64 px) with a complete sidecar."""
+    from app_helpers import make_tiny_model
+
+    folder = tmp_path_factory.mktemp("models")
+    make_tiny_model(folder, tiny_dataset)
+    return folder

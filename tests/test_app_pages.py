@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from app_helpers import make_tiny_model
+from app_helpers import make_tiny_model, point_app_at
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
@@ -25,23 +25,11 @@ APP = str(ROOT / "streamlit_app.py")
 TIMEOUT = 120
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Path) -> Path:
-    """A folder holding one untrained small_cnn model (64 px) with a complete sidecar."""
-    folder = tmp_path_factory.mktemp("models")
-    make_tiny_model(folder, tiny_dataset)
-    return folder
-
-
 @pytest.fixture
 def app_env(monkeypatch, tmp_path, tiny_model_dir, tiny_dataset) -> Path:
     """Point the app at the tiny model, an empty runs folder and the tiny dataset."""
     runs = tmp_path / "runs"
-    monkeypatch.setenv("CXR_MODELS_DIR", str(tiny_model_dir))
-    monkeypatch.setenv("CXR_RUNS_DIR", str(runs))
-    monkeypatch.setenv("CXR_DATA", str(tiny_dataset))
-    monkeypatch.setenv("CXR_RAISE_ERRORS", "1")  # a page error fails the test, not a message
-    monkeypatch.chdir(ROOT)  # training runs start `python -m cxr_core` from here
+    point_app_at(monkeypatch, tiny_model_dir, runs, tiny_dataset)
     return runs
 
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from app_helpers import make_tiny_model
+from app_helpers import point_app_at
 from streamlit.testing.v1 import AppTest
 
 from cxr_core import jobs
@@ -22,24 +22,11 @@ APP = str(ROOT / "streamlit_app.py")
 PASSWORD = "correct horse battery staple"
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory, tiny_dataset) -> Path:
-    folder = tmp_path_factory.mktemp("models")
-    make_tiny_model(folder, tiny_dataset)
-    return folder
-
-
 @pytest.fixture
-def env(monkeypatch, tmp_path, models, tiny_dataset) -> Path:
+def env(monkeypatch, tmp_path, tiny_model_dir, tiny_dataset) -> Path:
     """The app on the tiny model and dataset, shared with a password; returns the runs folder."""
-    for name in ("CXR_DATA_ROOTS", "CXR_VISITOR_TRAINING", "CXR_VISITOR_BACKBONES"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("CXR_MODELS_DIR", str(models))
-    monkeypatch.setenv("CXR_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("CXR_DATA", str(tiny_dataset))
+    point_app_at(monkeypatch, tiny_model_dir, tmp_path / "runs", tiny_dataset)
     monkeypatch.setenv("CXR_ADMIN_PASSWORD", PASSWORD)
-    monkeypatch.setenv("CXR_RAISE_ERRORS", "1")
-    monkeypatch.chdir(ROOT)
     return tmp_path / "runs"
 
 

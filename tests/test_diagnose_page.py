@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import synthetic_xray
-from test_app_pages import all_text, app_env, open_page, png_bytes, shown, tiny_model_dir
+from test_app_pages import all_text, app_env, open_page, png_bytes, shown
 
 import app_diagnose
 import app_support
 from cxr_core.gradcam import METHODS, Predictor
 
-__all__ = ["app_env", "tiny_model_dir"]  # fixtures used here, defined in test_app_pages
+__all__ = ["app_env"]  # a fixture used here, defined in test_app_pages
 
 PAGE = "pages/diagnose.py"
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from test_app_pages import APP, TIMEOUT, all_text, app_env, open_page, tiny_model_dir  # noqa: F401
+from test_app_pages import APP, TIMEOUT, all_text, app_env, open_page  # noqa: F401
 
 from cxr_core import data
 from cxr_core.eval_sets import evaluation_sets

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from app_helpers import make_tiny_model
+from app_helpers import make_tiny_model, point_app_at
 from streamlit.testing.v1 import AppTest
 
 import app_support
@@ -24,24 +24,11 @@ APP = str(ROOT / "streamlit_app.py")
 GPU = {"gpus": [{"name": "NVIDIA H200", "memory_gb": 139.8}], "summary": "1 GPU: NVIDIA H200"}
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory, tiny_dataset) -> Path:
-    folder = tmp_path_factory.mktemp("models")
-    make_tiny_model(folder, tiny_dataset)
-    return folder
-
-
 @pytest.fixture
-def runs(monkeypatch, tmp_path, models, tiny_dataset) -> Path:
+def runs(monkeypatch, tmp_path, tiny_model_dir, tiny_dataset) -> Path:
     """The open app on the tiny model and dataset, on CPU; returns the (empty) runs folder."""
-    for name in ("CXR_ADMIN_PASSWORD", "CXR_DATA_ROOTS", "CXR_VISITOR_TRAINING"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("CXR_MODELS_DIR", str(models))
-    monkeypatch.setenv("CXR_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("CXR_DATA", str(tiny_dataset))
-    monkeypatch.setenv("CXR_RAISE_ERRORS", "1")
+    point_app_at(monkeypatch, tiny_model_dir, tmp_path / "runs", tiny_dataset)
     monkeypatch.setattr(app_support, "device_summary", lambda: {"gpus": [], "summary": "CPU only"})
-    monkeypatch.chdir(ROOT)  # resumed runs start `python -m cxr_core` from here
     return tmp_path / "runs"
 
 
@@ -140,12 +127,14 @@ def test_a_finished_run_says_finished_and_use_this_model_persists(runs, tiny_dat
 
 
 @pytest.mark.parametrize("content", ["{not json", '{"default_model": "/gone/model.keras"}', "[]"])
-def test_a_corrupt_or_stale_settings_file_falls_back_to_the_bundled_model(runs, models, content):
+def test_a_corrupt_or_stale_settings_file_falls_back_to_the_bundled_model(
+    runs, tiny_model_dir, content
+):
     runs.mkdir(parents=True)
     (runs / SETTINGS_FILE).write_text(content)
     at = AppTest.from_file(APP, default_timeout=120).run()
     assert not at.exception, at.exception
-    assert at.sidebar.selectbox(key="model_picker").value == str(models / "tiny.keras")
+    assert at.sidebar.selectbox(key="model_picker").value == str(tiny_model_dir / "tiny.keras")
 
 
 def test_a_visitors_choice_stays_in_their_session(runs, tiny_dataset, monkeypatch) -> None:
