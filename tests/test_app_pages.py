@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 from app_helpers import make_tiny_model, point_app_at
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian
 from streamlit.testing.v1 import AppTest
+from test_imaging import dicom_bytes
 
 from cxr_core import jobs
 from cxr_core.config import ModelConfig, RunConfig
@@ -111,19 +110,10 @@ def test_diagnose_reports_a_bad_file_by_name_and_analyses_the_others(app_env):
 
 def dicom_with_patient_fields() -> bytes:
     """A small MONOCHROME2 DICOM whose header names a (fictitious) patient."""
-    ds = Dataset()
-    ds.PatientName, ds.PatientID, ds.PatientBirthDate = "Doe^Jane", "ID-12345", "20190101"
-    ds.Modality, ds.SOPClassUID, ds.SOPInstanceUID = "DX", "1.2.840.10008.5.1.4.1.1.1.1", "1.2.3"
-    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = 64, 80, 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = np.random.default_rng(1).integers(0, 4095, (64, 80), np.uint16).tobytes()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    pixels = np.random.default_rng(1).integers(0, 4095, (64, 80), np.uint16)
+    return dicom_bytes(
+        pixels, PatientName="Doe^Jane", PatientID="ID-12345", PatientBirthDate="20190101"
+    )
 
 
 def test_diagnose_shows_technical_dicom_fields_and_no_patient_field(app_env):

@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 from app_helpers import make_tiny_model
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian
 from streamlit.testing.v1 import AppTest
+from test_imaging import dicom_bytes
 
 from cxr_core.imaging import read_image
 from cxr_core.markdown import JOINER, code_span, escape_markdown
@@ -79,19 +78,8 @@ def test_hostile_upload_names_are_shown_as_text(diagnose: AppTest) -> None:
 
 
 def dicom_with_fields(modality: str, view: str) -> bytes:
-    ds = Dataset()
-    ds.Modality, ds.ViewPosition = modality, view
-    ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.1.1", "1.2.3"
-    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = 64, 80, 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = np.random.default_rng(1).integers(0, 4095, (64, 80), np.uint16).tobytes()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    pixels = np.random.default_rng(1).integers(0, 4095, (64, 80), np.uint16)
+    return dicom_bytes(pixels, Modality=modality, ViewPosition=view)
 
 
 def test_dicom_fields_are_shown_as_text(diagnose: AppTest) -> None:
