@@ -1,4 +1,4 @@
-"""Command line: ``python -m cxr_core {scan,train,evaluate,predict}``.
+"""Command line: ``python -m cxr_core {scan,train,evaluate,predict,stress,calibrate}``.
 
 Exit status 0 on success; 2 with one ``error: ...`` line on stderr for bad input (a missing
 folder, an empty class folder, an unreadable model, a bad option) - never a traceback.
@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from .cli_calibrate import add_calibrate, run_calibrate  # noqa: E402
 from .config import (  # noqa: E402
     BACKBONES,
     CLASS_NAMES,
@@ -166,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="CXR Pneumonia Lab - research demo, not a medical device.",
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_add_scan, _add_train, _add_evaluate, _add_predict, _add_stress):
+    for add in (_add_scan, _add_train, _add_evaluate, _add_predict, _add_stress, add_calibrate):
         add(commands)
     return parser
 
@@ -207,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         "evaluate": _evaluate,
         "predict": _predict,
         "stress": _stress,
+        "calibrate": run_calibrate,
     }
     try:
         # A multi-worker run is guarded by the cluster (an agreed stop; only the chief writes
@@ -431,8 +433,11 @@ def _print_report(report: dict[str, Any]) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from .gradcam import Predictor
     from .imaging import read_image
+    from .population import with_age_check
 
     predictor = Predictor.from_path(args.model)
     heatmap_dir = Path(args.heatmap_dir) if args.heatmap_dir else None
@@ -447,6 +452,7 @@ def _predict(args: argparse.Namespace) -> int:
                 result = predictor.predict(image.pixels, colour=colour)
             else:
                 result = predictor.explain(image.pixels, method=args.method, colour=colour)
+            result = replace(result, input_check=with_age_check(result.input_check, image.info))
             check = result.input_check
             if not check.accepted and not args.score_anyway:
                 raise NotAChestXrayError(check.reason)
@@ -474,18 +480,25 @@ def _report_prediction(as_json: bool, name: str, result: Any) -> None:
         "probability": round(result.probability, 6),
         "label": result.label,
         "threshold": round(result.threshold, 6),
-        "input_check": "passed" if check.accepted else f"refused: {check.reason}",
+        "input_check": check.grade if check.accepted else f"refused: {check.reason}",
+        "prediction_set": list(result.prediction_set),
+        "decision": result.decision,
     }
     if check.distance is not None:
         payload["input_distance"] = round(check.distance, 3)
+    if check.warning:
+        payload["warning"] = check.warning
     if as_json:
         _emit(payload)
     else:
         refused = "" if check.accepted else " [REFUSED by the input check; scored anyway]"
+        uncertain = " UNCERTAIN: both are plausible;" if result.decision == "UNCERTAIN" else ""
         print(
-            f"{name}: {result.label} (P(pneumonia) = {result.probability:.3f}, "
+            f"{name}:{uncertain} {result.label} (P(pneumonia) = {result.probability:.3f}, "
             f"threshold {result.threshold:.3f}){refused} - research demo, not a diagnosis"
         )
+        if check.warning:
+            print(f"warning: {name}: {check.warning}", file=sys.stderr)
 
 
 def _stress(args: argparse.Namespace) -> int:

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from sklearn.covariance import LedoitWolf
 
-from . import data
+from . import data, population
 from .errors import DataError, ModelLoadError
 
 __all__ = [
@@ -57,7 +57,10 @@ MIN_CONTRAST = 24.0
 #: Largest mean chroma (max - min of R, G, B, as a share of 255) of a radiograph stored in colour.
 MAX_COLOUR = 0.06
 #: What a refused image is told.
-NOT_A_CHEST_XRAY = "This image does not look like a frontal chest X-ray, so it gets no verdict."
+NOT_A_CHEST_XRAY = (
+    "This image is unlike the chest X-rays the model was trained on (children aged 1-5 from "
+    "one hospital), so it gets no verdict."
+)
 #: Share of validation images (clean and stressed) whose distance the threshold keeps below it.
 ACCEPT_QUANTILE = 0.995
 FEATURE_LAYER = "pool"
@@ -73,12 +76,21 @@ class InputCheck:
         distance: Mahalanobis distance of its features, or None when no feature gate exists
             or a pixel check already refused it.
         threshold: The distance above which images are refused, or None.
+        grade: ``typical``, ``unusual`` (a verdict with ``warning``) or ``refused``
+            (:mod:`cxr_core.population`).
+        warning: Why an ``unusual`` verdict is less reliable (one sentence), or None.
     """
 
     accepted: bool
     reason: str | None = None
     distance: float | None = None
     threshold: float | None = None
+    grade: str = "typical"
+    warning: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.accepted and self.grade != "refused":
+            object.__setattr__(self, "grade", "refused")
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,12 +114,20 @@ class InputGate:
         centred = np.asarray(features, np.float64).reshape(len(features), -1) - self.location
         return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", centred, self.precision, centred), 0))
 
-    def check(self, features: np.ndarray) -> InputCheck:
-        """Accept or refuse one image from its ``(d,)`` pooled features."""
+    def check(self, features: np.ndarray, unusual: float | None = None) -> InputCheck:
+        """Grade one image from its ``(d,)`` pooled features.
+
+        Args:
+            features: The image's pooled features.
+            unusual: Distances above it (up to the refusal threshold) are graded ``unusual``;
+                None grades every accepted image ``typical``.
+        """
         distance = float(self.distances(np.asarray(features)[None])[0])
-        accepted = bool(distance <= self.threshold)
+        graded = population.grade(distance, unusual, self.threshold)
+        accepted = graded != "refused"
         reason = None if accepted else NOT_A_CHEST_XRAY
-        return InputCheck(accepted, reason, distance, self.threshold)
+        warning = population.UNUSUAL_WARNING if graded == "unusual" else None
+        return InputCheck(accepted, reason, distance, self.threshold, graded, warning)
 
 
 def pixel_problem(pixels: np.ndarray, colour: float = 0.0) -> str | None:

@@ -27,6 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from .conformal import decide
 from .errors import ConfigError, InvalidImageError, ModelLoadError
 from .gate import InputCheck, InputGate, gate_path, load_gate, pixel_problem, pooled_output
 from .heatmap import overlay
@@ -72,6 +73,9 @@ class Prediction:
         heatmaps: Every map computed, by method (``"gradcam"``, ``"gradcam++"``): one entry
             from :meth:`Predictor.explain`, all of :data:`METHODS` from
             :meth:`Predictor.explain_all`; empty when only a prediction was asked for.
+        prediction_set: The class names in the conformal set (:mod:`cxr_core.conformal`);
+            just ``label`` when the model has no conformal quantiles.
+        decision: ``NORMAL``, ``PNEUMONIA`` or ``UNCERTAIN`` (both classes in the set).
     """
 
     probability: float
@@ -80,6 +84,8 @@ class Prediction:
     heatmap: np.ndarray | None = None
     input_check: InputCheck = InputCheck(True)
     heatmaps: Mapping[str, np.ndarray] = field(default_factory=dict)
+    prediction_set: tuple[str, ...] = ()
+    decision: str = ""
 
     def __repr__(self) -> str:
         heatmap = None if self.heatmap is None else f"<{self.heatmap.shape} float32>"
@@ -335,14 +341,23 @@ class Predictor:
         problem = pixel_problem(grey, colour)
         if problem is not None:
             return InputCheck(False, problem)
-        return InputCheck(True) if self._gate is None else self._gate.check(features)
+        if self._gate is None:
+            return InputCheck(True)
+        graded = self._metadata.population_check
+        return self._gate.check(features, graded.unusual_threshold if graded else None)
 
     def _verdict(
         self, probability: float, heatmap: np.ndarray | None, check: InputCheck
     ) -> Prediction:
         index = 1 if probability >= self._threshold else 0
         label = self._class_names[index]
-        return Prediction(probability, label, self._threshold, heatmap, check)
+        sets = self._metadata.conformal
+        members = sets.prediction_set(probability, self._threshold) if sets else (label,)
+        decision = decide(members)
+        return Prediction(
+            probability, label, self._threshold, heatmap, check,
+            prediction_set=members, decision=decision,
+        )  # fmt: skip
 
     def _model_input(self, pixels: tf.Tensor) -> tf.Tensor:
         return to_model_input(pixels, self._image_size)[tf.newaxis]

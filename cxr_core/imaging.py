@@ -49,6 +49,7 @@ from pydicom.pixels import (
 )
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from . import population
 from .errors import InvalidImageError
 
 __all__ = ["MAX_BYTES", "MAX_PIXELS", "MIN_SIDE", "DecodedImage", "mean_chroma", "read_image"]
@@ -466,6 +467,12 @@ def _dicom_info(
             info[key] = _clean(str(value))
     if frames > 1:
         info["note"] = f"multi-frame DICOM: showing frame 1 of {frames}"
+    # Only the comparison with the training ages is kept: no age or date leaves this function.
+    age = population.age_in_years(
+        dataset.get("PatientAge"), dataset.get("PatientBirthDate"), dataset.get("StudyDate")
+    )
+    if population.outside_training_ages(age):
+        info[population.AGE_FIELD] = "outside the training ages (1-5 years)"
     return info
 
 

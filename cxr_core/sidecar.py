@@ -19,6 +19,16 @@ from typing import Any
 from .config import CLASS_NAMES, RunConfig
 from .errors import ConfigError, ModelLoadError
 from .fields import Fields, is_number, short_repr
+from .sidecar_sections import (
+    ConformalSets,
+    IndependentCheck,
+    PopulationCheck,
+    SiteCalibration,
+    read_conformal,
+    read_independent_records,
+    read_population_check,
+    read_site_calibration,
+)
 
 __all__ = [
     "METRIC_NAMES",
@@ -142,10 +152,16 @@ class ModelMetadata:
             ``hardware``, ``devices``, ``data_fingerprint``, ``saved_at``, ``name``, ...).
         training_seconds: Training time, or None.
         versions: Library name -> version at training time.
-        independent_checks: Sentences on checks beyond the validation split.
+        independent_checks: Free-text sentences on checks beyond the validation split (the
+            strings of the sidecar's ``independent_checks`` list).
+        independent_records: The dated, typed records of that list
+            (:class:`cxr_core.sidecar_sections.IndependentCheck`).
         stress: The stress suite report (:func:`cxr_core.stress.stress_report`), or None.
         calibration: How probabilities were calibrated, or None.
         input_gate: The input check's entry (:func:`cxr_core.gate.save_gate`), or None.
+        conformal: Class-conditional conformal bounds (``cxr_core.conformal``), or None.
+        population_check: The input check's "unusual" grade, or None.
+        site_calibration: What fitting the model to a site did, or None.
         raw: The whole sidecar object, for re-saving it (not compared).
     """
 
@@ -165,6 +181,10 @@ class ModelMetadata:
     stress: dict[str, Any] | None = None
     calibration: dict[str, Any] | None = None
     input_gate: dict[str, Any] | None = None
+    independent_records: tuple[IndependentCheck, ...] = ()
+    conformal: ConformalSets | None = None
+    population_check: PopulationCheck | None = None
+    site_calibration: SiteCalibration | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     #: Descriptive string keys kept in ``texts``.
@@ -181,6 +201,7 @@ class ModelMetadata:
         "card_notes",
         "intended_use",
         "ensemble",
+        "site_fitting_note",
     )
 
     def text(self, key: str, default: str = "") -> str:
@@ -230,12 +251,24 @@ class ModelMetadata:
             texts={key: value for key, value in texts.items() if value is not None},
             training_seconds=f.number("training_seconds", low=0.0),
             versions=dict(versions),
-            independent_checks=f.texts("independent_checks"),
+            independent_checks=_notes(f),
+            independent_records=read_independent_records(f),
+            conformal=read_conformal(f),
+            population_check=read_population_check(f),
+            site_calibration=read_site_calibration(f),
             stress=_checked_report(f, "stress", "stress"),
             calibration=_checked_report(f, "calibration", "calibration"),
             input_gate=_checked_report(f, "input_gate", "input_gate"),
             raw=values,
         )
+
+
+def _notes(fields: Fields) -> tuple[str, ...]:
+    """The strings of ``independent_checks`` (its objects are records)."""
+    items = fields.values.get("independent_checks") or []
+    if not isinstance(items, list) or not all(isinstance(i, str | dict) for i in items):
+        fields.fail("independent_checks", "a list of sentences and records")
+    return tuple(item for item in items if isinstance(item, str))
 
 
 def _nonempty(fields: Fields, key: str) -> str:

@@ -59,7 +59,7 @@ def test_a_bad_file_gets_its_error_line_and_the_others_go_on(
     results = json_lines(capsys.readouterr().out)
     assert [set(r) for r in results] == [
         {"file", "error"},
-        {"file", "probability", "label", "threshold", "input_check"},
+        {"file", "probability", "label", "threshold", "input_check", "prediction_set", "decision"},
         {"file", "error"},
     ]
     assert results[0]["error"] and results[2]["error"]

@@ -102,7 +102,7 @@ def test_predict_refuses_what_the_gate_refuses_and_scores_it_only_when_asked(
                  str(photo)]) == 2  # fmt: skip
     out = capsys.readouterr().out
     lines = {Path(r["file"]).name: r for r in map(json.loads, out.strip().splitlines())}
-    assert lines["xray.png"]["input_check"] == "passed" and "label" in lines["xray.png"]
+    assert lines["xray.png"]["input_check"] == "typical" and "label" in lines["xray.png"]
     assert "uniform" in lines["blank.png"]["error"] and "label" not in lines["blank.png"]
     assert "colour" in lines["photo.png"]["error"]
     assert main(["predict", "--model", str(gated_model), "--score-anyway", str(blank)]) == 0
