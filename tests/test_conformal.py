@@ -13,9 +13,8 @@ from cxr_core.conformal import (
     risk_coverage,
     set_metrics,
 )
-from cxr_core.errors import DataError
+from cxr_core.errors import DataError, ModelLoadError
 from cxr_core.fields import Fields
-from cxr_core.errors import ModelLoadError
 from cxr_core.sidecar_sections import read_conformal
 
 
