@@ -22,8 +22,10 @@ __all__ = [
     "calibration_figure",
     "confusion_figure",
     "counts_figure",
+    "headline_figure",
     "history_figure",
     "pr_figure",
+    "risk_coverage_figure",
     "roc_figure",
 ]
 
@@ -267,4 +269,44 @@ def calibration_figure(
         **_LAYOUT,
         **_LEGEND_BELOW,
     )
+    return figure
+
+
+def headline_figure(bars: Sequence[tuple[str, float, float]]) -> go.Figure:
+    """Sensitivity and specificity side by side for each group (validation, new patients,
+    after site fitting), from ``cxr_core.card_sections.comparison_bars``."""
+    figure = go.Figure()
+    names = [name for name, _, _ in bars]
+    for index, (metric, colour) in enumerate((("sensitivity", _TRAIN), ("specificity", _VAL))):
+        values = [bar[index + 1] for bar in bars]
+        figure.add_bar(
+            x=names, y=values, name=metric, marker_color=colour,
+            text=[f"{v:.2f}" for v in values], textposition="outside",
+        )  # fmt: skip
+    figure.update_layout(
+        barmode="group", title="Sensitivity and specificity: validation vs new patients",
+        yaxis={"range": [0, 1.1], "title": "share"}, height=330, **_LAYOUT, **_LEGEND_BELOW,
+    )  # fmt: skip
+    return figure
+
+
+def risk_coverage_figure(rows: Sequence[dict]) -> go.Figure:
+    """Share of definite answers and their accuracy as the conformal coverage level moves,
+    from ``cxr_core.conformal.risk_coverage``."""
+    levels = [row["level"] for row in rows]
+    figure = go.Figure()
+    for key, name, colour in (
+        ("definite_share", "share of definite answers", _TRAIN),
+        ("definite_accuracy", "accuracy of definite answers", _VAL),
+        ("coverage", "coverage (true class in the set)", _LINES[2]),
+    ):
+        figure.add_scatter(
+            x=levels, y=[row[key] for row in rows], name=name, mode="lines+markers",
+            line={"color": colour},
+        )  # fmt: skip
+    figure.update_layout(
+        title="Risk-coverage: definite answers against their accuracy",
+        xaxis_title="target coverage of the sets", yaxis={"range": [0, 1.02]},
+        **_LAYOUT, **_LEGEND_BELOW,
+    )  # fmt: skip
     return figure

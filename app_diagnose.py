@@ -16,6 +16,7 @@ import pandas as pd
 import streamlit as st
 
 import app_support as app
+from cxr_core.conformal import UNCERTAIN
 from cxr_core.errors import CXRError
 from cxr_core.heatmap import colour_bar
 from cxr_core.report import render_report, report_filename
@@ -24,6 +25,7 @@ __all__ = [
     "FIELD_NAMES",
     "MAX_FILES_PER_UPLOAD",
     "MAX_UPLOAD_MB",
+    "UNCERTAIN_SENTENCE",
     "analyse_ui",
     "first_files",
     "result_row",
@@ -34,6 +36,11 @@ __all__ = [
     "view_change_seconds",
 ]
 
+#: What an UNCERTAIN verdict says (issue 16).
+UNCERTAIN_SENTENCE = (
+    "UNCERTAIN: both NORMAL and PNEUMONIA are plausible at 95% confidence: a clinician should "
+    "read this film."
+)
 #: Files of one upload that the Diagnose page analyses; the others are listed, not decoded.
 MAX_FILES_PER_UPLOAD = 12
 #: Largest accepted upload, in megabytes (cxr_core.imaging refuses files over 50 MB).
@@ -79,12 +86,14 @@ def result_row(name: str, result: dict[str, Any] | None) -> dict[str, str]:
             "Threshold": "-", "Input check": "unreadable file (message above)",
         }  # fmt: skip
     accepted = result["accepted"]
+    grade = result.get("grade", "typical")
+    check = "unusual: verdict less reliable" if grade == "unusual" else "typical"
     return {
         "File": name,
-        "Model output": result["label"] if accepted else "no verdict",
+        "Model output": result.get("decision", result["label"]) if accepted else "no verdict",
         "Probability of pneumonia": f"{result['probability']:.3f}" if accepted else "-",
         "Threshold": f"{result['threshold']:.3f}",
-        "Input check": "passed" if accepted else "refused: not a frontal chest X-ray?",
+        "Input check": check if accepted else "refused: unlike the training X-rays",
     }
 
 
@@ -204,13 +213,23 @@ def refused(index: int, name: str, result: dict) -> bool:
 def show(index: int, name: str, result: dict, method: str, alpha: float, model: str) -> None:
     """One analysed file: verdict, probability, threshold, X-ray, overlay, legend, report."""
     label, probability, threshold = result["label"], result["probability"], result["threshold"]
+    uncertain = result.get("decision") == UNCERTAIN
     if not result["accepted"]:
         if not refused(index, name, result):
             return
         label = f"{label} (input check refused this image)"
-    colour = "red" if label.startswith("PNEUMONIA") else "green"
+    elif uncertain:
+        label = UNCERTAIN
     relation = "at or above" if probability >= threshold else "below"
-    st.markdown(f"#### {app.md(name)}: model output :{colour}[**{app.md(label)}**]")
+    if uncertain and result["accepted"]:
+        # Its own verdict in a neutral colour: never a red PNEUMONIA or a green NORMAL.
+        st.markdown(f"#### {app.md(name)}: model output :gray[**{UNCERTAIN}**]")
+        st.info(UNCERTAIN_SENTENCE, icon=":material/help:")
+    else:
+        colour = "red" if label.startswith("PNEUMONIA") else "green"
+        st.markdown(f"#### {app.md(name)}: model output :{colour}[**{app.md(label)}**]")
+    if result.get("warning"):
+        st.warning(result["warning"], icon=":material/warning:")
     st.markdown(
         f"Probability of pneumonia **{probability:.3f}**, {relation} the model's threshold "
         f"**{threshold:.3f}**. *{app.DISCLAIMER}*"
@@ -221,14 +240,14 @@ def show(index: int, name: str, result: dict, method: str, alpha: float, model: 
     right.image(blended, caption=f"{method} overlay", width="stretch")
     right.image(colour_bar(512, 20, alpha=alpha), width="stretch")
     right.caption(
-        f"Low → high contribution to the {app.md(label.split(' (')[0])} output; low values "
+        f"Low → high contribution to the {app.md(result['label'])} output; low values "
         "are transparent, the strongest reach the chosen opacity."
     )
     # Drawn only when clicked (a callable), so moving the slider does not redraw reports.
     report = partial(
         render_report, result["pixels"], blended, filename=name, label=label,
         probability=probability, threshold=threshold, model_name=model, method=method,
-        opacity=alpha,
+        opacity=alpha, note=result.get("warning") or "",
     )  # fmt: skip
     st.download_button(
         "Download report (PNG)", report, report_filename(name), "image/png",

@@ -232,12 +232,16 @@ def _entry(path: Path, name: str, source: str) -> ModelEntry:
     auc = metadata.metrics.value("roc_auc")
     if auc is not None:
         parts.append(f"val AUC {auc:.3f}")
+    if metadata.site_calibration is not None:  # a model fitted to a site (app_site.py)
+        name = Path(metadata.site_calibration.original_model).stem or name
+        source = f"fitted to {metadata.site_calibration.site}"
     label = f"{name} - {source}"  # app_evaluate.py takes the name before " - "
     return ModelEntry(str(path), label, source, mtime, None, name, ", ".join(parts))
 
 
 def discover_models() -> list[ModelEntry]:
-    """Every bundled model, then every finished run's model, newest run first.
+    """Every bundled model, every model fitted to a site (``<runs>/fitted/``), then every
+    finished run's model, newest run first.
 
     A model whose files cannot be used is listed too, with its :attr:`ModelEntry.problem`.
     """
@@ -248,6 +252,10 @@ def discover_models() -> list[ModelEntry]:
         if path.name.startswith(".") or not path.with_suffix(".json").is_file():
             continue
         entries.append(_entry(path, path.stem, "bundled"))
+    fitted = runs_dir() / "fitted"  # models fitted to a site on the Evaluate page
+    for path in sorted(fitted.glob("*.keras")) if fitted.is_dir() else []:
+        if not path.name.startswith(".") and path.with_suffix(".json").is_file():
+            entries.append(_entry(path, path.stem, "fitted"))
     for run in jobs.list_runs(runs_dir()):
         path = run.path / "model.keras"
         if run.state != RunState.FINISHED or not path.is_file():
@@ -367,11 +375,13 @@ def analyse_bytes(predictor: Any, content: bytes, name: str) -> dict[str, Any]:
         As :func:`analyse_upload`.
     """
     from cxr_core.imaging import read_image
+    from cxr_core.population import with_age_check
 
     decoded = read_image(content, filename=name, max_side=DISPLAY_SIDE)
     pixels = _fit(decoded.pixels, DISPLAY_SIDE)
     colour = float(decoded.info.get("colour", 0.0))
     result = predictor.explain_all(pixels, colour=colour)
+    check = with_age_check(result.input_check, decoded.info)
     return {
         "pixels": pixels,
         # Kept as uint8: a quarter of the float32 maps' memory in the cache; overlay takes them.
@@ -385,6 +395,10 @@ def analyse_bytes(predictor: Any, content: bytes, name: str) -> dict[str, Any]:
         "threshold": result.threshold,
         "accepted": result.input_check.accepted,
         "refusal": result.input_check.reason,
+        "decision": result.decision or result.label,
+        "prediction_set": tuple(result.prediction_set),
+        "grade": check.grade,
+        "warning": check.warning,
     }
 
 
@@ -401,8 +415,11 @@ def analyse_upload(entry: ModelEntry, content: bytes, name: str) -> dict[str, An
         ``pixels`` (uint8, at most ``DISPLAY_SIDE`` on a side), ``heatmaps`` (each of
         ``METHODS``' values -> uint8 0-255 map of the same shape, 255 the strongest),
         ``info`` (technical fields), ``probability``, ``label``, ``threshold``, ``accepted``
-        (whether the input check took it for a frontal chest X-ray) and ``refusal`` (the
-        sentence saying why not, or None).
+        (whether the input check took it for a frontal chest X-ray), ``refusal`` (the
+        sentence saying why not, or None), ``decision`` (``NORMAL``, ``PNEUMONIA`` or
+        ``UNCERTAIN``), ``prediction_set`` (class names), ``grade`` (``typical``,
+        ``unusual`` or ``refused``) and ``warning`` (why an unusual verdict is less
+        reliable, or None).
 
     Raises:
         InvalidImageError: The file is not a usable image; the message says why.

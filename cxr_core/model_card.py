@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .card_sections import conformal_lines, headline_markdown, population_lines, site_lines
 from .markdown import code_span
 from .markdown import escape_markdown as md
 from .sidecar import ModelMetadata
@@ -168,7 +169,10 @@ def _independent_lines(metadata: ModelMetadata) -> list[str]:
     checks = metadata.independent_checks
     if not checks:
         return []
-    return ["## Independent checks", *[f"- {md(check)}" for check in checks], ""]
+    title = (
+        "## Earlier independent notes" if metadata.independent_records else "## Independent checks"
+    )
+    return [title, *[f"- {md(check)}" for check in checks], ""]
 
 
 def render_model_card(metadata: ModelMetadata, notes: str = "", name: str | None = None) -> str:
@@ -197,6 +201,7 @@ def render_model_card(metadata: ModelMetadata, notes: str = "", name: str | None
         "> Research demo - **not a medical device**. Not for diagnosis, triage or any clinical "
         "decision.",
         "",
+        *headline_markdown(metadata),
         "## Model",
         f"- File: {code_span(raw_name + '.keras')} with its sidecar "
         f"{code_span(raw_name + '.json')}; this card is rendered from it.",
@@ -224,7 +229,7 @@ def render_model_card(metadata: ModelMetadata, notes: str = "", name: str | None
         "",
         notes.strip(),
         "",
-        "## Validation metrics",
+        "## Validation metrics (flattering)",
         f"On the patient-grouped validation split ({metrics.n} images, prevalence "
         f"{format_metric(metrics.value('prevalence'))}) at the stored threshold; intervals from "
         "1,000 seeded bootstrap resamples.",
@@ -245,6 +250,9 @@ def render_model_card(metadata: ModelMetadata, notes: str = "", name: str | None
         "",
         *[f"- {md(line)}" for line in robustness_lines(metadata)],
         "",
+        *conformal_lines(metadata),
+        *population_lines(metadata),
+        *site_lines(metadata),
         *_independent_lines(metadata),
         "## Training time and hardware",
         f"- {minutes:.1f} minutes on {md(text('hardware', text('devices', 'n/a')))}.",

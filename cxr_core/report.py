@@ -9,6 +9,7 @@ file name the user gave.
 from __future__ import annotations
 
 import io
+import textwrap
 from datetime import UTC, datetime
 
 import numpy as np
@@ -29,7 +30,9 @@ _MUTED = (90, 104, 115)
 _ACCENT = (31, 111, 139)
 _WARN_BG = (253, 236, 206)
 _WARN_INK = (122, 62, 0)
-_VERDICT_COLOURS = {"NORMAL": (26, 122, 60), "PNEUMONIA": (176, 42, 42)}
+_VERDICT_COLOURS = {"NORMAL": (26, 122, 60), "PNEUMONIA": (176, 42, 42), "UNCERTAIN": _MUTED}
+#: The sentence under an UNCERTAIN verdict.
+UNCERTAIN_LINE = "Both classes plausible at 95% confidence: a clinician should read this film."
 _MAX_NAME = 70
 _BAR = 18  # height of the legend's colour bar
 _LEGEND = _BAR + 46  # the bar and its two lines of labels
@@ -92,9 +95,9 @@ def _check_unit(name: str, value: float) -> float:
     return number
 
 
-def _short(text: str) -> str:
+def _short(text: str, limit: int = _MAX_NAME) -> str:
     text = "".join(ch for ch in str(text) if ch.isprintable())
-    return text if len(text) <= _MAX_NAME else text[: _MAX_NAME - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _text_lines(
@@ -110,7 +113,14 @@ def _text_lines(
             22,
         ),
     ]
-    lines += [(f"{key}: {_short(value)}", _MUTED, 18) for key, value in details]
+    if label == "UNCERTAIN":
+        lines.insert(1, (UNCERTAIN_LINE, _INK, 20))
+    for key, value in details:
+        if key == "Warning":  # wrapped, in the warning's colour: it is read, not skimmed
+            text = "".join(ch for ch in str(value) if ch.isprintable())[:300]
+            lines += [(line, _WARN_INK, 18) for line in textwrap.wrap(f"Warning: {text}", 100)]
+        else:
+            lines.append((f"{key}: {_short(value)}", _MUTED, 18))
     return lines
 
 
@@ -127,6 +137,7 @@ def render_report(
     opacity: float = DEFAULT_OPACITY,
     created: datetime | None = None,
     panel_size: int = 512,
+    note: str = "",
 ) -> bytes:
     """Draw the report of one prediction as a PNG.
 
@@ -148,6 +159,8 @@ def render_report(
         opacity: The overlay's maximum opacity, in [0, 1], drawn into the legend.
         created: Time of the report; now (UTC) if not given.
         panel_size: Side of each image panel in pixels, 128 to 1024.
+        note: A warning printed under the verdict (e.g. that the X-ray is unlike the
+            training images), or empty.
 
     Returns:
         The PNG file's bytes: an RGB image ``2 * panel_size + 3 * 32`` pixels wide.
@@ -168,6 +181,8 @@ def render_report(
         )
     when = (created or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M %Z").strip()
     details = [("File", filename), ("Model", model_name), ("Explanation", method)]
+    if note:
+        details.insert(0, ("Warning", note))
     lines = _text_lines(label, probability, threshold, details + [("Created", when)])
     panel_height = max(_fitted_size(image.shape, panel_size)[1] for image in (pixels, overlay_rgb))
     width = 2 * panel_size + 3 * _MARGIN
@@ -188,6 +203,8 @@ def render_report(
         canvas.paste(_panel(image, panel_size, panel_height), (left, top))
         draw.text((left, top + panel_height + 8), caption, fill=_MUTED, font=_font(18))
     explained = str(label).split(" (")[0]
+    if explained == "UNCERTAIN":  # the heatmap explains the threshold's verdict
+        explained = "PNEUMONIA" if probability >= threshold else "NORMAL"
     _draw_legend(canvas, 2 * _MARGIN + panel_size, legend_top, panel_size, opacity, explained)
     for text, colour, size in lines:
         draw.text((_MARGIN, y), text, fill=colour, font=_font(size))

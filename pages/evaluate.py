@@ -5,6 +5,7 @@ import streamlit as st
 import app_access as access
 import app_evaluate as ui
 import app_nav
+import app_site as site
 import app_support as app
 from cxr_core.errors import CXRError
 
@@ -50,6 +51,12 @@ except CXRError as error:
 
 ui.metrics_ui(point, len(table), len(chosen.table))
 ui.curves_ui(entries, entry, point, table, log_fpr)
+
+st.subheader("Uncertain answers: coverage and risk")
+site.uncertainty_section(app.model_metadata(entry), y, scores, threshold)
+
+st.subheader("Fit this model to this dataset")
+site.fit_section(entry, root, table, chosen.optimistic)
 
 st.subheader("Stress suite: the validation split under shift")
 ui.stress_section(app.model_metadata(entry))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
+import app_home
 import app_nav
 import app_support as app
 from cxr_core.data import count_table
@@ -35,6 +36,8 @@ st.warning(
 
 entries = app.discover_models()
 entry = app.model_picker(entries)
+if entry is not None and entry.problem is None:
+    app_home.headline_ui(app.model_metadata(entry))
 model_col, data_col, device_col = st.columns(3)
 
 with model_col:
@@ -48,11 +51,12 @@ with model_col:
         st.markdown(f"**{app.md(entry.label)}**")
         details = f"{app.md(entry.details)}; " if entry.details else ""
         st.caption(f"{details}threshold {meta.threshold:.3f} on the PNEUMONIA probability")
+        st.markdown("Validation figures (**flattering**: carved from the training hospital)")
         for name, (value, interval) in headline_metrics(meta).items():
             if value is None:
                 continue
             extra = f" (95% CI {interval[0]:.3f}-{interval[1]:.3f})" if interval else ""
-            st.markdown(f"{name}: **{format_metric(value)}**{extra}")
+            st.markdown(f"{name}: {format_metric(value)}{extra}")
         if meta.validation:
             st.caption(
                 f"Validation (carved from train, flatters every model): {app.md(meta.validation)}"
@@ -60,7 +64,7 @@ with model_col:
         for line in robustness_lines(meta):
             st.text(line)
         for check in meta.independent_checks:
-            st.caption(f"Independent check: {app.md(check)}")
+            st.caption(f"Earlier note: {app.md(check)}")
         if not meta.metrics.values:
             st.caption("This model's metadata holds no validation metrics.")
 

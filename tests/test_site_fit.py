@@ -105,6 +105,11 @@ def make_site(root: Path, normal: int, pneumonia: int, seed: int = 0) -> Path:
 
 @pytest.fixture(scope="module")
 def ranking_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model that ranks generated X-rays (see :func:`build_ranking_model`)."""
+    return build_ranking_model(tmp_path_factory.mktemp("ranking"))
+
+
+def build_ranking_model(folder: Path, name: str = "ranking") -> Path:
     """A 64 px small_cnn whose logit layer is a ridge logistic regression on its pooled
     features of generated X-rays: it ranks, and its probabilities are not calibrated."""
     from sklearn.linear_model import LogisticRegression
@@ -115,7 +120,6 @@ def ranking_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from cxr_core.model import build_model, save_model
 
     keras_model = build_model(ModelConfig(backbone="small_cnn", weights="none", image_size=64))
-    folder = tmp_path_factory.mktemp("ranking")
     table = data.scan(make_site(folder / "fit", 30, 30, seed=5))
     features = table_features(keras_model, table, 64)
     regression = LogisticRegression(C=0.05, max_iter=2000).fit(features, table["label_index"])
@@ -124,8 +128,14 @@ def ranking_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     return save_model(
         keras_model,
-        folder / "ranking.keras",
-        {"backbone": "small_cnn", "image_size": 64, "threshold": 0.5, "threshold_rule": "youden"},
+        folder / f"{name}.keras",
+        {
+            "backbone": "small_cnn",
+            "image_size": 64,
+            "threshold": 0.5,
+            "threshold_rule": "youden",
+            "last_conv_layer": "last_conv",
+        },
     )
 
 
