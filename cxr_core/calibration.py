@@ -16,12 +16,15 @@ ranking and the Grad-CAM maps, whose sign and relative size do not change.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from .errors import DataError
+
+if TYPE_CHECKING:  # fitting needs no TensorFlow (the app's Evaluate page imports this)
+    import keras
 
 __all__ = ["PlattScaling", "fit_platt", "fold_into_model"]
 

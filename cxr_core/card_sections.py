@@ -157,7 +157,8 @@ def population_lines(metadata: ModelMetadata) -> list[str]:
     lines = [
         "## Population check: typical, unusual, refused",
         f"Images whose feature distance exceeds {check.unusual_threshold:.1f} (the "
-        f"{check.unusual_quantile:.1%} quantile of the clean validation distances) get their "
+        f"{check.unusual_quantile:.0%} quantile of the validation images' distances under the "
+        "stress suite, a stand-in for new patients' images) get their "
         "verdict with a warning that they are unlike the training images (children aged "
         f"{check.training_ages[0]:.0f}-{check.training_ages[1]:.0f} from one hospital); "
         "above the refusal threshold they get none. A DICOM whose age lies outside those "

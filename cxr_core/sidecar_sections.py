@@ -91,7 +91,8 @@ class PopulationCheck:
     Attributes:
         unusual_threshold: Feature distances above it (and at most the refusal threshold) are
             graded ``unusual``: a verdict with a warning.
-        unusual_quantile: The quantile of the clean validation distances it was set at.
+        unusual_quantile: The quantile of the validation distances under the stress suite
+            it was set at.
         figures: Share of each image set in each grade (set name -> grade -> share).
         training_ages: ``(youngest, oldest)`` age in years of the training children; a DICOM
             whose age lies outside is graded ``unusual`` too.

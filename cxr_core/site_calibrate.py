@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from . import data, gate, site_fit
 from .calibration import fold_into_model
@@ -105,7 +106,7 @@ def calibrate_model(
     crossed = site_fit.cross_fit(
         labels, logits, table["patient_id"].to_numpy(), folds, seed, fitter
     )
-    original_p = 1.0 / (1.0 + np.exp(-logits))
+    original_p = expit(logits)
     original_sets = (
         metadata.conformal.sets(original_p, metadata.threshold) if metadata.conformal else None
     )

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
@@ -111,7 +112,7 @@ class SiteFit:
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """Calibrated PNEUMONIA probabilities of original ``logits``."""
-        return 1.0 / (1.0 + np.exp(-self.scaling.apply(logits)))
+        return expit(self.scaling.apply(logits))
 
 
 def fit_site(
@@ -139,7 +140,7 @@ def fit_site(
     """
     fitter = {"platt": fit_platt, "temperature": fit_temperature}[method]
     scaling = fitter(labels, logits)
-    calibrated = 1.0 / (1.0 + np.exp(-scaling.apply(logits)))
+    calibrated = expit(scaling.apply(logits))
     threshold = evaluate.choose_threshold(labels, calibrated, rule, target_sensitivity)
     sets = fit_conformal(labels, calibrated, coverage, fitted_on)
     return SiteFit(scaling, float(threshold), sets)

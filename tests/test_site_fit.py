@@ -148,6 +148,7 @@ def test_calibrate_writes_a_folded_copy_and_leaves_the_original_alone(
 ) -> None:
     from cxr_core import data
     from cxr_core.model import load_model, read_metadata
+    from cxr_core.model_card import render_model_card
     from cxr_core.site_calibrate import site_logits
 
     site = make_site(tmp_path / "hospital_b", 24, 36, seed=7)
@@ -167,6 +168,9 @@ def test_calibrate_writes_a_folded_copy_and_leaves_the_original_alone(
     assert metadata.conformal is not None and metadata.conformal.n_normal == 24
     assert {"accuracy", "sensitivity", "specificity", "ece", "coverage"} <= set(fitted.after)
     assert all(f.low is not None and f.low <= f.value <= f.high for f in fitted.after.values())
+    card = render_model_card(metadata)
+    assert "## Fitted to a site" in card and "| specificity |" in card
+    assert "## Uncertain answers" in card and "the site's images" in card
     table = data.scan(site)
     original, _ = load_model(ranking_model)
     new, _ = load_model(out)
