@@ -101,3 +101,17 @@ def test_model_card_numbers_match_the_sidecar() -> None:
     )
     steps = metadata.text("training_command").split(" ; ")
     assert len(steps) == 3 and all(f"- Command: `{step}`" in card for step in steps)
+
+
+def test_bundled_sidecar_carries_conformal_sets_grades_and_dated_records() -> None:
+    metadata = read_metadata(BUNDLED)
+    sets = metadata.conformal
+    # Fitted on the whole validation split; PNEUMONIA is plausible near the threshold only.
+    assert sets.coverage == 0.95 and sets.n_normal + sets.n_pneumonia == metadata.metrics.n
+    assert 0.0 < sets.normal_max < sets.pneumonia_min < 1.0
+    grades = metadata.population_check
+    assert 0.0 < grades.unusual_threshold < metadata.input_gate["threshold"]
+    records = metadata.independent_records
+    assert records[0].threshold == 0.871 and records[0].figures["specificity"] == 0.739
+    assert any(r.setting.startswith("after site fitting") for r in records)
+    assert "Platt" in metadata.text("site_fitting_note")
