@@ -89,6 +89,30 @@ def gated_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_model(model, path, metadata)
 
 
+def test_predict_json_reports_the_grade_warning_set_and_decision(
+    gated_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    from cxr_core.population import UNUSUAL_WARNING
+
+    copy = tmp_path / "graded.keras"
+    for source in (gated_model, gated_model.with_suffix(".json"), gate.gate_path(gated_model)):
+        shutil.copy(source, tmp_path / source.name.replace("gated", "graded"))
+    sidecar = json.loads(copy.with_suffix(".json").read_text())
+    sidecar["input_gate"]["file"] = gate.gate_path(copy).name
+    sidecar["population_check"] = {"unusual_threshold": 0.0, "unusual_quantile": 0.95}
+    sidecar["conformal"] = {"coverage": 0.95, "normal_max": None, "pneumonia_min": None}
+    copy.with_suffix(".json").write_text(json.dumps(sidecar))
+    xray = tmp_path / "xray.png"
+    xray.write_bytes(encoded(synthetic_xray(1, np.random.default_rng(9))))
+    assert main(["predict", "--model", str(copy), "--json", str(xray)]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["input_check"] == "unusual" and line["warning"] == UNUSUAL_WARNING
+    assert line["prediction_set"] == ["NORMAL", "PNEUMONIA"] and line["decision"] == "UNCERTAIN"
+    assert line["label"] in ("NORMAL", "PNEUMONIA")  # the threshold's verdict stays as it was
+
+
 def test_predict_refuses_what_the_gate_refuses_and_scores_it_only_when_asked(
     gated_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
