@@ -181,7 +181,7 @@ def site_lines(metadata: ModelMetadata) -> list[str]:
     note = metadata.text("site_fitting_note")
     site = metadata.site_calibration
     if site is None:
-        return ["## Site fitting", md(note), ""] if note else []
+        return ["## Site fitting", md(note, limit=2000), ""] if note else []
     lines = [
         "## Fitted to a site",
         f"- Site {md(site.site)}: {site.n_normal} NORMAL and {site.n_pneumonia} PNEUMONIA "
@@ -202,5 +202,5 @@ def site_lines(metadata: ModelMetadata) -> list[str]:
         was = "-" if before is None else f"{before.value:.3f}"
         lines.append(f"| {name.replace('_', ' ')} | {was} | {after.value:.3f}{span} |")
     if note:
-        lines += ["", md(note)]
+        lines += ["", md(note, limit=2000)]
     return [*lines, ""]
