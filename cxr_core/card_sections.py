@@ -25,13 +25,13 @@ __all__ = [
 
 #: Columns of the headline table, in order.
 HEADLINE_COLUMNS = (
-    "Measured",
     "Who",
-    "Images",
     "Setting",
     "Sensitivity",
     "Specificity",
     "ECE",
+    "Images",
+    "Measured",
     "Model (threshold)",
 )
 _SAME_THRESHOLD = 0.0005

@@ -49,8 +49,8 @@ SITE_IMAGES = 60
 SHIFTS = (0.0, 1.5)
 DRAWS = 200
 
-_MODEL = "bundled ensemble cxr_lite0 (EfficientNet-Lite0 224 px + 128 px, 2026-11-26)"
-_TEST = "official Kaggle test split: children aged 1-5, Guangzhou, never used in training"
+_MODEL = "bundled ensemble cxr_lite0 of 2026-11-26"
+_TEST = "new children 1-5 (official test split)"
 RECORDS = (
     IndependentCheck(
         "2026-12-03", _MODEL, 0.871, _TEST, 624, "at the stored threshold",
