@@ -26,10 +26,10 @@ __all__ = [
 #: Columns of the headline table, in order.
 HEADLINE_COLUMNS = (
     "Who",
-    "Setting",
     "Sensitivity",
     "Specificity",
     "ECE",
+    "Setting",
     "Images",
     "Measured",
     "Model (threshold)",
