@@ -36,6 +36,9 @@ PREPROCESSING_MODES = ("tf", "torch", "caffe", "none", "unit")
 
 #: Contrast normalisation a model applies to its input (its first layer).
 CONTRAST_MODES = ("clahe", "none")
+#: Threshold rules: on pooled scores (``cxr_core.evaluate``) or on the suite's worst case
+#: (``cxr_core.suite_threshold``).
+THRESHOLD_RULES = ("youden", "sensitivity", "worst_sensitivity", "worst_balanced")
 
 
 @dataclass(frozen=True)
@@ -304,8 +307,13 @@ class TrainConfig:
         label_smoothing: Binary cross-entropy label smoothing, in [0, 0.5).
         early_stopping_patience: Epochs without a better validation AUC before stopping.
         threshold_rule: ``"youden"`` (maximise sensitivity + specificity) or
-            ``"sensitivity"`` (the highest threshold reaching ``target_sensitivity``).
-        target_sensitivity: Used by the ``"sensitivity"`` rule, in (0, 1].
+            ``"sensitivity"`` (the highest threshold reaching ``target_sensitivity``) on the
+            pooled scores, or a rule on the stress suite's worst case
+            (:mod:`cxr_core.suite_threshold`): ``"worst_sensitivity"`` (the highest threshold
+            whose lowest sensitivity over the suite's choice keys reaches
+            ``target_sensitivity``) or ``"worst_balanced"`` (maximise the lowest balanced
+            accuracy over them).
+        target_sensitivity: Used by ``"sensitivity"`` and ``"worst_sensitivity"``, in (0, 1].
         threshold_scores: Which validation scores the threshold rule sees: ``"stressed"``
             (the clean scores pooled with those under every perturbation of the stress suite,
             :mod:`cxr_core.stress`, so the operating point holds under shift) or ``"clean"``.
@@ -375,10 +383,10 @@ class TrainConfig:
             "a positive integer",
         )
         _require(
-            self.threshold_rule in ("youden", "sensitivity"),
+            self.threshold_rule in THRESHOLD_RULES,
             "threshold_rule",
             self.threshold_rule,
-            "'youden' or 'sensitivity'",
+            "one of " + ", ".join(repr(rule) for rule in THRESHOLD_RULES),
         )
         _require(
             _is_number(self.target_sensitivity) and 0 < self.target_sensitivity <= 1,
