@@ -190,7 +190,11 @@ def _gaussian_blur(kernel: float, grey: np.ndarray, _: np.random.Generator) -> n
     size = int(kernel)
     sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8
     blurred = cv2.GaussianBlur(
-        grey.astype(np.float32), (size, size), sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT_101
+        grey.astype(np.float32),
+        (size, size),
+        sigma,
+        sigmaY=sigma,
+        borderType=cv2.BORDER_REFLECT_101,
     )
     return _film(blurred)
 

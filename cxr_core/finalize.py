@@ -36,7 +36,13 @@ from .errors import DataError
 from .model import save_model
 from .plan import GATE_TRAIN_IMAGES
 
-__all__ = ["Finalized", "choose_suite_threshold", "finalize_model", "save_finalized"]
+__all__ = [
+    "Finalized",
+    "choose_suite_threshold",
+    "finalize_model",
+    "finalize_scores",
+    "save_finalized",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -168,17 +174,16 @@ def finalize_model(
     """
     say = progress or (lambda _: None)
     size, batch, rule = config.model.image_size, config.data.batch_size, config.train
-    labels = val_table["label_index"].to_numpy()
     say("scoring validation images under the stress suite")
     subset, clean_logits, logits, features = _suite_outputs(model, val_table, config)
-    subset_labels = subset["label_index"].to_numpy()
-    logits, calibration = _calibrate(model, config, subset_labels, logits)
-    if "scale" in calibration:
-        clean_logits = calibration["scale"] * clean_logits + calibration["bias"]
-    threshold = choose_suite_threshold(config, subset_labels, logits)
-    clean = stress.sigmoid(clean_logits)
-    report = evaluate.evaluation_report(labels, clean, threshold, seed=config.data.seed)
-    suite = stress.stress_report(subset_labels, logits, threshold, seed=config.data.seed)
+    threshold, report, suite, calibration = finalize_scores(
+        model,
+        config,
+        val_table["label_index"].to_numpy(),
+        clean_logits,
+        subset["label_index"].to_numpy(),
+        logits,
+    )
     fitted_gate = None
     if rule.input_gate:
         say("fitting the input check on train features")
@@ -190,6 +195,37 @@ def finalize_model(
             np.concatenate(list(suite_threshold.choice_logits(features).values())),
         )
     return Finalized(threshold, report, suite, calibration, fitted_gate)
+
+
+def finalize_scores(
+    model: keras.Model,
+    config: RunConfig,
+    labels: np.ndarray,
+    clean_logits: np.ndarray,
+    suite_labels: np.ndarray,
+    suite_logits: dict[str, np.ndarray],
+) -> tuple[float, dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Calibrate (folding into ``model``), choose the threshold and report, from scores.
+
+    Args:
+        model: The classifier whose logit layer takes the calibration.
+        config: Threshold rule, target, scores and calibration to use.
+        labels: ``(n,)`` labels of every validation image.
+        clean_logits: ``(n,)`` their clean logits.
+        suite_labels: ``(m,)`` labels of the suite's subset.
+        suite_logits: ``{key: (m,) logits}`` of the subset, with ``"clean"``.
+
+    Returns:
+        ``(threshold, clean report, stress report, calibration entry)``.
+    """
+    logits, calibration = _calibrate(model, config, suite_labels, suite_logits)
+    if "scale" in calibration:
+        clean_logits = calibration["scale"] * np.asarray(clean_logits) + calibration["bias"]
+    threshold = choose_suite_threshold(config, suite_labels, logits)
+    clean = stress.sigmoid(clean_logits)
+    report = evaluate.evaluation_report(labels, clean, threshold, seed=config.data.seed)
+    suite = stress.stress_report(suite_labels, logits, threshold, seed=config.data.seed)
+    return threshold, report, suite, calibration
 
 
 def save_finalized(

@@ -52,10 +52,8 @@ SUMMARY_METRICS = (
 )  # fmt: skip
 #: Metrics where the highest value is the worst.
 _HIGHER_IS_WORSE = ("balanced_error", "ece", "flip_rate")
-#: Validation images the suite scores while finishing a model: 85 keys on every image of a
-#: 783-image split would take about 45 min on 2 cores; a fixed patient-grouped, stratified
-#: subset of this many keeps it near 10.
-STRESS_IMAGES = 300
+#: Validation images the suite scores while finishing (see :mod:`cxr_core.plan`).
+STRESS_IMAGES = plan.STRESS_IMAGES
 
 
 #: One entry of the suite (a corruption at one severity); kept under its old name.

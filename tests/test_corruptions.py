@@ -71,7 +71,7 @@ def test_blur_and_pixelate_match_the_published_kernels() -> None:
     # torchvision gaussian_blur, kernel 3: sigma = 0.3 * ((3 - 1) * 0.5 - 1) + 0.8 = 0.8.
     dot = np.zeros((15, 15))
     dot[7, 7] = 255
-    weights = np.exp(-np.arange(-1, 2) ** 2 / (2 * 0.8**2))
+    weights = np.exp(-(np.arange(-1, 2) ** 2) / (2 * 0.8**2))
     expected = np.rint(255 * np.outer(weights, weights) / weights.sum() ** 2)
     assert np.array_equal(_apply("gaussian_blur", 1, dot)[6:9, 6:9], expected)  # 69 centre
     # Pillow BOX to half the side and back averages a 1-pixel checkerboard to grey.
