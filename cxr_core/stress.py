@@ -35,7 +35,6 @@ __all__ = [
     "Perturbation",
     "logit_model",
     "perturb",
-    "heat_table",
     "pooled",
     "relative_balanced_error",
     "stress_report",
@@ -269,32 +268,6 @@ def relative_balanced_error(
         "relative_balanced_error": float(np.mean(rbe)),
         "families": float(len(be)),
     }
-
-
-def heat_table(report: dict[str, Any], metric: str = "specificity") -> pd.DataFrame:
-    """One metric of a :func:`stress_report` as a family x severity table.
-
-    Args:
-        report: A stress report (or a sidecar's ``stress`` entry).
-        metric: A metric key of each perturbation, e.g. ``"specificity"`` or ``"roc_auc"``.
-
-    Returns:
-        Rows in suite order named by family, columns ``1`` to ``5``, and a ``"clean"`` column
-        first; keys without ``@`` (older suites) are rows of their own with the value under
-        ``1``. Missing cells are NaN.
-    """
-    rows: dict[str, dict[int | str, float]] = {}
-    clean = report.get("clean", {}).get(metric)
-    for name, metrics in report.get("perturbations", {}).items():
-        family, _, severity = name.partition("@")
-        column = int(severity) if severity.isdigit() else 1
-        value = metrics.get(metric)
-        row = rows.setdefault(family, {"clean": np.nan if clean is None else clean})
-        row[column] = np.nan if value is None else float(value)
-    columns = ["clean", *corruptions.SEVERITIES]
-    table = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=columns)
-    table.index.name = "corruption"
-    return table.astype(float)
 
 
 def suite_subset(table: pd.DataFrame, size: int = STRESS_IMAGES, seed: int = 0) -> pd.DataFrame:

@@ -1,10 +1,12 @@
 """Re-choose a saved model's operating point and calibration on stress suite v2.
 
     python scripts/refinalize_suite.py --model assets/models/cxr_lite0.keras \
-        --data DATA/chest_xray [--rule worst_sensitivity --target 0.93] [--save]
+        --data DATA/chest_xray [--rule worst_sensitivity --target 0.93] [--save] \
+        [--images 300 --choice-severities 1,2,3,4,5 --held-out-severities 1,2,3,4,5]
 
 Scores the model's own validation split clean and a fixed patient-grouped subset of it
-(``cxr_core.stress.suite_subset``) under all 85 keys of the suite, caching the logits in
+(``cxr_core.stress.suite_subset``, ``--images``) under the suite's keys (all 85 by default;
+fewer severities per group to save time on a CPU), caching the logits in
 ``runs/.cache/suite_v2_<name>.npz`` (rerun for free). Prints the suite's figures at
 the stored threshold ("before"), then fits Platt scaling on the clean and choice-family scores,
 chooses the threshold with the rule and prints the figures again ("after"). ``--save`` folds
@@ -27,7 +29,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # as bundle_model.py
 
-from cxr_core import data, evaluate, stress  # noqa: E402
+from cxr_core import corruptions, data, evaluate, stress  # noqa: E402
 from cxr_core.config import RunConfig  # noqa: E402
 from cxr_core.finalize import finalize_scores  # noqa: E402
 from cxr_core.model import load_model, read_metadata, save_model  # noqa: E402
@@ -46,13 +48,24 @@ RULE_TEXT = {
 }
 
 
-def _scores(model, config: RunConfig, root: Path, cache: Path) -> dict[str, Any]:
-    table = data.scan(root)
+def _keys(choice: str, held_out: str) -> tuple[stress.Perturbation, ...]:
+    """The suite's keys at the given severities of the choice and held-out families."""
+    wanted = {
+        **{f: {int(s) for s in choice.split(",")} for f in corruptions.CHOICE_FAMILIES},
+        **{f: {int(s) for s in held_out.split(",")} for f in corruptions.HELD_OUT_FAMILIES},
+    }
+    return tuple(p for p in stress.PERTURBATIONS if p.severity in wanted[p.family])
+
+
+def _scores(model, config: RunConfig, args: argparse.Namespace, cache: Path) -> dict[str, Any]:
+    table = data.scan(args.data)
     _, val_table, _ = data.resolve_splits(table, config.data)
-    subset = stress.suite_subset(val_table, stress.STRESS_IMAGES, config.data.seed)
+    subset = stress.suite_subset(val_table, args.images, config.data.seed)
+    keys = _keys(args.choice_severities, args.held_out_severities)
     if cache.exists():
         stored = np.load(cache)
-        if list(stored["subset_paths"]) == [str(p) for p in subset["path"]]:
+        same_keys = [str(k) for k in stored["keys"]] == [stress.CLEAN, *(p.name for p in keys)]
+        if same_keys and list(stored["subset_paths"]) == [str(p) for p in subset["path"]]:
             keys = [str(k) for k in stored["keys"]]
             return {
                 "labels": val_table["label_index"].to_numpy(),
@@ -63,10 +76,10 @@ def _scores(model, config: RunConfig, root: Path, cache: Path) -> dict[str, Any]
     size, batch, start = config.model.image_size, config.data.batch_size, time.monotonic()
 
     def progress(done: int, total: int) -> None:
-        rate = done * len(stress.PERTURBATIONS) / (time.monotonic() - start)
+        rate = done * (len(keys) + 1) / (time.monotonic() - start)
         print(f"  suite {done}/{total} images, {rate:.1f} scored images/s", flush=True)
 
-    suite = stress.stressed_logits(model, subset, size, batch, progress=progress)
+    suite = stress.stressed_logits(model, subset, size, batch, keys, progress=progress)
     rest = val_table.drop(index=subset.index)
     others = stress.stressed_logits(model, rest, size, batch, perturbations=())[stress.CLEAN]
     parts = [pd.Series(suite[stress.CLEAN], subset.index), pd.Series(others, rest.index)]
@@ -122,13 +135,16 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--rule", default="worst_sensitivity", choices=tuple(RULE_TEXT))
     parser.add_argument("--target", type=float, default=0.93)
+    parser.add_argument("--images", type=int, default=stress.STRESS_IMAGES)
+    parser.add_argument("--choice-severities", default="1,2,3,4,5")
+    parser.add_argument("--held-out-severities", default="1,2,3,4,5")
     parser.add_argument("--save", action="store_true")
     args = parser.parse_args()
 
     model, metadata = load_model(args.model)
     config = RunConfig.from_dict(metadata.run_config or {})
     cache = REPO / "runs" / ".cache" / f"suite_v2_{args.model.stem}.npz"
-    scores = _scores(model, config, args.data, cache)
+    scores = _scores(model, config, args, cache)
     old = metadata.threshold
     before = evaluate.evaluation_report(scores["labels"], stress.sigmoid(scores["clean"]), old)
     _print(

@@ -155,7 +155,9 @@ def test_heat_table_lays_a_metric_out_as_family_by_severity() -> None:
             "blur": {"specificity": 0.6},  # a suite v1 key
         },
     }
-    table = stress.heat_table(report, "specificity")
+    from cxr_core.model_card import stress_heat_table
+
+    table = stress_heat_table(report, "specificity")
     assert list(table.index) == ["pixelate", "zoom_in", "blur"]
     assert list(table.columns) == ["clean", 1, 2, 3, 4, 5]
     assert table.loc["pixelate", 5] == 0.5 and table.loc["zoom_in", 2] == 0.7
