@@ -239,6 +239,13 @@ class DataConfig:
             default, up to 2.
         acquisition_augment: Sharpness, resolution, JPEG and noise augmentation strength
             (see :data:`cxr_core.augment.ACQUISITION_AT_STRENGTH_1`); 0 off, up to 2.
+        framing_augment: Random-resized-crop strength, 0 (off) to 1: each training image is
+            cropped to a random box of ``1 - 0.5 * framing_augment`` to all of its area
+            (aspect 0.8 to 1.25) and resized back, so tight framing (zoom in up to 1.4x, as in
+            the stress suite) is seen in training.
+        corruption_augment: Share of training images, 0 (off) to 1, that get one corruption
+            of the stress suite's choice families at a random severity
+            (:func:`cxr_core.corruptions.corrupt_batch`); held-out families are never used.
         horizontal_flip: Mirror images during augmentation (off: the heart is on the left).
         limit_per_class: Use at most this many train images of each class (quick trials).
         cache: Keep decoded images in memory after the first epoch.
@@ -250,6 +257,8 @@ class DataConfig:
     batch_size: int = 32
     augment: float = 1.0
     acquisition_augment: float = 1.0
+    framing_augment: float = 0.0
+    corruption_augment: float = 0.0
     horizontal_flip: bool = False
     limit_per_class: int | None = None
     cache: bool = True
@@ -286,6 +295,9 @@ class DataConfig:
             self.acquisition_augment,
             "a number in [0, 2]",
         )
+        for name in ("framing_augment", "corruption_augment"):
+            value = getattr(self, name)
+            _require(_is_number(value) and 0 <= value <= 1, name, value, "a number in [0, 1]")
         _require(
             isinstance(self.horizontal_flip, bool),
             "horizontal_flip",

@@ -42,6 +42,7 @@ __all__ = [
     "MEDMNIST_C_ALEXNET",
     "SEVERITIES",
     "Corruption",
+    "corrupt_batch",
     "corruption",
     "suite",
     "to_grey",
@@ -315,3 +316,33 @@ def corruption(family: str, severity: int) -> Corruption:
 def suite(families: tuple[str, ...] = FAMILIES) -> tuple[Corruption, ...]:
     """Every severity of each family, family by family (``pixelate@1`` ... ``markers@5``)."""
     return tuple(corruption(f, s) for f in families for s in SEVERITIES)
+
+
+def corrupt_batch(
+    images: np.ndarray,
+    rng: np.random.Generator,
+    probability: float,
+    families: tuple[str, ...] = CHOICE_FAMILIES,
+) -> np.ndarray:
+    """Corruption augmentation: each image, with ``probability``, gets one random key.
+
+    As MedMNIST-C's ``AugMedMNISTC``, a family is drawn uniformly from ``families`` (the choice
+    families by default: the held-out ones must stay unseen), then a severity from 1 to 5.
+
+    Args:
+        images: ``(n, H, W)`` or ``(n, H, W, 1)`` grey images in [0, 255].
+        rng: Source of every random choice.
+        probability: Share of images corrupted, in [0, 1].
+        families: Families to draw from.
+
+    Returns:
+        float32 images of the input's shape.
+    """
+    out = np.array(images, np.float32, copy=True)
+    for index in range(len(out)):
+        if rng.random() >= probability:
+            continue
+        key = corruption(str(rng.choice(families)), int(rng.integers(1, 6)))
+        grey = out[index, ..., 0] if out.ndim == 4 else out[index]
+        grey[...] = key.apply(grey, rng)
+    return out
