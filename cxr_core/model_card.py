@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .corruptions import HELD_OUT_FAMILIES, SEVERITIES
+from .corruptions import FAMILIES, HELD_OUT_FAMILIES, SEVERITIES
 from .markdown import code_span
 from .markdown import escape_markdown as md
 from .sidecar import ModelMetadata
@@ -145,9 +145,10 @@ def stress_heat_table(suite: dict[str, Any] | None, metric: str = "specificity")
         metric: A key of each perturbation's metrics, e.g. ``"specificity"``.
 
     Returns:
-        Rows named by family in suite order, columns ``"clean"`` then severities ``1`` to
-        ``5`` (floats, NaN where missing). Keys without ``@`` (a suite v1 sidecar) are rows of
-        their own with the value under ``1``. Empty when there is no suite.
+        Rows named by family in suite order (:data:`cxr_core.corruptions.FAMILIES`), columns
+        ``"clean"`` then severities ``1`` to ``5`` (floats, NaN where missing). Keys without
+        ``@`` (a suite v1 sidecar) are rows of their own with the value under ``1``. Empty
+        when there is no suite.
     """
     columns = ["clean", *SEVERITIES]
     if not isinstance(suite, dict) or not isinstance(suite.get("perturbations"), dict):
@@ -160,6 +161,9 @@ def stress_heat_table(suite: dict[str, Any] | None, metric: str = "specificity")
         row = rows.setdefault(family, {"clean": np.nan if clean is None else float(clean)})
         row[int(severity) if severity.isdigit() else 1] = np.nan if value is None else value
     table = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=columns).astype(float)
+    # Suite order (sidecars are written with sorted keys); unknown families after, as found.
+    order = [f for f in FAMILIES if f in rows] + [f for f in rows if f not in FAMILIES]
+    table = table.loc[order]
     table.index.name = "corruption"
     return table
 
