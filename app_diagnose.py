@@ -174,7 +174,12 @@ def analyse_ui(entry: app.ModelEntry, uploads: list[Any]) -> list[tuple[str, dic
 
 
 def results_ui(results: list[tuple[str, dict]], method: str, alpha: float, model: str) -> None:
-    """Each analysed file in full (:func:`show`): one tab per file when there are several."""
+    """Each analysed file in full (:func:`show`): one tab per file when there are several.
+
+    Nothing is drawn when no file could be analysed (each already has its message).
+    """
+    if not results:
+        return
     if len(results) > 1:
         # One tab per image: the table above is the overview, each tab the full view.
         short = [name if len(name) <= 28 else f"{name[:26]}…" for name, _ in results]
