@@ -534,12 +534,11 @@ def _write_overlay(folder: Path, name: str, index: int, pixels: Any, heatmap: An
     import cv2
 
     from .gradcam import overlay
+    from .io import write_bytes_atomic
 
     rgb = overlay(pixels, heatmap)
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise InvalidImageError(f"could not encode the heatmap of {name}")
     target = folder / f"{Path(name).stem}_{index:03d}_gradcam.png"
-    temporary = target.with_name(f".{target.name}.tmp")
-    temporary.write_bytes(encoded.tobytes())
-    temporary.replace(target)
+    write_bytes_atomic(target, encoded.tobytes())

@@ -25,7 +25,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,8 @@ import numpy as np
 from keras.src.applications.efficientnet import DEFAULT_BLOCKS_ARGS
 from keras.src.applications.efficientnet import EfficientNet as _keras_efficientnet
 
-from .errors import ConfigError, WeightsUnavailableError
+from .errors import ConfigError, StorageError, WeightsUnavailableError
+from .io import atomic_write
 from .torch_legacy import read_legacy_torch_file
 
 __all__ = ["EfficientNetLite0", "imagenet_cache_path"]
@@ -324,14 +324,6 @@ def _assign_converted(
 def _save_atomically(model: keras.Model, path: Path) -> None:
     """Write the weights to a temporary file, then rename it, so readers never see half a file."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp.weights.h5")
-        os.close(handle)
-        try:
-            model.save_weights(temporary)
-            os.replace(temporary, path)
-        finally:
-            if os.path.exists(temporary):
-                os.remove(temporary)
-    except OSError as error:
+        atomic_write(path, lambda temporary: model.save_weights(temporary))
+    except StorageError as error:
         _LOGGER.warning("Could not cache converted ImageNet weights at %s: %s", path, error)

@@ -37,6 +37,7 @@ from .devices import (
 )
 from .errors import CXRError, DataError
 from .finalize import Finalized, finalize_model, save_finalized
+from .io import atomic_write
 from .model import backbone_layers, build_model
 from .plan import Phase, gate_images, learning_rate_scale, plan_phases, run_workload
 from .progress import FORWARD_SPEEDUP, Stage, remaining_seconds
@@ -229,9 +230,7 @@ def _estimate(context: dict, epoch: int, batch: int, validated: float = 0.0) -> 
 
 
 def _save_weights_atomic(model: keras.Model, path: Path) -> None:
-    temporary = path.with_name(f".{path.name.removesuffix('.weights.h5')}.tmp.weights.h5")
-    model.save_weights(temporary)
-    temporary.replace(path)
+    atomic_write(path, lambda temporary: model.save_weights(temporary))
 
 
 def _load_config(paths: RunPaths, config: RunConfig | None, resume: bool) -> RunConfig:
