@@ -5,7 +5,9 @@ resume and type any folder. Setting ``CXR_ADMIN_PASSWORD`` (environment variable
 key in ``.streamlit/secrets.toml``) makes it a shared deployment:
 
 - launching, cancelling and resuming training, and typing free dataset or weights paths, need
-  the administrator password (compared with ``hmac.compare_digest``); visitors still diagnose
+  the administrator password (compared with ``hmac.compare_digest``; wrong ones are limited
+  for the whole server, not per session: :class:`cxr_core.policy.SignInLimiter`); visitors
+  still diagnose
   and browse, and choose datasets from the allowed folders;
 - with ``CXR_VISITOR_TRAINING=1`` visitors may also launch runs within the visitor limits
   (:class:`cxr_core.policy.TrainingLimits`: ``CXR_VISITOR_MAX_IMAGE_SIZE``, ``_MAX_EPOCHS``,
@@ -20,6 +22,7 @@ needed after editing the secrets file.
 from __future__ import annotations
 
 import hmac
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -27,7 +30,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from cxr_core.policy import VISITOR_DEFAULTS, TrainingLimits, allowed_folder, parse_roots
+from cxr_core.policy import (
+    SIGN_IN_LIMITER,
+    VISITOR_DEFAULTS,
+    TrainingLimits,
+    allowed_folder,
+    parse_roots,
+)
 
 __all__ = [
     "Deployment",
@@ -134,11 +143,22 @@ def _sign_in() -> None:
     entered = str(st.session_state.get(_PASSWORD_INPUT) or "")
     password = deployment().admin_password or ""
     st.session_state[_PASSWORD_INPUT] = ""
-    if password and hmac.compare_digest(entered.encode("utf-8"), password.encode("utf-8")):
+    outcome = SIGN_IN_LIMITER.attempt(
+        lambda: (
+            bool(password)
+            and hmac.compare_digest(entered.encode("utf-8"), password.encode("utf-8"))
+        )
+    )
+    if outcome.accepted:
         st.session_state[_ADMIN] = True
         st.session_state.pop(_LOGIN_MESSAGE, None)
+    elif outcome.wait_seconds:
+        st.session_state[_LOGIN_MESSAGE] = (
+            "Too many wrong passwords on this server: sign-in is paused for "
+            f"{math.ceil(outcome.wait_seconds)} s."
+        )
     else:
-        time.sleep(1.0)  # slows guessing
+        time.sleep(1.0)  # slows one session's guessing; the limiter slows all of them
         st.session_state[_LOGIN_MESSAGE] = "Wrong password."
 
 

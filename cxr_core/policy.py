@@ -9,13 +9,19 @@ this module; nothing here knows about Streamlit. Without settings nothing is lim
   exist.
 - :class:`TrainingLimits`: the largest image size, epochs and images per class, and the
   backbones, that a visitor may start from the app.
+- :class:`SignInLimiter`: one per server process (:data:`SIGN_IN_LIMITER`), shared by every
+  session and thread: wrong administrator passwords space out the next attempt (by anyone)
+  exponentially and lock sign-in for a while after too many; each failure is logged.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import BACKBONES, RunConfig
@@ -23,6 +29,9 @@ from .errors import ConfigError, DataError
 
 __all__ = [
     "NOT_ALLOWED",
+    "SIGN_IN_LIMITER",
+    "SignInLimiter",
+    "SignInOutcome",
     "VISITOR_DEFAULTS",
     "TrainingLimits",
     "allowed_folder",
@@ -146,3 +155,73 @@ class TrainingLimits:
             number("CXR_VISITOR_MAX_IMAGES_PER_CLASS"),
             backbones,
         )
+
+
+_LOG = logging.getLogger("cxr.access")
+
+
+@dataclass(frozen=True)
+class SignInOutcome:
+    """The result of one sign-in attempt.
+
+    Attributes:
+        accepted: The password was right.
+        wait_seconds: When refused unchecked: seconds until sign-in is open again (0 when
+            the password was checked).
+    """
+
+    accepted: bool
+    wait_seconds: float = 0.0
+
+
+@dataclass
+class SignInLimiter:
+    """A global limit on wrong passwords: back-off, then lockout; safe across threads.
+
+    After ``free_failures`` wrong passwords in a row, each next attempt (from any session)
+    must wait ``base_delay * 2 ** k`` seconds (at most ``max_delay``) after the last failure;
+    after ``lockout_failures`` the sign-in is closed for ``lockout_seconds``, then the count
+    starts again. An attempt made while waiting is refused without checking the password,
+    so parallel sessions gain nothing. A right password resets the count.
+    """
+
+    free_failures: int = 3
+    base_delay: float = 1.0
+    max_delay: float = 60.0
+    lockout_failures: int = 20
+    lockout_seconds: float = 900.0
+    clock: Callable[[], float] = time.monotonic
+    _failures: int = field(default=0, init=False)
+    _open_at: float = field(default=0.0, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def attempt(self, check: Callable[[], bool]) -> SignInOutcome:
+        """Check a password with ``check()`` unless sign-in is paused; record the result."""
+        with self._lock:
+            now = self.clock()
+            if now < self._open_at:
+                return SignInOutcome(False, self._open_at - now)
+            if check():
+                self._failures, self._open_at = 0, 0.0
+                return SignInOutcome(True)
+            self._failures += 1
+            self._open_at = now + self._delay()
+            _LOG.warning(
+                "wrong administrator password (%d in a row); sign-in paused %.0f s",
+                self._failures,
+                self._open_at - now,
+            )
+            if self._failures >= self.lockout_failures:
+                _LOG.warning("administrator sign-in locked for %.0f s", self.lockout_seconds)
+                self._failures = 0
+            return SignInOutcome(False)
+
+    def _delay(self) -> float:
+        if self._failures >= self.lockout_failures:
+            return self.lockout_seconds
+        extra = self._failures - self.free_failures
+        return 0.0 if extra < 0 else min(self.max_delay, self.base_delay * 2.0**extra)
+
+
+#: The server process's one limiter (Streamlit runs every session in this process).
+SIGN_IN_LIMITER = SignInLimiter()
