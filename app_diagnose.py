@@ -36,8 +36,9 @@ __all__ = [
 
 #: Files of one upload that the Diagnose page analyses; the others are listed, not decoded.
 MAX_FILES_PER_UPLOAD = 12
-#: Largest accepted upload, in megabytes (cxr_core.imaging refuses files over 50 MB).
-MAX_UPLOAD_MB = 50
+#: The uploader's limit, in Streamlit's decimal megabytes: 53 MB lets through every file
+#: that cxr_core.imaging accepts (50 MiB = 52.4 MB); imaging refuses larger ones itself.
+MAX_UPLOAD_MB = 53
 
 #: Human names of ``cxr_core.imaging``'s technical fields; others get their key in words.
 FIELD_NAMES = {
@@ -129,7 +130,8 @@ def view_change_seconds(
 def upload_ui() -> list[Any]:
     """The file uploader (JPEG, PNG or DICOM, several at once); the files dropped, maybe none."""
     return st.file_uploader(
-        f"Drop chest X-rays here (JPEG, PNG or DICOM; up to {MAX_FILES_PER_UPLOAD} at once)",
+        f"Drop chest X-rays here (JPEG, PNG or DICOM; up to {MAX_FILES_PER_UPLOAD} at once, "
+        "each at most 50 MiB)",
         accept_multiple_files=True,
         max_upload_size=MAX_UPLOAD_MB,
     )

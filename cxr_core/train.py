@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -35,7 +36,7 @@ from .devices import (
     select_strategy,
     single_device_copy,
 )
-from .errors import CXRError, DataError
+from .errors import CXRError, DataError, StorageError
 from .finalize import Finalized, finalize_model, save_finalized
 from .io import atomic_write
 from .model import backbone_layers, build_model
@@ -503,17 +504,25 @@ def _guarded_train(
             update_status(paths, state="cancelled", message=cancelled_message(paths))
         return {"state": "cancelled"}
     except CXRError as error:
-        with status_lock:
-            stop.disarm()
-            update_status(paths, state="failed", error=str(error))
+        _record_failure(paths, stop, str(error))
         raise
     except Exception as error:
-        (paths.root / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
-        with status_lock:
-            stop.disarm()
-            update_status(paths, state="failed", error=f"{type(error).__name__}: {error}")
+        with contextlib.suppress(OSError):  # a full disk must not hide the real error
+            (paths.root / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
+        _record_failure(paths, stop, f"{type(error).__name__}: {error}")
         raise
     return result
+
+
+def _record_failure(paths: RunPaths, stop: StopRequest, reason: str) -> None:
+    """Mark the run failed with ``reason``; if even that cannot be written (the disk is
+    still full), say so on stderr rather than replace the error being raised."""
+    with status_lock:
+        stop.disarm()
+        try:
+            update_status(paths, state="failed", error=reason)
+        except StorageError as error:
+            print(f"warning: the run's status could not be updated: {error}", file=sys.stderr)
 
 
 def _train(
