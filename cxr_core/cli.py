@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -213,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         "predict": _predict,
         "stress": _stress,
     }
+    previous = signal.getsignal(signal.SIGTERM)
     try:
         if args.command != "train":
             _end_on_sigterm()
@@ -233,6 +235,13 @@ def main(argv: list[str] | None = None) -> int:
     except Terminated:
         print("error: terminated (SIGTERM)", file=sys.stderr)
         return 143
+    finally:
+        if args.command != "train" and _in_main_thread():
+            signal.signal(signal.SIGTERM, previous or signal.SIG_DFL)
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 class Terminated(Exception):  # noqa: N818 - named for the signal, like KeyboardInterrupt
@@ -248,6 +257,8 @@ def _end_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second one ends the process at once
         raise Terminated
 
+    if not _in_main_thread():
+        return  # signals reach only the main thread; a library caller handles its own
     early = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, terminate)
     if getattr(early, "received", False):

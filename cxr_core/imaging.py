@@ -24,7 +24,7 @@ decided by the file's content, never by its name. Decisions worth knowing:
   (1/2, 1/4 or 1/8, Pillow's ``draft``) to the smallest size whose sides are still at least
   ``max_side``: a 49-megapixel JPEG then costs a few megabytes instead of ~200 MB of RGB and
   grey buffers. A PNG is decoded once in its own type (uint8, or uint16 for 16 bits) and
-  then read in strips of about a megapixel, each made grey in float32 and box-reduced, so no
+  then read in strips of about a quarter megapixel, each made grey in float32 and box-reduced, so no
   float or RGBA copy of the whole image exists (at most ~8 bytes per source pixel: a 16-bit
   RGBA PNG's own buffer); a DICOM frame is box-reduced in its stored type before the LUTs.
   ``info`` keeps the stored size and says so in ``note``.
@@ -381,8 +381,8 @@ def _png16_values(image: Image.Image, data: bytes, factor: int) -> tuple[np.ndar
 
 
 StripReader = Callable[[int, int], np.ndarray]
-#: Rows converted to float at a time: bounds the float copies to a few megabytes.
-_STRIP_PIXELS = 1 << 20
+#: Pixels converted to float at a time: bounds the float copies to about 12 MB.
+_STRIP_PIXELS = 1 << 18
 
 
 def _strip_grey(

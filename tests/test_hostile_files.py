@@ -57,3 +57,114 @@ def test_diagnose_names_each_unreadable_kind(diagnose):
     assert not diagnose.exception, diagnose.exception
     assert len(diagnose.error) == len(UNREADABLE)
     assert len(diagnose.dataframe[0].value) == len(UNREADABLE)
+
+
+# --- Defect 1: decoding to a bounded budget -------------------------------------------------
+
+
+def png(image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def rgba_png(width: int, height: int) -> bytes:
+    """White, opaque on the left half and transparent on the right: composites to a split."""
+    import numpy as np
+    from PIL import Image
+
+    rgba = np.full((height, width, 4), 255, np.uint8)
+    rgba[:, width // 2 :, 3] = 0
+    return png(Image.fromarray(rgba))
+
+
+def numpy_peak_bytes(call) -> int:
+    """Peak bytes NumPy allocated during ``call()`` (tracemalloc sees NumPy's buffers)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        call()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_large_rgba_png_is_reduced_in_strips_without_float_copies_of_the_whole_image():
+    from cxr_core.imaging import read_image
+
+    data = rgba_png(4000, 3000)
+    decoded = read_image(data, max_side=1024)
+    assert decoded.pixels.shape == (1000, 1333)  # 1/3: the longer side stays >= 1024
+    assert "decoded at 1/3 scale" in decoded.info["note"]
+    assert decoded.pixels[:, :600].min() == 255 and decoded.pixels[:, 700:].max() == 0
+    # The old path made float64 RGBA copies: over 60 bytes per source pixel.
+    assert numpy_peak_bytes(lambda: read_image(data, max_side=1024)) < 1.5 * 4000 * 3000
+
+
+def test_a_16bit_rgba_png_is_reduced_and_stretched_within_budget():
+    import cv2
+    import numpy as np
+
+    from cxr_core.imaging import read_image
+
+    image = np.zeros((2400, 3000, 4), np.uint16)
+    image[..., :3] = np.linspace(1000, 3000, 3000, dtype=np.float32).astype(np.uint16)[:, None]
+    image[..., 3] = 65535
+    ok, encoded = cv2.imencode(".png", image)
+    assert ok
+    data = encoded.tobytes()
+    decoded = read_image(data, max_side=1024)
+    assert decoded.pixels.shape == (1200, 1500) and decoded.info["bit_depth"] == 16
+    assert decoded.pixels[:, 0].max() <= 1 and decoded.pixels[:, -1].min() >= 254
+    # OpenCV's uint16 RGBA buffer is 8 bytes per pixel; the whole stays under the budget of
+    # 12 bytes per source pixel (the old path's float64 copies took over 50).
+    assert numpy_peak_bytes(lambda: read_image(data, max_side=1024)) < 12 * 2400 * 3000
+
+
+def test_an_rle_dicom_is_reduced_before_float_conversion():
+    import numpy as np
+    from pydicom import dcmread
+    from pydicom.uid import RLELossless
+    from test_imaging import dicom_bytes
+
+    from cxr_core.imaging import read_image
+
+    pixels = np.tile(np.linspace(100, 4000, 2400).astype(np.uint16), (2000, 1))
+    dataset = dcmread(io.BytesIO(dicom_bytes(pixels)))
+    dataset.compress(RLELossless)
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    data = buffer.getvalue()
+    decoded = read_image(data, max_side=1024)
+    assert decoded.pixels.shape == (1000, 1200)
+    assert (decoded.info["width"], decoded.info["height"]) == (2400, 2000)
+    assert "decoded at 1/2 scale" in decoded.info["note"]
+    assert decoded.pixels[:, 0].max() <= 1 and decoded.pixels[:, -1].min() >= 254
+    # pydicom's RLE decoding costs a few bytes per pixel; the whole stays under the budget of
+    # 12 bytes per source pixel (the old path's float64 copies of the frame took over 25).
+    assert numpy_peak_bytes(lambda: read_image(data, max_side=1024)) < 12 * 2400 * 2000
+
+
+def test_a_decompression_bomb_is_refused_from_its_header():
+    import struct
+    import zlib
+
+    from cxr_core import imaging
+    from cxr_core.errors import InvalidImageError
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    header = struct.pack(">IIBBBBB", 60_000, 60_000, 8, 6, 0, 0, 0)  # 3.6 gigapixels RGBA
+    bomb = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
+    with pytest.raises(InvalidImageError) as caught:
+        imaging.read_image(bomb, max_side=1024)
+    assert str(caught.value) == imaging.TOO_MANY_PIXELS
