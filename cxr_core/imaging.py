@@ -303,7 +303,7 @@ def _decode_raster(data: bytes, name: str, max_side: int | None = None) -> Decod
     if decoded_width != stored_size[0]:
         scale = round(stored_size[0] / decoded_width)
         notes.append(f"decoded at 1/{scale} scale, {grey.shape[1]} x {grey.shape[0]} pixels")
-    orientation = image.getexif().get(0x0112, 1)
+    orientation = _orientation(image, decoded=not (sixteen_bit and not mode.startswith("I")))
     width, height = stored_size
     if orientation in _ORIENTATIONS:
         grey = np.asarray(Image.fromarray(grey).transpose(_ORIENTATIONS[orientation]))
@@ -321,6 +321,22 @@ def _decode_raster(data: bytes, name: str, max_side: int | None = None) -> Decod
     if notes:
         info["note"] = "; ".join(notes)
     return DecodedImage(np.ascontiguousarray(grey), info)
+
+
+def _orientation(image: Image.Image, decoded: bool) -> int:
+    """The EXIF orientation (1 when none), without decoding pixels: Pillow's ``getexif`` on
+    an unloaded PNG decodes the whole image to look for an eXIf chunk after the data."""
+    raw = image.info.get("exif")
+    if raw is None and decoded:  # chunks after the pixel data are known once decoded
+        return int(image.getexif().get(0x0112, 1) or 1)
+    if not raw:
+        return 1
+    exif = Image.Exif()
+    try:
+        exif.load(raw)
+        return int(exif.get(0x0112, 1) or 1)
+    except Exception:  # noqa: BLE001 - a damaged EXIF block only loses the orientation
+        return 1
 
 
 def _load(image: Image.Image) -> None:
