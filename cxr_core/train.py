@@ -583,7 +583,12 @@ def _train(
     with status_lock:
         stop.disarm()
         update_status(
-            paths, state="finished", finished_at=now_iso(), summary=summary, eta_seconds=0
+            paths,
+            state="finished",
+            finished_at=now_iso(),
+            summary=summary,
+            eta_seconds=0,
+            message=None,  # not the last stage's "fitting the input check..."
         )
     return {"state": "finished", **summary}
 
