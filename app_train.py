@@ -200,7 +200,9 @@ def _launch() -> None:
             raise JobError("A weights file needs the administrator password.")
         access.training_limits().check(config)
         app.scan_dataset(config.data_root)  # a bad folder is refused here, not in the run
+        access.visitor_quota_check(app.runs_dir(), lambda folder: jobs.read_run(folder).active)
         run = jobs.start_run(app.runs_dir(), s.t_name.strip(), config)
+        access.mark_if_visitor(run.path)
     except CXRError as error:
         s[MESSAGE] = ("error", f"Not started: {app.md(error)}")
         return

@@ -53,3 +53,14 @@ def test_a_finished_run_without_accuracy_does_not_show_zero():
     both = finished_line(Metrics({"roc_auc": 0.91, "accuracy": 0.85}), 0.5)
     assert both == "validation AUC 0.910, accuracy 0.850 at threshold 0.500."
     assert finished_line(Metrics({}), None) == "no validation metrics recorded."
+
+
+def test_visitors_pick_fixed_sample_sizes_on_evaluate(shared):
+    from cxr_core.policy import VISITOR_SAMPLE_SIZES
+
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120).run()
+    at.switch_page("pages/evaluate.py").run()
+    assert not at.exception, at.exception
+    assert not at.sidebar.number_input  # no free size
+    sizes = next(s for s in at.sidebar.selectbox if s.label == "Sample size (stratified)")
+    assert tuple(sizes.options) == tuple(str(n) for n in VISITOR_SAMPLE_SIZES)
