@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from streamlit.runtime.scriptrunner import script_runner
 
 from app_access import checked_folder
 from cxr_core import audit, data, jobs
+from cxr_core.errors import JobError
 from cxr_core.markdown import escape_markdown
 from cxr_core.report import DISCLAIMER
 from cxr_core.runs import RunState
@@ -85,6 +87,13 @@ METHODS = {"Grad-CAM": "gradcam", "Grad-CAM++": "gradcam++"}
 DISPLAY_SIDE = 1024
 #: Analyses kept in the cache for all sessions together: at most 3 MB of pixels and maps each.
 MAX_CACHED_ANALYSES = 32
+#: Uploads decoded and analysed at once for all sessions together. With at most ~8 bytes per
+#: source pixel (a 16-bit RGBA PNG; an 8-bit one ~4) and 50 megapixels, two at once bound the
+#: server's decoding memory to under 1 GB whatever the visitors upload.
+MAX_CONCURRENT_ANALYSES = 2
+#: Seconds an upload waits for a free analysis slot before the page says the server is busy.
+ANALYSIS_WAIT_SECONDS = 120.0
+_ANALYSIS_SLOTS = threading.BoundedSemaphore(MAX_CONCURRENT_ANALYSES)
 
 DATASET_GUIDE = """
 **No dataset yet?** The app expects Kaggle's *Chest X-Ray Images (Pneumonia)* (Kermany, Zhang
@@ -390,7 +399,13 @@ def analyse_bytes(predictor: Any, content: bytes, name: str) -> dict[str, Any]:
 
 @st.cache_data(show_spinner=False, max_entries=MAX_CACHED_ANALYSES)
 def _analyse(path: str, mtime: float, digest: str, _content: bytes, name: str):
-    return analyse_bytes(_predictor(path, mtime), _content, name)
+    # Only a cache miss decodes: it takes one of the server's few analysis slots.
+    if not _ANALYSIS_SLOTS.acquire(timeout=ANALYSIS_WAIT_SECONDS):
+        raise JobError("The server is busy analysing other uploads; try again in a minute.")
+    try:
+        return analyse_bytes(_predictor(path, mtime), _content, name)
+    finally:
+        _ANALYSIS_SLOTS.release()
 
 
 def analyse_upload(entry: ModelEntry, content: bytes, name: str) -> dict[str, Any]:
