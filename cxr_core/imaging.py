@@ -35,11 +35,9 @@ decided by the file's content, never by its name. Decisions worth knowing:
 from __future__ import annotations
 
 import io
-import math
 import os
 import stat
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -59,6 +57,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from .errors import InvalidImageError
 from .io import read_regular_bytes
+from .strips import StripReader, reduce_factor, shrink, strip_grey
 
 __all__ = ["MAX_BYTES", "MAX_PIXELS", "MIN_SIDE", "DecodedImage", "mean_chroma", "read_image"]
 
@@ -288,7 +287,7 @@ def _decode_raster(data: bytes, name: str, max_side: int | None = None) -> Decod
     if name == "JPEG" and max_side and max(image.size) > max_side:
         # libjpeg's DCT scaling: the reduced image is decoded directly, never the full one.
         image.draft(mode, (max_side, max_side))
-    factor = 1 if name == "JPEG" else _reduce_factor(stored_size, max_side)
+    factor = 1 if name == "JPEG" else reduce_factor(stored_size, max_side)
     notes = []
     if sixteen_bit:
         values, colour = _png16_values(image, data, factor)
@@ -296,7 +295,7 @@ def _decode_raster(data: bytes, name: str, max_side: int | None = None) -> Decod
         notes.append("16-bit values stretched to 0-255 over the image's own range")
     else:
         _load(image)
-        grey, colour = _strip_grey(image.size, _pillow_strips(image), factor, 255.0, np.uint8)
+        grey, colour = strip_grey(image.size, _pillow_strips(image), factor, 255.0, np.uint8)
         if _has_alpha(image):
             notes.append("transparent areas shown as black")
     decoded_width = image.size[0] // factor if factor > 1 else image.size[0]
@@ -346,11 +345,6 @@ def _load(image: Image.Image) -> None:
         raise InvalidImageError(DAMAGED) from None
 
 
-def _reduce_factor(size: tuple[int, int], max_side: int | None) -> int:
-    """The integer reduction that keeps the longer side at least ``max_side`` (1: none)."""
-    return max(1, max(size) // max_side) if max_side else 1
-
-
 def _pillow_strips(image: Image.Image) -> StripReader:
     """Rows of an 8-bit image as RGB order arrays: grey ``(h, W)``, ``(h, W, 3)`` or RGBA."""
     if _has_alpha(image):
@@ -378,7 +372,7 @@ def _png16_values(image: Image.Image, data: bytes, factor: int) -> tuple[np.ndar
     if image.mode.startswith("I"):
         _load(image)
         values = np.asarray(image)
-        return _strip_grey(image.size, lambda top, bottom: values[top:bottom], factor, 65535.0)
+        return strip_grey(image.size, lambda top, bottom: values[top:bottom], factor, 65535.0)
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if decoded is None:
         raise InvalidImageError(DAMAGED)
@@ -393,76 +387,7 @@ def _png16_values(image: Image.Image, data: bytes, factor: int) -> tuple[np.ndar
             return decoded[top:bottom]
 
     size = (decoded.shape[1], decoded.shape[0])
-    return _strip_grey(size, read, factor, 65535.0)
-
-
-StripReader = Callable[[int, int], np.ndarray]
-#: Pixels converted to float at a time: bounds the float copies to about 12 MB.
-_STRIP_PIXELS = 1 << 18
-
-
-def _strip_grey(
-    size: tuple[int, int],
-    read: StripReader,
-    factor: int,
-    full_scale: float,
-    dtype: type = np.float32,
-) -> tuple[np.ndarray, float]:
-    """Grey values of an image read in strips of rows, reduced ``factor`` times by box means.
-
-    Each strip is converted to float32 on its own (ITU-R 601 weights; alpha composites on
-    black), so no float copy of the whole image is ever made.
-
-    Returns:
-        ``(H // factor, W // factor)`` grey values on the source's scale (float32, or
-        rounded to uint8 when ``dtype`` is uint8), and the
-        mean chroma (max - min of R, G, B) of a ~256 px version, as a share of full scale.
-    """
-    width, height = size
-    chroma_factor = max(1, max(size) // 256)
-    unit = factor * chroma_factor // math.gcd(factor, chroma_factor)
-    rows = max(unit, _STRIP_PIXELS // max(1, width) // unit * unit)
-    out = np.empty((height // factor, width // factor), dtype)
-    chroma_sum, chroma_count = 0.0, 0
-    for top in range(0, height // factor * factor, rows):
-        bottom = min(top + rows, height // factor * factor)
-        values = read(top, bottom).astype(np.float32)
-        grey, rgb = _grey_of(values, full_scale)
-        reduced = _box(grey, factor)
-        if dtype is np.uint8:
-            reduced = np.rint(reduced).clip(0, 255)
-        out[top // factor : bottom // factor] = reduced
-        if rgb is not None:
-            small = _box(rgb, chroma_factor)
-            chroma_sum += float((small.max(axis=-1) - small.min(axis=-1)).sum())
-            chroma_count += small.shape[0] * small.shape[1]
-    colour = chroma_sum / chroma_count / full_scale if chroma_count else 0.0
-    return out, round(colour, 4)
-
-
-def _grey_of(values: np.ndarray, full_scale: float) -> tuple[np.ndarray, np.ndarray | None]:
-    """float32 rows -> (grey composited on black, RGB or None for grey data)."""
-    if values.ndim == 2:
-        return values, None
-    channels = values.shape[-1]
-    if channels == 1:
-        return values[..., 0], None
-    if channels == 2:  # grey + alpha
-        return values[..., 0] * (values[..., 1] / full_scale), None
-    grey = values[..., :3] @ _LUMA.astype(np.float32)
-    if channels == 4:
-        grey *= values[..., 3] / full_scale
-    return grey, values[..., :3]
-
-
-def _box(values: np.ndarray, factor: int) -> np.ndarray:
-    """Mean over ``factor`` x ``factor`` boxes (edges that do not fill a box are dropped)."""
-    if factor == 1:
-        return values
-    height, width = values.shape[0] // factor, values.shape[1] // factor
-    trimmed = values[: height * factor, : width * factor]
-    shape = (height, factor, width, factor, *values.shape[2:])
-    return trimmed.reshape(shape).mean(axis=(1, 3), dtype=np.float32)
+    return strip_grey(size, read, factor, 65535.0)
 
 
 def mean_chroma(pixels: np.ndarray) -> float:
@@ -528,8 +453,8 @@ def _decode_dicom(dataset: pydicom.Dataset, max_side: int | None = None) -> Deco
             raise InvalidImageError(DAMAGED) from None
         _check_dimensions(columns, rows)
         syntax = _transfer_syntax(dataset)
-        values = _shrink(
-            _dicom_first_frame(dataset, syntax), _reduce_factor((columns, rows), max_side)
+        values = shrink(
+            _dicom_first_frame(dataset, syntax), reduce_factor((columns, rows), max_side)
         )
         pixels = _stretch(_dicom_display_values(values, dataset))
     info = _dicom_info(dataset, pixels, syntax, frames)
@@ -538,22 +463,6 @@ def _decode_dicom(dataset: pydicom.Dataset, max_side: int | None = None) -> Deco
         note = f"decoded at 1/{round(columns / pixels.shape[1])} scale"
         info["note"] = "; ".join(filter(None, [str(info.get("note", "")), note]))
     return DecodedImage(pixels, info)
-
-
-def _shrink(values: np.ndarray, factor: int) -> np.ndarray:
-    """Box-reduce stored DICOM values ``factor`` times before any float conversion of the
-    whole frame (OpenCV keeps uint8/uint16/int16; other types go through float32 strips)."""
-    if factor == 1:
-        return values
-    size = (values.shape[1] // factor, values.shape[0] // factor)
-    if values.dtype in (np.uint8, np.uint16, np.int16, np.float32) and values.ndim in (2, 3):
-        return cv2.resize(values, size, interpolation=cv2.INTER_AREA)
-    rows = max(factor, _STRIP_PIXELS // max(1, values.shape[1]) // factor * factor)
-    parts = [
-        _box(values[top : top + rows].astype(np.float32), factor)
-        for top in range(0, size[1] * factor, rows)
-    ]
-    return np.concatenate(parts)
 
 
 def _dicom_first_frame(dataset: pydicom.Dataset, syntax: UID) -> np.ndarray:
