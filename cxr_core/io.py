@@ -152,9 +152,13 @@ def _json_default(value: Any) -> Any:
 
 
 def read_regular_bytes(
-    path: str | Path, max_bytes: int, error: type[CXRError] = StorageError
+    path: str | Path,
+    max_bytes: int,
+    error: type[CXRError] = StorageError,
+    tail: bool = False,
 ) -> bytes:
-    """The bytes of a regular file of at most ``max_bytes``.
+    """The bytes of a regular file of at most ``max_bytes`` (with ``tail``: its last
+    ``max_bytes``, whatever its size).
 
     Raises:
         FileNotFoundError: ``path`` does not exist (callers decide what absence means).
@@ -169,7 +173,7 @@ def read_regular_bytes(
         raise
     except OSError as failure:
         raise error(f"{name} cannot be read: {write_reason(failure)}") from None
-    _check_regular(before, name, max_bytes, error)
+    _check_regular(before, name, None if tail else max_bytes, error)
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
     try:
         descriptor = os.open(path, flags)
@@ -179,8 +183,12 @@ def read_regular_bytes(
         raise error(f"{name} cannot be read: {write_reason(failure)}") from None
     with os.fdopen(descriptor, "rb") as stream:
         # Checked again on the descriptor: the name may have been swapped since the stat.
-        _check_regular(os.fstat(descriptor), name, max_bytes, error)
+        info = os.fstat(descriptor)
+        _check_regular(info, name, None if tail else max_bytes, error)
         try:
+            if tail:
+                stream.seek(max(0, info.st_size - max_bytes))
+                return stream.read(max_bytes)
             data = stream.read(max_bytes + 1)
         except OSError as failure:
             raise error(f"{name} cannot be read: {write_reason(failure)}") from None
@@ -189,10 +197,10 @@ def read_regular_bytes(
     return data
 
 
-def _check_regular(info: os.stat_result, name: str, max_bytes: int, error: type) -> None:
+def _check_regular(info: os.stat_result, name: str, max_bytes: int | None, error: type) -> None:
     if not stat.S_ISREG(info.st_mode):
         raise error(f"{name} is not a regular file (a folder, FIFO or device); refused")
-    if info.st_size > max_bytes:
+    if max_bytes is not None and info.st_size > max_bytes:
         raise error(f"{name} is larger than {_binary(max_bytes)}, the largest accepted")
 
 
