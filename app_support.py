@@ -232,8 +232,11 @@ def model_metadata(entry: ModelEntry) -> ModelMetadata:
 
 
 def _entry(path: Path, name: str, source: str) -> ModelEntry:
-    sidecar = path.with_suffix(".json")
-    mtime = max(path.stat().st_mtime, sidecar.stat().st_mtime if sidecar.exists() else 0.0)
+    # Any of the three files changing makes the check run again.
+    companions = (path.with_suffix(".json"), path.with_suffix(".gate.npz"))
+    mtime = max(
+        path.stat().st_mtime, *(p.stat().st_mtime if p.exists() else 0.0 for p in companions)
+    )
     metadata, problem = _checked_metadata(str(path), mtime)
     if metadata is None:
         return ModelEntry(str(path), f"{name} (unusable)", source, mtime, problem, name)
