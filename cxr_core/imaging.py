@@ -366,28 +366,35 @@ def _pillow_strips(image: Image.Image) -> StripReader:
 def _png16_values(image: Image.Image, data: bytes, factor: int) -> tuple[np.ndarray, float]:
     """16-bit PNG -> float32 ``(H / factor, W / factor)`` at full depth and its colourfulness.
 
-    Pillow keeps 16 bits only for grey, so colour and grey + alpha go through OpenCV
-    (uint16, 8 bytes a pixel for RGBA: never a float copy of the whole image).
+    Pillow keeps 16 bits only for grey. For colour, OpenCV gives the ITU-R 601 grey at full
+    depth (uint16, 2 bytes a pixel; its RGBA decode would cost 16), and Pillow's 8-bit
+    decode gives the alpha to composite on black and the colourfulness: about 6 bytes per
+    source pixel in all, never a float copy of the whole image.
     """
     if image.mode.startswith("I"):
         _load(image)
         values = np.asarray(image)
         return strip_grey(image.size, lambda top, bottom: values[top:bottom], factor, 65535.0)
-    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if decoded is None:
+    flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_GRAYSCALE
+    grey = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if grey is None or grey.shape != (image.size[1], image.size[0]):
         raise InvalidImageError(DAMAGED)
-    if decoded.ndim == 3 and decoded.shape[-1] >= 3:  # OpenCV's BGR(A) -> RGB(A) views
-        order = [2, 1, 0, 3][: decoded.shape[-1]]
+    _load(image)  # Pillow's 8-bit copy: alpha and colour only
+    width = image.size[0]
 
-        def read(top: int, bottom: int) -> np.ndarray:
-            return decoded[top:bottom][..., order]
-    else:
+    def read(top: int, bottom: int) -> np.ndarray:
+        rows = grey[top:bottom]
+        if not _has_alpha(image):
+            return rows
+        alpha = np.asarray(image.crop((0, top, width, bottom)).convert("RGBA").getchannel("A"))
+        return np.stack([rows, alpha.astype(np.uint16) * 257], axis=-1)  # grey + alpha
 
-        def read(top: int, bottom: int) -> np.ndarray:
-            return decoded[top:bottom]
+    values, _ = strip_grey(image.size, read, factor, 65535.0)
+    small = image.reduce(max(1, max(image.size) // 256)) if image.mode in _REDUCIBLE else image
+    return values, round(mean_chroma(np.asarray(small.convert("RGB"))), 4)
 
-    size = (decoded.shape[1], decoded.shape[0])
-    return strip_grey(size, read, factor, 65535.0)
+
+_REDUCIBLE = ("L", "LA", "RGB", "RGBA")
 
 
 def mean_chroma(pixels: np.ndarray) -> float:
