@@ -210,7 +210,7 @@ def main() -> None:
             figures[case] = json.loads(done.stdout.strip().splitlines()[-1])["mb"]
             size = path.stat().st_size / 2**20
             print(
-                f"{case:>15}: {name} ({size:.2f} MiB file), peak {figures[case]:.0f} MB above idle"
+                f"{case:>15}: {name} ({size:.2f} MiB file), peak {figures[case]:.0f} MiB above idle"
             )
     print(" ".join(f"{case}_mb={mb:.0f}" for case, mb in figures.items()))
 
