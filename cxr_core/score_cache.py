@@ -134,6 +134,8 @@ class ScoreCache:
     def _prune(self) -> None:
         entries = []
         for path in Path(self.folder).glob("*-*.npz"):
+            if path.name.startswith("."):
+                continue  # another process's file being written (cxr_core.io's temporary)
             try:
                 entries.append((path.stat().st_mtime, path))
             except OSError:
