@@ -244,9 +244,10 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-class Terminated(Exception):  # noqa: N818 - named for the signal, like KeyboardInterrupt
+class Terminated(BaseException):  # noqa: N818 - named for the signal, like KeyboardInterrupt
     """Raised in the main thread by SIGTERM in every command but ``train`` (which stops
-    gracefully at a batch boundary instead)."""
+    gracefully at a batch boundary instead). A ``BaseException``, like KeyboardInterrupt, so
+    that no ``except Exception`` on the way swallows it."""
 
 
 def _end_on_sigterm() -> None:
