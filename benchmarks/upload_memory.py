@@ -98,6 +98,7 @@ def measure(mode: str, jpeg: Path) -> float:
 
     import app_support
     from cxr_core.imaging import read_image
+    from cxr_core.scoring import shrink
 
     model = predictor()
     content = jpeg.read_bytes()
@@ -107,8 +108,8 @@ def measure(mode: str, jpeg: Path) -> float:
     def before() -> None:
         decoded = read_image(content, filename="big.jpg")
         result = model.explain(decoded.pixels)
-        app_support._fit(decoded.pixels, app_support.DISPLAY_SIDE)
-        app_support._fit(result.heatmap, app_support.DISPLAY_SIDE)
+        shrink(decoded.pixels)
+        shrink(result.heatmap)
 
     def after() -> None:
         app_support.analyse_bytes(model, content, "big.jpg")
