@@ -210,6 +210,9 @@ def _refuse_if_busy(runs_root: Path) -> None:
 def _launch(paths: RunPaths, resume: bool) -> None:
     command = [sys.executable, "-m", "cxr_core", "train", "--out", str(paths.root)]
     command += ["--resume"] if resume else ["--config", str(paths.config)]
+    if resume:
+        # The request that stopped the last attempt; the new process must not read it as its own.
+        paths.stop_file.unlink(missing_ok=True)
     # Written before the process starts, so the child's own status updates always come later;
     # a resumed run's last progress, estimate and message would be stale now.
     update_status(
