@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -18,6 +19,7 @@ from cxr_core.config import CLASS_NAMES
 from cxr_core.runs import HistoryRow
 
 __all__ = [
+    "comparison_frame",
     "CLASS_COLOURS",
     "calibration_figure",
     "confusion_figure",
@@ -268,3 +270,20 @@ def calibration_figure(
         **_LEGEND_BELOW,
     )
     return figure
+
+
+def comparison_frame(comparison: Any) -> pd.DataFrame:
+    """A ``cxr_core.model_compare.ModelComparison`` as a plain table (figures as text)."""
+
+    def shown(value: float | None, metric: str) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.0f}" if metric == "n" else f"{value:.3f}"
+
+    return pd.DataFrame(
+        {
+            "Validation figure": [row.label for row in comparison.rows],
+            "This run": [shown(row.candidate, row.metric) for row in comparison.rows],
+            "Current default": [shown(row.current, row.metric) for row in comparison.rows],
+        }
+    )

@@ -17,6 +17,7 @@ import streamlit as st
 
 import app_access as access
 import app_charts as charts
+import app_models as models
 import app_support as app
 from cxr_core import data, jobs
 from cxr_core.config import BACKBONES, RunConfig
@@ -390,9 +391,7 @@ def _show_outcome(run: jobs.Run) -> None:
             f"Finished: validation AUC {metrics.value('roc_auc') or 0:.3f}, accuracy "
             f"{metrics.value('accuracy') or 0:.3f} at threshold {threshold:.3f}."
         )
-        st.button(
-            "Use this model", on_click=app.set_active_model, args=(str(run.path / "model.keras"),)
-        )
+        models.use_model_ui(str(run.path / "model.keras"))
     if state in (RunState.CANCELLED, RunState.FAILED) and _may_resume(run):
         said = f"Run {app.md(run.name)} resumed in the background from its last finished epoch."
         st.button("Resume run", type="primary", on_click=_act, args=(jobs.resume_run, run, said))
