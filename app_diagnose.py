@@ -17,8 +17,15 @@ import streamlit as st
 
 import app_support as app
 from cxr_core.errors import CXRError
-from cxr_core.heatmap import colour_bar
 from cxr_core.report import render_report, report_filename
+from cxr_core.verdict import (
+    HEATMAP_CAVEAT,
+    blank_map_note,
+    decision_words,
+    heat_legend,
+    score_scale,
+    score_texts,
+)
 
 __all__ = [
     "FIELD_NAMES",
@@ -79,11 +86,12 @@ def result_row(name: str, result: dict[str, Any] | None) -> dict[str, str]:
             "Threshold": "-", "Input check": "unreadable file (message above)",
         }  # fmt: skip
     accepted = result["accepted"]
+    shown_p, shown_t = score_texts(result["probability"], result["threshold"])
     return {
         "File": name,
         "Model output": result["label"] if accepted else "no verdict",
-        "Probability of pneumonia": f"{result['probability']:.3f}" if accepted else "-",
-        "Threshold": f"{result['threshold']:.3f}",
+        "Probability of pneumonia": shown_p if accepted else "-",
+        "Threshold": shown_t,
         "Input check": "passed" if accepted else "refused: not a frontal chest X-ray?",
     }
 
@@ -201,6 +209,23 @@ def refused(index: int, name: str, result: dict) -> bool:
     return anyway
 
 
+def verdict_ui(name: str, label: str, probability: float, threshold: float) -> None:
+    """The verdict of one image: its label in colour and in words, the score against the
+    threshold with enough decimals to tell them apart, and the score on a scale."""
+    colour = "red" if label.startswith("PNEUMONIA") else "green"
+    mark = "▲" if label.startswith("PNEUMONIA") else "▼"  # not colour only
+    shown_p, shown_t = score_texts(probability, threshold)
+    relation = decision_words(probability, threshold)
+    st.markdown(f"#### {app.md(name)}: model output :{colour}[{mark} **{app.md(label)}**]")
+    st.markdown(
+        f"Probability of pneumonia **{shown_p}**, {relation} the model's threshold "
+        f"**{shown_t}**. *{app.DISCLAIMER}*"
+    )
+    scale = score_scale(probability, threshold, width=600)
+    where = f"Score {shown_p} on a 0-1 scale, {relation} the threshold {shown_t}"
+    st.image(scale, width=600, caption=where)
+
+
 def show(index: int, name: str, result: dict, method: str, alpha: float, model: str) -> None:
     """One analysed file: verdict, probability, threshold, X-ray, overlay, legend, report."""
     label, probability, threshold = result["label"], result["probability"], result["threshold"]
@@ -208,22 +233,18 @@ def show(index: int, name: str, result: dict, method: str, alpha: float, model: 
         if not refused(index, name, result):
             return
         label = f"{label} (input check refused this image)"
-    colour = "red" if label.startswith("PNEUMONIA") else "green"
-    relation = "at or above" if probability >= threshold else "below"
-    st.markdown(f"#### {app.md(name)}: model output :{colour}[**{app.md(label)}**]")
-    st.markdown(
-        f"Probability of pneumonia **{probability:.3f}**, {relation} the model's threshold "
-        f"**{threshold:.3f}**. *{app.DISCLAIMER}*"
-    )
+    verdict_ui(name, label, probability, threshold)
     blended = app.heatmap_view(result, method, alpha)  # cached maps: no model call
+    explained = label.split(" (")[0]
     left, right = st.columns(2)
-    left.image(result["pixels"], caption="Original", width="stretch")
-    right.image(blended, caption=f"{method} overlay", width="stretch")
-    right.image(colour_bar(512, 20, alpha=alpha), width="stretch")
-    right.caption(
-        f"Low → high contribution to the {app.md(label.split(' (')[0])} output; low values "
-        "are transparent, the strongest reach the chosen opacity."
-    )
+    left.image(result["pixels"], caption=f"Original X-ray: {name}", width="stretch")
+    right.image(blended, caption=f"{method} overlay for the {explained} output", width="stretch")
+    bar = "Colour bar: heat from 0 (transparent) to 1 (this image's strongest region)"
+    right.image(heat_legend(512, alpha=alpha), width="stretch", caption=bar)
+    note = blank_map_note(result["heatmaps"].get(app.METHODS.get(method, method)))
+    if note:
+        right.info(note)
+    right.caption(f"{HEATMAP_CAVEAT} Low values are transparent; the strongest reach the opacity.")
     # Drawn only when clicked (a callable), so moving the slider does not redraw reports.
     report = partial(
         render_report, result["pixels"], blended, filename=name, label=label,
