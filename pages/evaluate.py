@@ -4,6 +4,7 @@ import streamlit as st
 
 import app_access as access
 import app_evaluate as ui
+import app_faithfulness as faith
 import app_nav
 import app_support as app
 from cxr_core.errors import CXRError
@@ -56,3 +57,6 @@ ui.stress_section(app.model_metadata(entry))
 
 st.subheader("Predictions")
 ui.gallery(entry, table, y, scores, threshold)
+
+st.subheader("Do the heatmaps say anything about the model?")
+faith.faithfulness_ui(entry, table)
