@@ -12,6 +12,10 @@ key in ``.streamlit/secrets.toml``) makes it a shared deployment:
   ``_MAX_IMAGES_PER_CLASS``, ``CXR_VISITOR_BACKBONES``; conservative defaults) and cancel
   only the runs they started in their session.
 
+``CXR_FEEDBACK_DIR`` names the folder where Diagnose's "agree" / "the right answer is ..."
+answers are saved (:mod:`cxr_core.feedback`); without it feedback is off. In the shared mode
+only the administrator may give feedback unless ``CXR_VISITOR_FEEDBACK=1``.
+
 ``CXR_DATA_ROOTS`` (folders separated by ``:``) limits the folders the Dataset, Train and
 Evaluate pages may open, in either mode. Settings are read on every rerun, so no restart is
 needed after editing the secrets file.
@@ -30,6 +34,7 @@ import streamlit as st
 from cxr_core.policy import VISITOR_DEFAULTS, TrainingLimits, allowed_folder, parse_roots
 
 __all__ = [
+    "feedback_folder",
     "Deployment",
     "admin_login_ui",
     "checked_folder",
@@ -123,6 +128,16 @@ def remember_own_run(name: str) -> None:
 def may_cancel(name: str) -> bool:
     """Whether this session may cancel the run ``name``."""
     return may_administer() or name in st.session_state.get(_OWN_RUNS, set())
+
+
+def feedback_folder() -> str | None:
+    """Where this session's feedback goes (``CXR_FEEDBACK_DIR``), or None when it may give none:
+    no folder set, or a visitor of a shared deployment without ``CXR_VISITOR_FEEDBACK=1``."""
+    folder = (setting("CXR_FEEDBACK_DIR") or "").strip()
+    if not folder:
+        return None
+    visitors = (setting("CXR_VISITOR_FEEDBACK") or "").strip().lower() in ("1", "true", "yes")
+    return folder if may_administer() or visitors else None
 
 
 def checked_folder(path: str) -> str:

@@ -15,7 +15,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+import app_access as access
 import app_support as app
+from cxr_core.config import CLASS_NAMES
 from cxr_core.errors import CXRError
 from cxr_core.report import render_report, report_filename
 from cxr_core.verdict import (
@@ -226,6 +228,38 @@ def verdict_ui(name: str, label: str, probability: float, threshold: float) -> N
     st.image(scale, width=600, caption=where)
 
 
+def _save_feedback(folder: str, name: str, result: dict, label: str, model: str) -> None:
+    from cxr_core.feedback import save_feedback
+
+    try:
+        save_feedback(folder, result["pixels"], label, model_output=result["label"],
+                      probability=result["probability"], model=model, file_name=name)  # fmt: skip
+    except CXRError as error:
+        st.toast(f"The feedback was not saved: {app.md(error)}")
+        return
+    st.session_state[f"feedback_{name}"] = label
+    st.toast(f"Saved: {app.md(name)} as {label} in the feedback folder.")
+
+
+def feedback_ui(index: int, name: str, result: dict, model: str) -> None:
+    """A reader's say on this verdict, saved to the administrator's feedback folder."""
+    folder = access.feedback_folder()
+    if folder is None or not result["accepted"]:
+        return
+    given = st.session_state.get(f"feedback_{name}")
+    output = result["label"]
+    other = next(c for c in CLASS_NAMES if c != output)
+    agree, correct = st.columns(2)
+    agree.button(f"Agree: {output}", key=f"agree_{index}", on_click=_save_feedback,
+                 args=(folder, name, result, output, model))  # fmt: skip
+    correct.button(f"The right answer is {other}", key=f"correct_{index}",
+                   on_click=_save_feedback, args=(folder, name, result, other, model))  # fmt: skip
+    st.caption(
+        ("Your answer: " + given + ". " if given else "")
+        + "Answers are saved with the image (no patient fields) for fitting a model later."
+    )
+
+
 def show(index: int, name: str, result: dict, method: str, alpha: float, model: str) -> None:
     """One analysed file: verdict, probability, threshold, X-ray, overlay, legend, report."""
     label, probability, threshold = result["label"], result["probability"], result["threshold"]
@@ -234,6 +268,7 @@ def show(index: int, name: str, result: dict, method: str, alpha: float, model: 
             return
         label = f"{label} (input check refused this image)"
     verdict_ui(name, label, probability, threshold)
+    feedback_ui(index, name, result, model)
     blended = app.heatmap_view(result, method, alpha)  # cached maps: no model call
     explained = label.split(" (")[0]
     left, right = st.columns(2)
