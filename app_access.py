@@ -182,11 +182,13 @@ def dataset_folder_ui(label: str, key: str, default: str, container=None) -> str
     Visitors of a shared deployment choose among ``CXR_DATA_ROOTS`` (or the app's default
     dataset); they cannot type a path. Returns the chosen folder ("" if none is offered).
     """
+    from app_state import folder_changed, shared_folder
+
     where = container or st
+    shared_folder(key, default)  # one folder for Dataset, Train and Evaluate, kept on reload
+    changed = {"on_change": folder_changed, "args": (key, default)}
     if may_administer():
-        if key not in st.session_state:
-            st.session_state[key] = default
-        return where.text_input(label, key=key).strip()
+        return where.text_input(label, key=key, **changed).strip()
     roots = deployment().data_roots
     choices = [str(root) for root in roots] or ([default] if default else [])
     if not choices:
@@ -194,4 +196,4 @@ def dataset_folder_ui(label: str, key: str, default: str, container=None) -> str
         return ""
     if st.session_state.get(key) not in choices:
         st.session_state[key] = choices[0]
-    return where.selectbox(label, choices, key=key)
+    return where.selectbox(label, choices, key=key, **changed)

@@ -8,6 +8,8 @@ the technical fields, and :func:`view_change_seconds` for ``benchmarks/``.
 
 from __future__ import annotations
 
+import io
+import zipfile
 from functools import partial
 from typing import Any
 
@@ -176,16 +178,64 @@ def analyse_ui(entry: app.ModelEntry, uploads: list[Any]) -> list[tuple[str, dic
     if len(uploads) > 1:
         table = pd.DataFrame(rows)
         st.subheader(f"Results for {len(uploads)} files")
-        st.dataframe(table, hide_index=True, width="stretch")
+        wide = st.column_config.TextColumn(width="large")  # never cut the input check off
+        st.dataframe(table, hide_index=True, width="stretch",
+                     column_config={"File": wide, "Input check": wide})  # fmt: skip
         st.download_button(
-            "Download results (CSV)", table.to_csv(index=False), "cxr_results.csv", "text/csv"
+            "Download results (CSV)",
+            results_csv(uploads, rows, dict(results), entry.name),
+            "cxr_results.csv",
+            "text/csv",
+            on_click="ignore",
         )
     return results
+
+
+def results_csv(uploads: list[Any], rows: list[dict], results: dict, model: str) -> str:
+    """The results table as CSV, with the model's name, the analysis time and the input
+    check's distance and threshold for each file (no patient fields, no server paths)."""
+    full = []
+    for upload, row in zip(uploads, rows, strict=True):
+        result = results.get(upload.name) or {}
+        distance, limit = result.get("input_distance"), result.get("input_threshold")
+        full.append({
+            **row,
+            "Model": model,
+            "Analysed at (UTC)": result.get("analysed_at", "-"),
+            "Input-check distance": "-" if distance is None else f"{distance:.3f}",
+            "Input-check threshold": "-" if limit is None else f"{limit:.3f}",
+        })  # fmt: skip
+    return pd.DataFrame(full).to_csv(index=False)
+
+
+def reports_zip(results: list[tuple[str, dict]], method: str, alpha: float, model: str) -> bytes:
+    """A ZIP of every analysed file's PNG report (refused images are left out)."""
+    buffer, used = io.BytesIO(), set()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:  # PNGs: already compressed
+        for index, (name, result) in enumerate(results, 1):
+            if not result["accepted"]:
+                continue
+            blended = app.heatmap_view(result, method, alpha)
+            png = render_report(
+                result["pixels"], blended, filename=name, label=result["label"],
+                probability=result["probability"], threshold=result["threshold"],
+                model_name=model, method=method, opacity=alpha,
+            )  # fmt: skip
+            entry = report_filename(name)
+            if entry in used:
+                entry = f"{index:02d}_{entry}"
+            used.add(entry)
+            archive.writestr(entry, png)
+    return buffer.getvalue()
 
 
 def results_ui(results: list[tuple[str, dict]], method: str, alpha: float, model: str) -> None:
     """Each analysed file in full (:func:`show`): one tab per file when there are several."""
     if len(results) > 1:
+        st.download_button(
+            "Download all reports (ZIP)", partial(reports_zip, results, method, alpha, model),
+            "cxr_reports.zip", "application/zip", on_click="ignore",
+        )  # fmt: skip
         # One tab per image: the table above is the overview, each tab the full view.
         short = [name if len(name) <= 28 else f"{name[:26]}…" for name, _ in results]
         places = st.tabs([f"{i}. {app.md(name)}" for i, name in enumerate(short, 1)])
@@ -207,7 +257,8 @@ def refused(index: int, name: str, result: dict) -> bool:
         key=f"anyway_{index}",
     )
     if not anyway:
-        st.image(result["pixels"], caption="Original - no verdict, no heatmap", width=360)
+        st.image(result["pixels"], caption="Original - no verdict, no heatmap", width=360,
+                 alt=f"Uploaded image {name}, refused by the input check")  # fmt: skip
     return anyway
 
 
@@ -225,7 +276,7 @@ def verdict_ui(name: str, label: str, probability: float, threshold: float) -> N
     )
     scale = score_scale(probability, threshold, width=600)
     where = f"Score {shown_p} on a 0-1 scale, {relation} the threshold {shown_t}"
-    st.image(scale, width=600, caption=where)
+    st.image(scale, width=600, caption=where, alt=where)
 
 
 def _save_feedback(folder: str, name: str, result: dict, label: str, model: str) -> None:
@@ -272,10 +323,13 @@ def show(index: int, name: str, result: dict, method: str, alpha: float, model: 
     blended = app.heatmap_view(result, method, alpha)  # cached maps: no model call
     explained = label.split(" (")[0]
     left, right = st.columns(2)
-    left.image(result["pixels"], caption=f"Original X-ray: {name}", width="stretch")
-    right.image(blended, caption=f"{method} overlay for the {explained} output", width="stretch")
+    left.image(result["pixels"], caption=f"Original X-ray: {name}", width="stretch",
+               alt=f"Chest X-ray {name} as the model saw it")  # fmt: skip
+    described = f"{method} heatmap over {name}: regions that moved the {explained} score"
+    right.image(blended, caption=f"{method} overlay for the {explained} output",
+                width="stretch", alt=described)  # fmt: skip
     bar = "Colour bar: heat from 0 (transparent) to 1 (this image's strongest region)"
-    right.image(heat_legend(512, alpha=alpha), width="stretch", caption=bar)
+    right.image(heat_legend(512, alpha=alpha), width="stretch", caption=bar, alt=bar)
     note = blank_map_note(result["heatmaps"].get(app.METHODS.get(method, method)))
     if note:
         right.info(note)

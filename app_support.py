@@ -25,6 +25,7 @@ import hashlib
 import os
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -405,6 +406,9 @@ def analyse_bytes(predictor: Any, content: bytes, name: str) -> dict[str, Any]:
         "threshold": result.threshold,
         "accepted": result.input_check.accepted,
         "refusal": result.input_check.reason,
+        "input_distance": result.input_check.distance,
+        "input_threshold": result.input_check.threshold,
+        "analysed_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 

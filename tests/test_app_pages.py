@@ -88,8 +88,12 @@ def test_diagnose_shows_verdict_probability_threshold_and_heatmap(app_env, tiny_
     assert f"{image.name}: model output" in text
     assert "Probability of pneumonia **" in text and "threshold **0.500**" in text
     assert "Research demo - not a diagnostic device" in text
-    assert len(at.get("image")) == 3  # original, overlay and the overlay's colour bar
-    assert "contribution to the" in text and "low values are transparent" in text
+    # The score-against-threshold scale, original, overlay and the overlay's numbered colour bar
+    assert len(at.get("image")) == 4
+    assert "Score " in " ".join(c for i in at.get("image") for c in i.captions)
+    assert "not where the disease is" in text and "Low values are transparent" in text
+    # The tiny model's Grad-CAM map is flat zero: the page says why it is blank.
+    assert "The heatmap is blank" in text
     assert [b.label for b in at.get("download_button")] == ["Download report (PNG)"]
 
 
