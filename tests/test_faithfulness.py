@@ -6,11 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_app_pages import app_env
 
 from cxr_core import data
 from cxr_core.errors import ConfigError, DataError
 from cxr_core.faithfulness import FaithfulnessResult, faithfulness_check, ordered_variants
 from cxr_core.gradcam import Predictor
+
+__all__ = ["app_env"]  # a fixture used here, defined in test_app_pages
 
 
 def test_deletion_removes_the_top_ranked_pixels_first_and_insertion_restores_them() -> None:
@@ -79,3 +82,16 @@ def test_bad_settings_and_files_are_refused(tiny_model_dir, tmp_path) -> None:
     bad.write_bytes(b"not an image")
     with pytest.raises(DataError, match="bad.png"):
         faithfulness_check(predictor, [str(bad)])
+
+
+def test_the_evaluate_page_runs_the_check_on_demand(app_env) -> None:
+    from test_app_pages import open_page
+
+    at = open_page("pages/evaluate.py")
+    assert not any("deletion AUC" in str(d.value.columns) for d in at.dataframe)
+    at.number_input(key="faith_n").set_value(4).run()
+    next(b for b in at.button if b.label == "Run the faithfulness check").click().run()
+    assert not at.exception, at.exception
+    table = next(d.value for d in at.dataframe if "map" in d.value.columns)
+    assert table["map"].tolist() == ["Grad-CAM", "Grad-CAM++", "random map"]
+    assert any("the random map" in t.value for t in at.text)
