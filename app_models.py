@@ -8,6 +8,8 @@ worse needs a second, explicit click.
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 import app_access as access
@@ -15,10 +17,27 @@ import app_charts as charts
 import app_support as app
 from cxr_core.errors import CXRError
 
-__all__ = ["PENDING_DEFAULT", "use_model_ui"]
+__all__ = ["PENDING_DEFAULT", "compare_with_default", "use_model_ui"]
 
 #: Session key: the model whose "Use this model" waits for a confirmation.
 PENDING_DEFAULT = "train_pending_default"
+
+
+def compare_with_default(path: str) -> tuple[Any, str | None]:
+    """``(cxr_core.model_compare.ModelComparison, the default's name)`` for the model at
+    ``path``; the comparison is None when it is the default already.
+
+    Raises:
+        CXRError: The candidate's sidecar cannot be read.
+    """
+    from cxr_core.model_compare import compare_models
+    from cxr_core.sidecar import check_model_file
+
+    current = app.default_model([entry for entry in app.discover_models() if entry.problem is None])
+    if current is not None and current.path == str(path):
+        return None, current.name
+    metadata = app.model_metadata(current) if current else None
+    return compare_models(check_model_file(path), metadata), current.name if current else None
 
 
 def _ask_default(path: str, worse: bool) -> None:
@@ -45,7 +64,7 @@ def use_model_ui(path: str) -> None:
         st.button("Use this model", on_click=app.set_active_model, args=(path,), help=only)
         return
     try:
-        comparison, current = app.compare_with_default(path)
+        comparison, current = compare_with_default(path)
     except CXRError as error:
         st.error(f"This run's model cannot be compared: {app.md(error)}")
         return

@@ -43,7 +43,6 @@ from cxr_core.runs import RunState
 from cxr_core.sidecar import ModelMetadata
 
 __all__ = [
-    "compare_with_default",
     "default_model",
     "ACTIVE_MODEL",
     "DATASET_GUIDE",
@@ -315,23 +314,6 @@ def _remember_pick() -> None:
     # The picker chooses for this session only: everyone's default changes on the Train page,
     # after a comparison with the current one.
     set_active_model(st.session_state[_PICKER], confirm=False, save=False)
-
-
-def compare_with_default(path: str) -> tuple[Any, str | None]:
-    """``(cxr_core.model_compare.ModelComparison, the default's name)`` for the model at
-    ``path``; the comparison is None when it is the default already.
-
-    Raises:
-        CXRError: The candidate's sidecar cannot be read.
-    """
-    from cxr_core.model_compare import compare_models
-    from cxr_core.sidecar import check_model_file
-
-    current = default_model([entry for entry in discover_models() if entry.problem is None])
-    if current is not None and current.path == str(path):
-        return None, current.name
-    metadata = model_metadata(current) if current else None
-    return compare_models(check_model_file(path), metadata), current.name if current else None
 
 
 def model_picker(entries: list[ModelEntry], container: Any = None) -> ModelEntry | None:
