@@ -8,7 +8,7 @@ a random map of the same smoothness tells the user nothing about the model, howe
 it looks.
 
 :func:`faithfulness_check` runs both curves for Grad-CAM, Grad-CAM++ and a random map over a
-small sample (about 20 images and 10 steps: 66 model inputs per image, scored in one batch).
+small sample (about 20 images and 10 steps: 66 model inputs per image, in a batch per map).
 The score followed is the probability of the class the model chose for the image, which is the
 class the maps explain.
 """
@@ -126,7 +126,7 @@ def faithfulness_check(
 
     Each file is decoded as every score decodes it (:func:`cxr_core.scoring.decode_for_model`),
     explained once (:meth:`~cxr_core.gradcam.Predictor.explain_all`), and its
-    ``3 maps x 2 curves x (steps + 1)`` variants are scored in one batch.
+    ``3 maps x 2 curves x (steps + 1)`` variants are scored in one batch per map.
 
     Args:
         predictor: The model to check.
@@ -165,13 +165,14 @@ def faithfulness_check(
         grey = to_model_input(decoded.pixels, side).numpy()[..., 0]
         maps = {m: cv2.resize(result.heatmaps[m], (side, side)) for m in MAPS[:2]}
         maps["random"] = _random_map(side, rng)
-        batch = [ordered_variants(grey, maps[m], steps, rng)[c] for m in MAPS for c in CURVES]
-        stacked = np.repeat(np.concatenate(batch)[..., None], 3, axis=-1)
-        logits = logit_model(tf.constant(stacked), training=False)
-        probability = tf.sigmoid(tf.cast(logits[:, 0], tf.float32)).numpy()
-        chosen = probability if pneumonia else 1.0 - probability
-        for position, (m, c) in enumerate((m, c) for m in MAPS for c in CURVES):
-            curves[m][c][index] = chosen[position * (steps + 1) : (position + 1) * (steps + 1)]
+        for m in MAPS:  # one batch per map: 2 x (steps + 1) inputs keep activations small
+            variants = ordered_variants(grey, maps[m], steps, rng)
+            stacked = np.repeat(np.concatenate([variants[c] for c in CURVES])[..., None], 3, -1)
+            logits = logit_model(tf.constant(stacked), training=False)
+            probability = tf.sigmoid(tf.cast(logits[:, 0], tf.float32)).numpy()
+            chosen = probability if pneumonia else 1.0 - probability
+            for position, c in enumerate(CURVES):
+                curves[m][c][index] = chosen[position * (steps + 1) : (position + 1) * (steps + 1)]
         if progress is not None:
             progress(index + 1, len(paths))
     fractions = np.linspace(0.0, 1.0, steps + 1)
