@@ -237,7 +237,8 @@ def results_ui(results: list[tuple[str, dict]], method: str, alpha: float, model
             "cxr_reports.zip", "application/zip", on_click="ignore",
         )  # fmt: skip
         # One tab per image: the table above is the overview, each tab the full view.
-        short = [name if len(name) <= 28 else f"{name[:26]}…" for name, _ in results]
+        # Cut in the middle: the ends tell files apart (person1946_…_4874.jpeg).
+        short = [name if len(name) <= 24 else f"{name[:11]}…{name[-12:]}" for name, _ in results]
         places = st.tabs([f"{i}. {app.md(name)}" for i, name in enumerate(short, 1)])
     else:
         places = [st.container()]

@@ -40,8 +40,8 @@ def score_texts(probability: float, threshold: float) -> tuple[str, str]:
     """The score and the threshold as text, never equal unless they are equal.
 
     Uses three decimals, or more (up to twelve, then 17 significant digits) until the two
-    differ. Rounding keeps order, so the printed score is at or above the printed threshold
-    exactly when the score is.
+    differ and a score short of 0 or 1 no longer prints as 0 or 1. Rounding keeps order, so
+    the printed score is at or above the printed threshold exactly when the score is.
 
     Returns:
         ``(probability text, threshold text)``, e.g. ``("0.5129", "0.5130")``.
@@ -49,7 +49,9 @@ def score_texts(probability: float, threshold: float) -> tuple[str, str]:
     p, t = float(probability), float(threshold)
     for decimals in range(_MIN_DECIMALS, _MAX_DECIMALS + 1):
         shown = f"{p:.{decimals}f}", f"{t:.{decimals}f}"
-        if p == t or shown[0] != shown[1]:
+        # 0.99996 is not "1.000": a score never prints as certain unless it is.
+        certain = p not in (0.0, 1.0) and float(shown[0]) in (0.0, 1.0)
+        if (p == t or shown[0] != shown[1]) and not certain:
             return shown
     return f"{p:.17g}", f"{t:.17g}"
 

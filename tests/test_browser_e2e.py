@@ -172,7 +172,8 @@ def test_diagnose_shows_three_uploads_as_a_table_then_tabs_in_chromium(browser, 
     tabs = page.get_by_role("tab")
     tabs.nth(2).wait_for(timeout=SLOW_MS)
     assert [tabs.nth(i).inner_text() for i in range(3)] == [
-        f"{i}. {x.name[:26] + '…' if len(x.name) > 28 else x.name}" for i, x in enumerate(xrays, 1)
+        f"{i}. {x.name[:11] + '…' + x.name[-12:] if len(x.name) > 24 else x.name}"
+        for i, x in enumerate(xrays, 1)
     ]
     wait_idle(page)
     screenshot(page, tmp_path / "diagnose_three_uploads.png")

@@ -34,6 +34,8 @@ def test_score_and_threshold_never_print_equal_while_deciding_differently(probab
 def test_three_decimals_when_they_suffice_and_the_words_follow_the_decision() -> None:
     assert score_texts(0.82, 0.871) == ("0.820", "0.871")
     assert score_texts(0.5129, 0.513) == ("0.5129", "0.5130")
+    assert score_texts(0.99996, 0.871) == ("0.99996", "0.87100")  # never "1.000" unless it is
+    assert score_texts(1.0, 0.871) == ("1.000", "0.871")
     assert decision_words(0.513, 0.513) == "at or above"
     assert decision_words(0.5129, 0.513) == "below"
 
