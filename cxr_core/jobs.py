@@ -216,12 +216,12 @@ def _launch(paths: RunPaths, resume: bool) -> None:
     # Written before the process starts, so the child's own status updates always come later;
     # a resumed run's last progress, estimate and message would be stale now.
     # A resumed run keeps the time it first started ("started" in the table of past runs).
-    started = {} if resume and read_status(paths).started_at else {"started_at": now_iso()}
+    first_start = {} if resume and read_status(paths).started_at else {"started_at": now_iso()}
     update_status(
         paths,
         state="starting",
         stage=Stage.LOADING,
-        **started,
+        **first_start,
         error=None,
         message=None,
         pid=None,

@@ -171,7 +171,10 @@ def test_evaluate_gallery_filters_false_negatives(app_env):
     at.slider[0].set_value(1.0).run()  # every image predicted NORMAL: PNEUMONIA ones are FNs
     at.radio[0].set_value("false negatives").run()
     captions = [img.caption for element in at.get("image") for img in element.proto.imgs]
-    assert captions and all(c.startswith("true PNEUMONIA | predicted NORMAL") for c in captions)
+    # Wrong is said in a mark and a word, not by the frame's colour alone.
+    assert captions and all(
+        c.startswith("✗ wrong: true PNEUMONIA | predicted NORMAL") for c in captions
+    )
 
 
 def test_evaluate_compares_two_models_roc_curves_on_one_plot(
