@@ -1,8 +1,8 @@
 """The Evaluate page's faithfulness check: do the heatmaps say anything about the model?
 
-On demand (a button; 20 images are 20 explanations and 1,320 forward passes), deletion and insertion curves
-(Petsiuk et al. 2018) of Grad-CAM, Grad-CAM++ and a random map over a sample of the chosen
-set, computed by :func:`cxr_core.faithfulness.faithfulness_check`.
+On demand (a button; 20 images are 20 explanations and 1,320 forward passes), deletion and
+insertion curves (Petsiuk et al. 2018) of Grad-CAM, Grad-CAM++ and a random map over a sample
+of the chosen set, computed by :func:`cxr_core.faithfulness.faithfulness_check`.
 """
 
 from __future__ import annotations

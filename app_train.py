@@ -161,7 +161,10 @@ def runs_table(runs: list[jobs.Run]) -> pd.DataFrame:
         rows.append(
             {
                 "run": run.name,
-                "state": monitor_view(run.status).headline.split(",")[0],
+                # What the monitor says ("phase 1 (head): epoch 2 of 3"), not the raw state.
+                "state": monitor_view(run.status).headline.split(",")[0]
+                if run.active
+                else str(run.state),
                 "backbone": model.backbone if model else "-",
                 "image size": str(model.image_size) if model else "-",
                 "epochs": str(len(run.history)),

@@ -73,9 +73,7 @@ def compare_models(candidate: ModelMetadata, current: ModelMetadata | None) -> M
         current default's by more than 0.005.
     """
     mine, theirs = candidate.metrics, current.metrics if current else None
-    rows = [
-        ComparisonRow("n", "Validation images", _count(mine.n), _count(theirs and theirs.n))
-    ]
+    rows = [ComparisonRow("n", "Validation images", _count(mine.n), _count(theirs and theirs.n))]
     concerns = []
     if mine.value("roc_auc") is None:
         concerns.append("It has no stored validation figures.")
