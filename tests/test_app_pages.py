@@ -222,9 +222,13 @@ def test_train_page_launches_a_run_refuses_a_second_and_shows_its_curves(app_env
     text = all_text(at)
     assert "**apptest**: finished" in text and "Finished: validation AUC" in text
     assert len(at.get("plotly_chart")) == 1  # loss, accuracy and AUC curves
-    assert at.dataframe[0].value["run"].tolist() == ["apptest"]
+    past = next(d.value for d in at.dataframe if "run" in d.value.columns)
+    assert past["run"].tolist() == ["apptest"]
 
     next(b for b in at.button if b.label == "Use this model").click().run()
+    # Validated on a handful of images: the page asks before it becomes everyone's default.
+    assert "looks worse than the current default" in all_text(at)
+    next(b for b in at.button if b.label == "Make it the default anyway").click().run()
     assert at.session_state["active_model"] == str(app_env / "apptest" / "model.keras")
     at.switch_page("pages/diagnose.py").run()
     assert at.sidebar.selectbox(key="model_picker").value == at.session_state["active_model"]
