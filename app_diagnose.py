@@ -179,8 +179,7 @@ def analyse_ui(entry: app.ModelEntry, uploads: list[Any]) -> list[tuple[str, dic
         table = pd.DataFrame(rows)
         st.subheader(f"Results for {len(uploads)} files")
         wide = st.column_config.TextColumn(width="large")  # never cut the input check off
-        st.dataframe(table, hide_index=True, width="stretch",
-                     column_config={"File": wide, "Input check": wide})  # fmt: skip
+        st.dataframe(table, hide_index=True, width="stretch", column_config={"Input check": wide})
         st.download_button(
             "Download results (CSV)",
             results_csv(uploads, rows, dict(results), entry.name),
@@ -277,7 +276,8 @@ def verdict_ui(name: str, label: str, probability: float, threshold: float) -> N
     )
     scale = score_scale(probability, threshold, width=600)
     where = f"Score {shown_p} on a 0-1 scale, {relation} the threshold {shown_t}"
-    st.image(scale, width=600, caption=where, alt=where)
+    # A column, not a fixed width: the scale fits a phone's screen (columns stack there).
+    st.columns([3, 2])[0].image(scale, width="stretch", caption=where, alt=where)
 
 
 def _save_feedback(folder: str, name: str, result: dict, label: str, model: str) -> None:
