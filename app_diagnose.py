@@ -324,7 +324,7 @@ def show(index: int, name: str, result: dict, method: str, alpha: float, model: 
     blended = app.heatmap_view(result, method, alpha)  # cached maps: no model call
     explained = label.split(" (")[0]
     left, right = st.columns(2)
-    left.image(result["pixels"], caption=f"Original X-ray: {name}", width="stretch",
+    left.image(result["pixels"], caption=f"Original X-ray: {app.md(name)}", width="stretch",
                alt=f"Chest X-ray {name} as the model saw it")  # fmt: skip
     described = f"{method} heatmap over {name}: regions that moved the {explained} score"
     right.image(blended, caption=f"{method} overlay for the {explained} output",
