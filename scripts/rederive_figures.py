@@ -1,7 +1,9 @@
 """Re-derive a bundled model's stored validation figures through today's scoring path.
 
-    python scripts/rederive_figures.py --model assets/models/cxr_lite0.keras \
+    PYTHONPATH=. python scripts/rederive_figures.py --model assets/models/cxr_lite0.keras \
         --data DATA/chest_xray [--stress] [--write]
+
+(``PYTHONPATH=.`` from the project root: this script does not edit ``sys.path``.)
 
 Rebuilds the model's validation split from its sidecar's ``run_config``
 (:func:`cxr_core.eval_sets.evaluation_sets`), scores it through :mod:`cxr_core.scoring` (the
