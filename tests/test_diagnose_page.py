@@ -138,7 +138,7 @@ def test_both_maps_come_from_one_pass_and_match_single_method_calls(tiny_model_d
     pixels = synthetic_xray(1, np.random.default_rng(5), 80)
     passes = []
     step = predictor._explain_step
-    predictor._explain_step = lambda grey: passes.append(1) or step(grey)
+    predictor._explain_step = lambda batch: passes.append(1) or step(batch)
     both = predictor.explain_all(pixels)
     assert len(passes) == 1 and set(both.heatmaps) == set(METHODS)
     for method in METHODS:
