@@ -187,7 +187,8 @@ def test_home_starts_loading_the_default_model_in_the_background(slow_pool, tiny
 
 def test_deep_link_to_diagnose_shows_loading_state_with_the_uploader(slow_pool):
     pool, release, _ = slow_pool
-    at = AppTest.from_file(PAGE, default_timeout=60).run()  # /diagnose as the first request
+    page = str(Path(__file__).resolve().parents[1] / PAGE)
+    at = AppTest.from_file(page, default_timeout=60).run()  # /diagnose as the first request
     assert not at.exception, at.exception
     assert "Loading the model" in all_text(at)
     assert len(at.file_uploader) == 1  # files can be chosen meanwhile
