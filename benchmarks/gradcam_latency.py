@@ -95,9 +95,19 @@ def load_predictors() -> tuple[Predictor, Predictor, str]:
     return Predictor(model, metadata), slow, "efficientnet_lite0, 224 px, untrained"
 
 
+def decode(data: bytes) -> np.ndarray:
+    """Decode as the Diagnose page does: reduced JPEG decoding, then at most ``SIDE`` a side."""
+    pixels = read_image(data, max_side=SIDE).pixels
+    scale = SIDE / max(pixels.shape)
+    if scale >= 1:
+        return pixels
+    size = (max(1, round(pixels.shape[1] * scale)), max(1, round(pixels.shape[0] * scale)))
+    return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+
+
 def naive_gradcam(data: bytes, model: keras.Model, layer_name: str, size: int) -> np.ndarray:
     """The keras-io ``make_gradcam_heatmap`` recipe, as tutorials write it."""
-    pixels = read_image(data, max_side=SIDE).pixels
+    pixels = decode(data)
     batch = to_model_input(pixels, size)[tf.newaxis]
     score = model.predict(batch, verbose=0)[0, 0]
     grad_model = keras.Model(model.inputs, [model.get_layer(layer_name).output, model.output])
@@ -126,15 +136,15 @@ def main() -> None:
     data = image_path.read_bytes()
     predictor, gradient_predictor, description = load_predictors()
     model, size = predictor.model, predictor.image_size
-    pixels = read_image(data, max_side=SIDE).pixels
+    pixels = decode(data)
 
     batch = to_model_input(pixels, size)[tf.newaxis]
     forward_step = tf.function(lambda x: model(x, training=False))
 
     def full_path() -> np.ndarray:
-        decoded = read_image(data, max_side=SIDE)
-        result = predictor.explain_all(decoded.pixels)
-        return overlay(decoded.pixels, result.heatmap)
+        pixels = decode(data)
+        result = predictor.explain_all(pixels)
+        return overlay(pixels, result.heatmap)
 
     medians = interleaved_median_ms(
         {
