@@ -46,7 +46,7 @@ from browser import (  # noqa: E402
 ROUNDS = ((1, 3), (4, 1), (8, 1))  # (concurrent visitors, rounds)
 TIMEOUT_MS = 120_000
 VERDICT = re.compile(
-    r"model output\s+(PNEUMONIA|NORMAL)[^\n]*\n.*?Probability of pneumonia (\d\.\d{3})"
+    r"model output\W+(PNEUMONIA|NORMAL).*?Probability of pneumonia\W+(\d\.\d{3})", re.S
 )
 
 
@@ -86,7 +86,10 @@ async def upload(page, path: Path, start: asyncio.Event) -> tuple[float, str, st
     seconds = time.perf_counter() - began
     text = await page.locator('[data-testid="stMain"]').inner_text()
     match = VERDICT.search(text)
-    label, probability = match.groups() if match else ("?", "?")
+    if match is None:
+        at = text.find("model output")
+        return seconds, "?", repr(text[max(0, at - 80) : at + 300])
+    label, probability = match.groups()
     return seconds, label, probability
 
 
