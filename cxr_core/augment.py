@@ -26,6 +26,7 @@ __all__ = [
     "RandomJpegQuality",
     "RandomNoise",
     "RandomResample",
+    "RandomResizedCrop",
     "RandomSharpness",
     "gaussian_blur",
     "make_augmenter",
@@ -189,11 +190,56 @@ class RandomNoise(_PerImageAugmentation):
         return pixels + sigma * tf.random.normal(tf.shape(pixels), seed=noise_seed)
 
 
+@keras.saving.register_keras_serializable(package="cxr_core")
+class RandomResizedCrop(keras.layers.Layer):
+    """Crop each image to a random box and resize it back (tight framing, zoom in).
+
+    The box covers a share of the area uniform in ``[1 - 0.5 * strength, 1]`` with an aspect
+    ratio whose log is uniform in ``[log 0.8, log 1.25]``, at a random position inside the
+    image; bilinear resizing keeps the output in [0, 255].
+
+    Args:
+        strength: 0 (off) to 1 (boxes down to half the area: up to about 1.41x zoom).
+        seed: Seed of the random boxes, or None.
+    """
+
+    def __init__(self, strength: float, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.strength = float(strength)
+        self.seed = seed
+
+    def call(self, inputs: tf.Tensor, training: bool = True) -> tf.Tensor:
+        """Apply to ``(batch, H, W, C)`` pixels; returns them unchanged unless training."""
+        if not training or self.strength == 0:
+            return inputs
+        pixels = tf.cast(inputs, tf.float32)
+        batch, size = tf.shape(pixels)[0], tf.shape(pixels)[1:3]
+        seed = self.seed
+        area = tf.random.uniform([batch], 1.0 - 0.5 * self.strength, 1.0, seed=seed)
+        log_ratio = tf.random.uniform([batch], tf.math.log(0.8), tf.math.log(1.25), seed=seed)
+        height = tf.minimum(tf.sqrt(area / tf.exp(log_ratio)), 1.0)
+        width = tf.minimum(tf.sqrt(area * tf.exp(log_ratio)), 1.0)
+        top = tf.random.uniform([batch], seed=seed) * (1.0 - height)
+        left = tf.random.uniform([batch], seed=seed) * (1.0 - width)
+        boxes = tf.stack([top, left, top + height, left + width], axis=1)
+        indices = tf.range(batch)
+        return tf.image.crop_and_resize(pixels, boxes, indices, size, method="bilinear")
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        """Same as the input's."""
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        """Serializable settings."""
+        return {**super().get_config(), "strength": self.strength, "seed": self.seed}
+
+
 def make_augmenter(
     strength: float,
     horizontal_flip: bool = False,
     seed: int | None = None,
     acquisition: float = 0.0,
+    framing: float = 0.0,
 ) -> keras.Sequential:
     """Build the training augmentation.
 
@@ -204,6 +250,7 @@ def make_augmenter(
         seed: Base seed of the random layers (layer i uses ``seed + i``), or None.
         acquisition: 0 (off) to 2; sharpness, resolution, JPEG and noise changes with the
             factors of ``ACQUISITION_AT_STRENGTH_1`` times ``acquisition``, after the others.
+        framing: 0 (off) to 1; a :class:`RandomResizedCrop` of that strength first.
 
     Returns:
         A Sequential that maps float ``(batch, H, W, C)`` images in [0, 255] to images of the
@@ -222,7 +269,11 @@ def make_augmenter(
     def layer_seed(offset: int) -> int | None:
         return None if seed is None else seed + offset
 
-    layers = []
+    if isinstance(framing, bool) or not isinstance(framing, int | float) or not 0 <= framing <= 1:
+        raise ConfigError(f"framing must be a number in [0, 1]. Received: framing={framing!r}")
+    layers: list[keras.layers.Layer] = []
+    if framing > 0:
+        layers.append(RandomResizedCrop(framing, seed=layer_seed(60)))
     if horizontal_flip:
         layers.append(keras.layers.RandomFlip("horizontal", seed=layer_seed(0)))
     if strength > 0:

@@ -112,6 +112,18 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         default=d.acquisition_augment,
         help="blur/sharpen, resampling, JPEG, noise: 0 off .. 2 strong",
     )
+    train.add_argument(
+        "--framing-augment",
+        type=float,
+        default=d.framing_augment,
+        help="random-resized-crop: 0 off .. 1 (crops down to half the area)",
+    )
+    train.add_argument(
+        "--corruption-augment",
+        type=float,
+        default=d.corruption_augment,
+        help="share of images given one stress-suite corruption (choice families only)",
+    )
     train.add_argument("--horizontal-flip", action="store_true")
     train.add_argument("--val-fraction", type=float, default=d.val_fraction)
     train.add_argument("--seed", type=int, default=d.seed)

@@ -413,7 +413,8 @@ def make_dataset(
 
     read -> decode (greyscale) -> :func:`~cxr_core.preprocess.to_model_input` -> cache (if
     ``data_config.cache``) -> [training: shuffle, reshuffled each epoch] -> batch ->
-    [training with ``augment`` or ``acquisition_augment`` > 0:
+    [training with ``corruption_augment`` > 0: :func:`~cxr_core.corruptions.corrupt_batch`] ->
+    [training with ``augment``, ``acquisition_augment`` or ``framing_augment`` > 0:
     :func:`~cxr_core.augment.make_augmenter`] ->
     prefetch. Without training, the order is the table's. JPEG and PNG files only.
 
@@ -459,13 +460,20 @@ def make_dataset(
         buffer = min(len(table), _SHUFFLE_BUFFER)
         dataset = dataset.shuffle(buffer, seed=data_config.seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(data_config.batch_size)
+    if training and data_config.corruption_augment > 0:
+        dataset = dataset.map(
+            _corruption_augmenter(data_config.corruption_augment, data_config.seed),
+            num_parallel_calls=autotune,
+        )
     augmenter = None
-    if training and (data_config.augment > 0 or data_config.acquisition_augment > 0):
+    d = data_config
+    if training and (d.augment > 0 or d.acquisition_augment > 0 or d.framing_augment > 0):
         augmenter = make_augmenter(
-            data_config.augment,
-            data_config.horizontal_flip,
-            seed=data_config.seed,
-            acquisition=data_config.acquisition_augment,
+            d.augment,
+            d.horizontal_flip,
+            seed=d.seed,
+            acquisition=d.acquisition_augment,
+            framing=d.framing_augment,
         )
     dataset = dataset.map(
         lambda images, labels: (_to_model_batch(images, augmenter), labels),
@@ -473,6 +481,26 @@ def make_dataset(
         deterministic=not training,
     )
     return dataset.prefetch(autotune)
+
+
+def _corruption_augmenter(probability: float, seed: int):
+    """A ``dataset.map`` function: stress-suite corruptions (choice families) on a grey batch."""
+    import tensorflow as tf
+
+    from .corruptions import corrupt_batch
+
+    generator = tf.random.Generator.from_seed(seed)
+
+    def corrupt(images: np.ndarray, batch_seed: np.ndarray) -> np.ndarray:
+        rng = np.random.default_rng(int(batch_seed) & 0x7FFFFFFFFFFFFFFF)  # signed int64
+        return corrupt_batch(images, rng, probability)
+
+    def apply(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        batch_seed = generator.uniform_full_int([], dtype=tf.int64)
+        corrupted = tf.numpy_function(corrupt, [images, batch_seed], tf.float32)
+        return tf.ensure_shape(corrupted, images.shape), labels
+
+    return apply
 
 
 def evaluation_dataset(table: pd.DataFrame, image_size: int, batch_size: int) -> tf.data.Dataset:

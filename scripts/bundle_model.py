@@ -51,6 +51,10 @@ def training_command(config: RunConfig) -> str:
         parts.append("--no-class-weights")
     if d.horizontal_flip:
         parts.append("--horizontal-flip")
+    if d.framing_augment:
+        parts.append(f"--framing-augment {d.framing_augment}")
+    if d.corruption_augment:
+        parts.append(f"--corruption-augment {d.corruption_augment}")
     if not t.input_gate:
         parts.append("--no-input-gate")
     return " ".join(parts) + " --out runs/NAME"
@@ -58,6 +62,17 @@ def training_command(config: RunConfig) -> str:
 
 def threshold_rule_text(config: RunConfig) -> str:
     """The threshold rule in one sentence."""
+    if config.train.threshold_rule == "worst_sensitivity":
+        return (
+            "the highest threshold at which the lowest sensitivity over the stress suite's "
+            f"choice keys is at least {config.train.target_sensitivity:.2f} (held-out families "
+            "unused)."
+        )
+    if config.train.threshold_rule == "worst_balanced":
+        return (
+            "the threshold maximising the lowest balanced accuracy over the stress suite's "
+            "choice keys (held-out families unused)."
+        )
     if config.train.threshold_rule == "sensitivity":
         return (
             "the highest threshold at which the validation split's sensitivity is at least "

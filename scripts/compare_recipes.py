@@ -24,8 +24,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cxr_core import data, eval_sets, evaluate, stress  # noqa: E402
+from cxr_core import data, eval_sets, stress  # noqa: E402
 from cxr_core.config import RunConfig  # noqa: E402
+from cxr_core.finalize import choose_suite_threshold  # noqa: E402
 from cxr_core.model import load_model  # noqa: E402
 
 
@@ -46,14 +47,9 @@ def score(paths: list[Path], data_root: Path) -> tuple[np.ndarray, dict[str, dic
 
 
 def summarise(labels: np.ndarray, logits: dict[str, np.ndarray], config: RunConfig) -> dict:
-    """Threshold on the pooled stressed scores, then the stress report's summary."""
-    pooled_labels, pooled_logits = stress.pooled(labels, logits)
-    threshold = evaluate.choose_threshold(
-        pooled_labels,
-        stress.sigmoid(pooled_logits),
-        rule=config.train.threshold_rule,
-        target_sensitivity=config.train.target_sensitivity,
-    )
+    """Threshold by the run's rule on the clean and choice-family scores (as finalizing
+    chooses it), then the stress report's summary."""
+    threshold = choose_suite_threshold(config, labels, logits)
     report = stress.stress_report(labels, logits, threshold, n_resamples=50)
     clean = report["clean"]
     return {
@@ -62,6 +58,7 @@ def summarise(labels: np.ndarray, logits: dict[str, np.ndarray], config: RunConf
         "worst": report["summary"]["worst"],
         "worst_perturbation": report["summary"]["worst_perturbation"],
         "mean": report["summary"]["mean"],
+        "worst_held_out": report["summary"]["worst_held_out"],
     }
 
 

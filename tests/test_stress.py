@@ -22,29 +22,15 @@ EVALUATE_KEYS = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("perturbation", stress.PERTURBATIONS, ids=lambda p: p.name)
-def test_each_perturbation_changes_the_image_and_keeps_shape_and_range(perturbation) -> None:
+def test_perturb_applies_one_key_to_a_batch_with_a_seed_per_image() -> None:
     images = np.stack([synthetic_xray(i, np.random.default_rng(i), 64) for i in (0, 1)])
-    out = stress.perturb(images, perturbation)
+    by_name = {p.name: p for p in stress.PERTURBATIONS}
+    out = stress.perturb(images, by_name["gaussian_noise@3"], seed=5)
     assert out.shape == images.shape and out.dtype == np.float32
     assert out.min() >= 0 and out.max() <= 255
-    assert np.abs(out - images).mean() > 0.5
-    assert np.array_equal(out, stress.perturb(images, perturbation))  # seeded
-
-
-def test_blur_and_sharpen_move_sharpness_the_right_way() -> None:
-    import cv2
-
-    image = synthetic_xray(1, np.random.default_rng(0), 128)[None].astype(np.float32)
-    by_name = {p.name: p for p in stress.PERTURBATIONS}
-
-    def sharpness(x: np.ndarray) -> float:
-        return float(cv2.Laplacian(x[0], cv2.CV_32F).var())
-
-    assert sharpness(stress.perturb(image, by_name["blur"])) < sharpness(image)
-    assert sharpness(stress.perturb(image, by_name["sharpen"])) > sharpness(image)
-    assert stress.perturb(image, by_name["gamma_darker"]).mean() < image.mean()
-    assert stress.perturb(image, by_name["gamma_brighter"]).mean() > image.mean()
+    assert np.array_equal(out, stress.perturb(images, by_name["gaussian_noise@3"], seed=5))
+    assert not np.array_equal(out, stress.perturb(images, by_name["gaussian_noise@3"], seed=6))
+    assert stress.perturb(images, by_name["brightness_down@5"]).mean() < images.mean()
 
 
 def test_stress_report_numbers_on_known_scores() -> None:
@@ -60,6 +46,7 @@ def test_stress_report_numbers_on_known_scores() -> None:
     assert blur["sensitivity"] == pytest.approx(2 / 3)
     assert blur["specificity"] == pytest.approx(2 / 3)
     assert blur["flip_rate"] == pytest.approx(2 / 6)
+    assert blur["balanced_error"] == pytest.approx(1 / 3)
     assert blur["roc_auc"] == pytest.approx(8 / 9)
     assert report["summary"]["worst"]["flip_rate"] == pytest.approx(1 / 3)
     assert report["summary"]["worst_perturbation"]["roc_auc"] == "blur"
@@ -115,10 +102,16 @@ def test_stress_json_has_every_perturbation_with_evaluate_keys(
                  "--json", "--bootstrap", "20"])  # fmt: skip
     assert code == 0
     report = json.loads(capsys.readouterr().out)
-    assert set(report["perturbations"]) == {p.name for p in stress.PERTURBATIONS}
+    assert set(report) >= {"threshold", "clean", "perturbations", "summary", "split", "n"}
+    keys = set(report["perturbations"])  # JSON output sorts keys
+    assert keys == {p.name for p in stress.PERTURBATIONS} and len(keys) == 85
+    assert {"pixelate@1", "gamma_corr_down@5", "lung_crop@3", "markers@5"} <= keys
     for metrics in report["perturbations"].values():
-        assert EVALUATE_KEYS | {"flip_rate"} <= set(metrics)
+        assert EVALUATE_KEYS | {"flip_rate", "balanced_error"} <= set(metrics)
         assert metrics["n"] == 8
+    summary = report["summary"]
+    assert {"worst", "worst_perturbation", "mean", "worst_held_out", "medmnist_c"} <= set(summary)
+    assert summary["medmnist_c"]["families"] == 13
     assert report["split"] == "val" and report["threshold"] == 0.5
 
 
@@ -136,3 +129,52 @@ def test_the_run_plan_counts_one_validation_pass_per_perturbation_plus_clean():
     from cxr_core.stress import PERTURBATIONS
 
     assert len(PERTURBATIONS) + 1 == STRESS_PASSES
+
+
+def test_relative_balanced_error_uses_medmnist_c_alexnet_baseline() -> None:
+    from cxr_core.corruptions import MEDMNIST_C_ALEXNET
+
+    clean = {"sensitivity": 1.0, "specificity": 0.9}  # balanced error 0.05
+    reports = {"pixelate@1": {"balanced_error": 0.15}, "pixelate@5": {"balanced_error": 0.25}}
+    found = stress.relative_balanced_error(clean, reports)
+    alexnet = MEDMNIST_C_ALEXNET
+    assert found["balanced_error"] == pytest.approx(0.2 / alexnet["pixelate"])
+    assert found["relative_balanced_error"] == pytest.approx(
+        (0.2 - 0.05) / (alexnet["pixelate"] - alexnet["clean"])
+    )
+    assert stress.relative_balanced_error(clean, {"zoom_in@1": {"balanced_error": 0.1}}) == {}
+
+
+def test_heat_table_lays_a_metric_out_as_family_by_severity() -> None:
+    report = {
+        "clean": {"specificity": 0.9},
+        "perturbations": {
+            "zoom_in@2": {"specificity": 0.7},  # sorted JSON puts it before pixelate
+            "blur": {"specificity": 0.6},  # a suite v1 key
+            "pixelate@1": {"specificity": 0.8},
+            "pixelate@5": {"specificity": 0.5},
+        },
+    }
+    from cxr_core.model_card import stress_heat_table
+
+    table = stress_heat_table(report, "specificity")
+    assert list(table.index) == ["pixelate", "zoom_in", "blur"]
+    assert list(table.columns) == ["clean", 1, 2, 3, 4, 5]
+    assert table.loc["pixelate", 5] == 0.5 and table.loc["zoom_in", 2] == 0.7
+    assert table.loc["blur", 1] == 0.6 and np.isnan(table.loc["pixelate", 3])
+    assert (table["clean"] == 0.9).all()
+
+
+def test_suite_subset_is_fixed_stratified_and_keeps_patients_whole() -> None:
+    import pandas as pd
+
+    rows = [(f"p{i // 2}_{i}.png", (i // 2) % 4 != 0, f"p{i // 2}") for i in range(400)]
+    table = pd.DataFrame(rows, columns=["path", "label_index", "patient_id"])
+    table["label_index"] = table["label_index"].astype(int)
+    subset = stress.suite_subset(table, 100, seed=3)
+    assert subset.equals(stress.suite_subset(table, 100, seed=3))
+    assert 95 <= len(subset) <= 105
+    assert subset["label_index"].mean() == pytest.approx(table["label_index"].mean(), abs=0.05)
+    chosen = set(subset["patient_id"])
+    assert table[table["patient_id"].isin(chosen)].index.isin(subset.index).all()
+    assert stress.suite_subset(table, 1000).equals(table)
