@@ -5,7 +5,9 @@ resume and type any folder. Setting ``CXR_ADMIN_PASSWORD`` (environment variable
 key in ``.streamlit/secrets.toml``) makes it a shared deployment:
 
 - launching, cancelling and resuming training, and typing free dataset or weights paths, need
-  the administrator password (compared with ``hmac.compare_digest``); visitors still diagnose
+  the administrator password (compared with ``hmac.compare_digest``; wrong ones are limited
+  for the whole server, not per session: :class:`cxr_core.policy.SignInLimiter`); visitors
+  still diagnose
   and browse, and choose datasets from the allowed folders;
 - with ``CXR_VISITOR_TRAINING=1`` visitors may also launch runs within the visitor limits
   (:class:`cxr_core.policy.TrainingLimits`: ``CXR_VISITOR_MAX_IMAGE_SIZE``, ``_MAX_EPOCHS``,
@@ -20,14 +22,31 @@ needed after editing the secrets file.
 from __future__ import annotations
 
 import hmac
+import math
 import os
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
-from cxr_core.policy import VISITOR_DEFAULTS, TrainingLimits, allowed_folder, parse_roots
+from cxr_core.policy import (
+    SCORING_QUEUE,
+    SIGN_IN_LIMITER,
+    VISITOR_DEFAULTS,
+    VISITOR_QUOTA_DEFAULTS,
+    VISITOR_SAMPLE_SIZES,
+    TrainingLimits,
+    TrainingQuota,
+    allowed_folder,
+    clean_visitor_runs,
+    mark_visitor_run,
+    parse_roots,
+)
 
 __all__ = [
     "Deployment",
@@ -36,6 +55,10 @@ __all__ = [
     "dataset_folder_ui",
     "deployment",
     "is_admin",
+    "mark_if_visitor",
+    "sample_size_ui",
+    "scoring_slot",
+    "visitor_quota_check",
     "may_administer",
     "may_cancel",
     "may_launch",
@@ -115,6 +138,66 @@ def training_limits() -> TrainingLimits:
     return TrainingLimits() if is_admin() else deployment().limits
 
 
+def visitor_quota_check(runs_root: Path, is_active: Any) -> None:
+    """For a visitor of a shared deployment: clean up old visitor runs, then check the
+    training quota (runs per hour, disk). Nothing for administrators or the open mode.
+
+    Raises:
+        JobError: The quota is used up; ConfigError: a quota setting is malformed.
+    """
+    if may_administer():
+        return
+    quota = TrainingQuota.from_settings({key: setting(key) for key in VISITOR_QUOTA_DEFAULTS})
+    clean_visitor_runs(runs_root, quota.keep_hours, is_active)
+    quota.check(runs_root)
+
+
+def mark_if_visitor(run_dir: Path) -> None:
+    """Mark a run a visitor started, for the quota and the clean-up."""
+    if not may_administer():
+        mark_visitor_run(run_dir)
+
+
+def sample_size_ui(container: Any) -> int:
+    """The Evaluate page's sample size: free for administrators (and the open mode), one of
+    :data:`VISITOR_SAMPLE_SIZES` for visitors, so their scores are computed once and cached."""
+    if may_administer():
+        return int(
+            container.number_input(
+                "Sample at most N images for speed (0 = the whole set)", 0, 1_000_000, 0, 100,
+                help="A sample keeps the set's own share of each class, so PPV, NPV and ECE "
+                "stay honest.",
+            )
+        )  # fmt: skip
+    return int(
+        container.selectbox(
+            "Sample size (stratified)", VISITOR_SAMPLE_SIZES,
+            help="On this server visitors score fixed samples; each is scored once for all.",
+        )
+    )  # fmt: skip
+
+
+@contextmanager
+def scoring_slot() -> Iterator[None]:
+    """A visitor's scoring runs in the server's bounded queue (one job per session, a few
+    at once); administrators and the open mode score directly.
+
+    Raises:
+        JobError: This session already scores, or the server stayed busy too long.
+    """
+    if may_administer():
+        yield
+        return
+    with SCORING_QUEUE.job(_session_id()):
+        yield
+
+
+def _session_id() -> str:
+    if "cxr_session_id" not in st.session_state:
+        st.session_state["cxr_session_id"] = uuid.uuid4().hex
+    return str(st.session_state["cxr_session_id"])
+
+
 def remember_own_run(name: str) -> None:
     """Record that this session started the run ``name`` (visitors may cancel their own)."""
     st.session_state[_OWN_RUNS] = {*st.session_state.get(_OWN_RUNS, set()), name}
@@ -134,11 +217,22 @@ def _sign_in() -> None:
     entered = str(st.session_state.get(_PASSWORD_INPUT) or "")
     password = deployment().admin_password or ""
     st.session_state[_PASSWORD_INPUT] = ""
-    if password and hmac.compare_digest(entered.encode("utf-8"), password.encode("utf-8")):
+    outcome = SIGN_IN_LIMITER.attempt(
+        lambda: (
+            bool(password)
+            and hmac.compare_digest(entered.encode("utf-8"), password.encode("utf-8"))
+        )
+    )
+    if outcome.accepted:
         st.session_state[_ADMIN] = True
         st.session_state.pop(_LOGIN_MESSAGE, None)
+    elif outcome.wait_seconds:
+        st.session_state[_LOGIN_MESSAGE] = (
+            "Too many wrong passwords on this server: sign-in is paused for "
+            f"{math.ceil(outcome.wait_seconds)} s."
+        )
     else:
-        time.sleep(1.0)  # slows guessing
+        time.sleep(1.0)  # slows one session's guessing; the limiter slows all of them
         st.session_state[_LOGIN_MESSAGE] = "Wrong password."
 
 

@@ -43,8 +43,9 @@ UNCERTAIN_SENTENCE = (
 )
 #: Files of one upload that the Diagnose page analyses; the others are listed, not decoded.
 MAX_FILES_PER_UPLOAD = 12
-#: Largest accepted upload, in megabytes (cxr_core.imaging refuses files over 50 MB).
-MAX_UPLOAD_MB = 50
+#: The uploader's limit, in Streamlit's decimal megabytes: 53 MB lets through every file
+#: that cxr_core.imaging accepts (50 MiB = 52.4 MB); imaging refuses larger ones itself.
+MAX_UPLOAD_MB = 53
 
 #: Human names of ``cxr_core.imaging``'s technical fields; others get their key in words.
 FIELD_NAMES = {
@@ -138,7 +139,8 @@ def view_change_seconds(
 def upload_ui() -> list[Any]:
     """The file uploader (JPEG, PNG or DICOM, several at once); the files dropped, maybe none."""
     return st.file_uploader(
-        f"Drop chest X-rays here (JPEG, PNG or DICOM; up to {MAX_FILES_PER_UPLOAD} at once)",
+        f"Drop chest X-rays here (JPEG, PNG or DICOM; up to {MAX_FILES_PER_UPLOAD} at once, "
+        "each at most 50 MiB)",
         accept_multiple_files=True,
         max_upload_size=MAX_UPLOAD_MB,
     )
@@ -183,7 +185,12 @@ def analyse_ui(entry: app.ModelEntry, uploads: list[Any]) -> list[tuple[str, dic
 
 
 def results_ui(results: list[tuple[str, dict]], method: str, alpha: float, model: str) -> None:
-    """Each analysed file in full (:func:`show`): one tab per file when there are several."""
+    """Each analysed file in full (:func:`show`): one tab per file when there are several.
+
+    Nothing is drawn when no file could be analysed (each already has its message).
+    """
+    if not results:
+        return
     if len(results) > 1:
         # One tab per image: the table above is the overview, each tab the full view.
         short = [name if len(name) <= 28 else f"{name[:26]}…" for name, _ in results]

@@ -21,9 +21,11 @@ and folders only (``tests/test_app_speed.py``).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ from streamlit.runtime.scriptrunner import script_runner
 
 from app_access import checked_folder
 from cxr_core import audit, data, jobs
+from cxr_core.errors import JobError
 from cxr_core.markdown import escape_markdown
 from cxr_core.report import DISCLAIMER
 from cxr_core.runs import RunState
@@ -85,6 +88,13 @@ METHODS = {"Grad-CAM": "gradcam", "Grad-CAM++": "gradcam++"}
 DISPLAY_SIDE = 1024
 #: Analyses kept in the cache for all sessions together: at most 3 MB of pixels and maps each.
 MAX_CACHED_ANALYSES = 32
+#: Uploads decoded and analysed at once for all sessions together. With at most ~8 bytes per
+#: source pixel (a 16-bit RGBA PNG; an 8-bit one ~4) and 50 megapixels, two at once bound the
+#: server's decoding memory to under 1 GB whatever the visitors upload.
+MAX_CONCURRENT_ANALYSES = 2
+#: Seconds an upload waits for a free analysis slot before the page says the server is busy.
+ANALYSIS_WAIT_SECONDS = 120.0
+_ANALYSIS_SLOTS = threading.BoundedSemaphore(MAX_CONCURRENT_ANALYSES)
 
 DATASET_GUIDE = """
 **No dataset yet?** The app expects Kaggle's *Chest X-Ray Images (Pneumonia)* (Kermany, Zhang
@@ -223,8 +233,11 @@ def model_metadata(entry: ModelEntry) -> ModelMetadata:
 
 
 def _entry(path: Path, name: str, source: str) -> ModelEntry:
-    sidecar = path.with_suffix(".json")
-    mtime = max(path.stat().st_mtime, sidecar.stat().st_mtime if sidecar.exists() else 0.0)
+    # Any of the three files changing makes the check run again.
+    companions = (path.with_suffix(".json"), path.with_suffix(".gate.npz"))
+    mtime = max(
+        path.stat().st_mtime, *(p.stat().st_mtime if p.exists() else 0.0 for p in companions)
+    )
     metadata, problem = _checked_metadata(str(path), mtime)
     if metadata is None:
         return ModelEntry(str(path), f"{name} (unusable)", source, mtime, problem, name)
@@ -404,7 +417,21 @@ def analyse_bytes(predictor: Any, content: bytes, name: str) -> dict[str, Any]:
 
 @st.cache_data(show_spinner=False, max_entries=MAX_CACHED_ANALYSES)
 def _analyse(path: str, mtime: float, digest: str, _content: bytes, name: str):
-    return analyse_bytes(_predictor(path, mtime), _content, name)
+    # Only a cache miss decodes: it takes one of the server's few analysis slots.
+    if not _ANALYSIS_SLOTS.acquire(timeout=ANALYSIS_WAIT_SECONDS):
+        raise JobError("The server is busy analysing other uploads; try again in a minute.")
+    try:
+        return analyse_bytes(_predictor(path, mtime), _content, name)
+    finally:
+        _ANALYSIS_SLOTS.release()
+        _return_freed_memory()
+
+
+def _return_freed_memory() -> None:
+    """Hand the decoder's freed buffers back to the system (glibc keeps them per thread arena
+    otherwise, so a server grows with every large upload and never shrinks)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def analyse_upload(entry: ModelEntry, content: bytes, name: str) -> dict[str, Any]:

@@ -200,7 +200,9 @@ def _launch() -> None:
             raise JobError("A weights file needs the administrator password.")
         access.training_limits().check(config)
         app.scan_dataset(config.data_root)  # a bad folder is refused here, not in the run
+        access.visitor_quota_check(app.runs_dir(), lambda folder: jobs.read_run(folder).active)
         run = jobs.start_run(app.runs_dir(), s.t_name.strip(), config)
+        access.mark_if_visitor(run.path)
     except CXRError as error:
         s[MESSAGE] = ("error", f"Not started: {app.md(error)}")
         return
@@ -382,20 +384,32 @@ def _show_outcome(run: jobs.Run) -> None:
     if state == RunState.FAILED:
         st.error(f"The run failed: {app.md(status.error or 'no message')}")
     elif state == RunState.CANCELLED:
-        st.warning("The run was cancelled. Resume it here or with:")
-        st.code(run.resume_command, language="bash")
+        if access.may_administer():  # a visitor never sees the server's folders
+            st.warning("The run was cancelled. Resume it here or with:")
+            st.code(run.resume_command, language="bash")
+        else:
+            st.warning("The run was cancelled.")
     elif state == RunState.FINISHED and status.summary is not None:
-        metrics, threshold = status.summary.metrics, status.summary.threshold or 0.0
-        st.success(
-            f"Finished: validation AUC {metrics.value('roc_auc') or 0:.3f}, accuracy "
-            f"{metrics.value('accuracy') or 0:.3f} at threshold {threshold:.3f}."
-        )
+        metrics, threshold = status.summary.metrics, status.summary.threshold
+        st.success(f"Finished: {finished_line(metrics, threshold)}")
         st.button(
             "Use this model", on_click=app.set_active_model, args=(str(run.path / "model.keras"),)
         )
     if state in (RunState.CANCELLED, RunState.FAILED) and _may_resume(run):
         said = f"Run {app.md(run.name)} resumed in the background from its last finished epoch."
         st.button("Resume run", type="primary", on_click=_act, args=(jobs.resume_run, run, said))
+
+
+def finished_line(metrics: Any, threshold: float | None) -> str:
+    """ "validation AUC 0.912, accuracy 0.850 at threshold 0.420", leaving out what the run
+    did not measure (never a made-up 0.000)."""
+    parts = [
+        f"{label} {value:.3f}"
+        for label, key in (("validation AUC", "roc_auc"), ("accuracy", "accuracy"))
+        if (value := metrics.value(key)) is not None
+    ]
+    text = ", ".join(parts) or "no validation metrics recorded"
+    return text + (f" at threshold {threshold:.3f}." if threshold is not None else ".")
 
 
 def _may_resume(run: jobs.Run) -> bool:

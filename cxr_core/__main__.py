@@ -1,5 +1,6 @@
 """``python -m cxr_core``: see :mod:`cxr_core.cli`."""
 
+import os
 import signal
 import sys
 
@@ -18,4 +19,11 @@ signal.signal(signal.SIGTERM, _EarlySigterm())
 
 from .cli import main  # noqa: E402
 
-sys.exit(main())
+status = main()
+if status == 143:
+    # Terminated: skip TensorFlow's teardown, which can take seconds (or crash) on the way
+    # out; the one line is already written.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+sys.exit(status)

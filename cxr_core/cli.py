@@ -1,7 +1,9 @@
 """Command line: ``python -m cxr_core {scan,train,evaluate,predict,stress,calibrate}``.
 
 Exit status 0 on success; 2 with one ``error: ...`` line on stderr for bad input (a missing
-folder, an empty class folder, an unreadable model, a bad option) - never a traceback.
+folder, an empty class folder, an unreadable model, a bad option, a full or read-only disk) -
+never a traceback. SIGTERM ends every command but ``train`` after the current step with one
+line and exit 143; ``train`` stops gracefully at the next batch and can be resumed.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -32,12 +35,15 @@ from .errors import (  # noqa: E402
     DataError,
     InvalidImageError,
     NotAChestXrayError,
+    StorageError,
 )
 from .run_settings import run_config  # noqa: E402
 
 __all__ = ["build_parser", "main", "train_settings"]
 
 _AUTO_ON_OFF = ("auto", "on", "off")
+#: Longest side ``predict`` decodes an image to (as the Diagnose page's ``DISPLAY_SIDE``).
+PREDICT_SIDE = 1024
 
 
 class _Parser(argparse.ArgumentParser):
@@ -222,7 +228,10 @@ def main(argv: list[str] | None = None) -> int:
         "stress": _stress,
         "calibrate": run_calibrate,
     }
+    previous = signal.getsignal(signal.SIGTERM)
     try:
+        if args.command != "train":
+            _end_on_sigterm()
         # A multi-worker run is guarded by the cluster (an agreed stop; only the chief writes
         # --out), and a worker that is not the chief must not create or lock that folder.
         if args.command == "train" and args.distribute != "multiworker":
@@ -237,6 +246,38 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("error: terminated (SIGTERM)", file=sys.stderr)
+        return 143
+    finally:
+        if args.command != "train" and _in_main_thread():
+            signal.signal(signal.SIGTERM, previous or signal.SIG_DFL)
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+class Terminated(BaseException):  # noqa: N818 - named for the signal, like KeyboardInterrupt
+    """Raised in the main thread by SIGTERM in every command but ``train`` (which stops
+    gracefully at a batch boundary instead). A ``BaseException``, like KeyboardInterrupt, so
+    that no ``except Exception`` on the way swallows it."""
+
+
+def _end_on_sigterm() -> None:
+    """Make SIGTERM end the command after the current Python step (between files or
+    batches): it prints one line and exits 143. A SIGTERM kept while importing counts."""
+
+    def terminate(*_: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second one ends the process at once
+        raise Terminated
+
+    if not _in_main_thread():
+        return  # signals reach only the main thread; a library caller handles its own
+    early = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, terminate)
+    if getattr(early, "received", False):
+        raise Terminated
 
 
 def _close_native_stderr() -> None:
@@ -286,10 +327,12 @@ def _run_config(args: argparse.Namespace) -> RunConfig | None:
     if args.resume:
         return None
     if args.config:
+        from .io import read_json
+
         try:
-            values = json.loads(Path(args.config).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise ConfigError(f"cannot read --config {args.config}: {error}") from None
+            values = read_json(args.config, ConfigError)
+        except FileNotFoundError:
+            raise ConfigError(f"cannot read --config {args.config}: it does not exist") from None
         return RunConfig.from_dict(values)
     if not args.data:
         raise ConfigError("--data is required unless --resume or --config is given")
@@ -450,15 +493,21 @@ def _predict(args: argparse.Namespace) -> int:
     from .gradcam import Predictor
     from .imaging import read_image
     from .population import with_age_check
+    from .io import write_reason
 
     predictor = Predictor.from_path(args.model)
     heatmap_dir = Path(args.heatmap_dir) if args.heatmap_dir else None
     if heatmap_dir is not None:
-        heatmap_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            heatmap_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StorageError(f"cannot write {heatmap_dir}: {write_reason(error)}") from None
     failures = 0
     for index, name in enumerate(args.files):
         try:
-            image = read_image(Path(name), filename=Path(name).name)
+            # Decoded reduced like an upload (at most ~8 bytes per source pixel, whatever
+            # the format); the model resizes to its own input anyway.
+            image = read_image(Path(name), filename=Path(name).name, max_side=PREDICT_SIDE)
             colour = float(image.info.get("colour", 0.0))
             if heatmap_dir is None:
                 result = predictor.predict(image.pixels, colour=colour)
@@ -470,6 +519,8 @@ def _predict(args: argparse.Namespace) -> int:
                 raise NotAChestXrayError(check.reason)
             if heatmap_dir is not None:
                 _write_overlay(heatmap_dir, name, index, image.pixels, result.heatmap)
+        except StorageError:
+            raise  # a full or read-only --heatmap-dir fails every file alike: one line
         except CXRError as error:
             failures += 1
             _report_failure(args.json, name, error)
@@ -559,12 +610,11 @@ def _write_overlay(folder: Path, name: str, index: int, pixels: Any, heatmap: An
     import cv2
 
     from .gradcam import overlay
+    from .io import write_bytes_atomic
 
     rgb = overlay(pixels, heatmap)
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise InvalidImageError(f"could not encode the heatmap of {name}")
     target = folder / f"{Path(name).stem}_{index:03d}_gradcam.png"
-    temporary = target.with_name(f".{target.name}.tmp")
-    temporary.write_bytes(encoded.tobytes())
-    temporary.replace(target)
+    write_bytes_atomic(target, encoded.tobytes())

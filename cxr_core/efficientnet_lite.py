@@ -37,7 +37,6 @@ import importlib
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +49,8 @@ import numpy as np
 from keras.src.applications.efficientnet import DEFAULT_BLOCKS_ARGS
 from keras.src.applications.efficientnet import EfficientNet as _keras_efficientnet
 
-from .errors import ConfigError, WeightsUnavailableError
+from .errors import ConfigError, StorageError, WeightsUnavailableError
+from .io import atomic_write
 from .torch_legacy import read_legacy_torch_file
 
 __all__ = ["VARIANTS", "EfficientNetLite0", "EfficientNetLite1", "EfficientNetLite2",
@@ -458,14 +458,6 @@ def _assign_converted(
 def _save_atomically(model: keras.Model, path: Path) -> None:
     """Write the weights to a temporary file, then rename it, so readers never see half a file."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp.weights.h5")
-        os.close(handle)
-        try:
-            model.save_weights(temporary)
-            os.replace(temporary, path)
-        finally:
-            if os.path.exists(temporary):
-                os.remove(temporary)
-    except OSError as error:
+        atomic_write(path, lambda temporary: model.save_weights(temporary))
+    except StorageError as error:
         _LOGGER.warning("Could not cache converted ImageNet weights at %s: %s", path, error)

@@ -21,7 +21,6 @@ pickle) and described in the sidecar's ``input_gate`` entry with its version.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,8 +30,9 @@ import numpy as np
 import pandas as pd
 from sklearn.covariance import LedoitWolf
 
-from . import data, population
+from . import data, population, sidecar
 from .errors import DataError, ModelLoadError
+from .io import write_npz_atomic
 
 __all__ = [
     "GATE_VERSION",
@@ -51,7 +51,7 @@ __all__ = [
     "table_features",
 ]
 
-GATE_VERSION = 1
+GATE_VERSION = sidecar.GATE_VERSION
 #: Smallest spread (1st to 99th percentile, grey levels) of a radiograph's pixels.
 MIN_CONTRAST = 24.0
 #: Largest mean chroma (max - min of R, G, B, as a share of 255) of a radiograph stored in colour.
@@ -200,17 +200,15 @@ def gate_path(model_path: str | Path) -> Path:
 def save_gate(gate: InputGate, path: str | Path) -> dict[str, Any]:
     """Write the gate atomically; return its sidecar entry (file name, version, figures)."""
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "wb") as handle:
-        np.savez_compressed(
-            handle,
-            version=np.array(GATE_VERSION),
-            location=gate.location.astype(np.float32),
-            precision=gate.precision.astype(np.float32),
-            threshold=np.array(gate.threshold),
-            fitted_on=np.array(gate.fitted_on),
-        )
-    os.replace(temporary, path)
+    write_npz_atomic(
+        path,
+        compressed=True,
+        version=np.array(GATE_VERSION),
+        location=gate.location.astype(np.float32),
+        precision=gate.precision.astype(np.float32),
+        threshold=np.array(gate.threshold),
+        fitted_on=np.array(gate.fitted_on),
+    )
     return {
         "file": path.name,
         "version": GATE_VERSION,

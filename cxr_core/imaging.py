@@ -23,7 +23,11 @@ decided by the file's content, never by its name. Decisions worth knowing:
 - **Memory**: with ``max_side``, a large JPEG is decoded reduced by libjpeg's DCT scaling
   (1/2, 1/4 or 1/8, Pillow's ``draft``) to the smallest size whose sides are still at least
   ``max_side``: a 49-megapixel JPEG then costs a few megabytes instead of ~200 MB of RGB and
-  grey buffers. ``info`` keeps the stored size and says so in ``note``.
+  grey buffers. A PNG is decoded once in its own type (uint8, or uint16 for 16 bits) and
+  then read in strips of about a quarter megapixel, each made grey in float32 and box-reduced, so no
+  float or RGBA copy of the whole image exists (at most ~8 bytes per source pixel: a 16-bit
+  RGBA PNG's own buffer); a DICOM frame is box-reduced in its stored type before the LUTs.
+  ``info`` keeps the stored size and says so in ``note``.
 - **Privacy**: only whitelisted technical DICOM fields reach ``info``; no patient field is
   copied, logged or put in an error message, and foreign errors are not chained.
 """
@@ -31,6 +35,8 @@ decided by the file's content, never by its name. Decisions worth knowing:
 from __future__ import annotations
 
 import io
+import os
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +57,8 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from . import population
 from .errors import InvalidImageError
+from .io import read_regular_bytes
+from .strips import StripReader, reduce_factor, shrink, strip_grey
 
 __all__ = ["MAX_BYTES", "MAX_PIXELS", "MIN_SIDE", "DecodedImage", "mean_chroma", "read_image"]
 
@@ -65,7 +73,8 @@ EMPTY = "The file is empty."
 NOT_AN_IMAGE = "The file is not an image; upload a JPEG, PNG or DICOM file."
 DAMAGED = "The image is truncated or damaged and cannot be decoded."
 TOO_MANY_PIXELS = "The image has more than 50 megapixels, too many to decode safely."
-TOO_MANY_BYTES = "The file is larger than 50 MB, the largest accepted."
+TOO_MANY_BYTES = "The file is larger than 50 MiB, the largest accepted."
+NOT_A_FILE = "The path is a folder, FIFO or device, not a regular file."
 TOO_SMALL = "The image is {width} x {height} pixels; each side must be at least 32 pixels."
 UNSUPPORTED = "{name} images are not supported; upload a JPEG, PNG or DICOM file."
 NO_DICOM_PIXELS = "The DICOM file contains no image."
@@ -149,14 +158,16 @@ def read_image(
             words the error for content that is not recognised but is named like an
             unsupported image type (e.g. ``scan.heic``).
         max_side: If given, a JPEG larger than this is decoded at a reduced scale (1/2, 1/4
-            or 1/8) whose sides stay at least ``max_side`` pixels; other formats are decoded
-            whole.
+            or 1/8) whose sides stay at least ``max_side`` pixels; a PNG or DICOM is reduced
+            by a whole factor (box means, in strips) whose longer side stays at least
+            ``max_side``, before any float conversion of the whole image.
 
     Returns:
         A :class:`DecodedImage` whose ``pixels`` are ``(H, W)`` uint8 with bone bright.
 
     Raises:
-        InvalidImageError: With one plain sentence: the file is empty, larger than 50 MB,
+        InvalidImageError: With one plain sentence: the file is empty, larger than 50 MiB,
+            not a regular file (a FIFO or device),
             not an image, of an unsupported format, truncated or damaged, over 50
             megapixels, under 32 pixels on a side, or a DICOM without a usable image.
     """
@@ -168,7 +179,7 @@ def read_image(
     if len(data) > MAX_BYTES:
         raise InvalidImageError(TOO_MANY_BYTES)
     if data[128:132] == b"DICM":
-        return _decode_dicom(_parse_dicom(data))
+        return _decode_dicom(_parse_dicom(data), max_side)
     for magic, name in _SUPPORTED_MAGIC:
         if data.startswith(magic):
             return _decode_raster(data, name, max_side)
@@ -177,7 +188,7 @@ def read_image(
         raise InvalidImageError(UNSUPPORTED.format(name=unsupported))
     dataset = _try_parse_dicom(data)
     if dataset is not None:
-        return _decode_dicom(dataset)
+        return _decode_dicom(dataset, max_side)
     suffix = Path(filename).suffix.lower() if filename else ""
     if suffix in _UNSUPPORTED_SUFFIXES:
         raise InvalidImageError(UNSUPPORTED.format(name=_UNSUPPORTED_SUFFIXES[suffix]))
@@ -190,9 +201,16 @@ def _read_bytes(source: bytes | str | Path | BinaryIO) -> bytes:
     if isinstance(source, str | Path):
         path = Path(source)
         try:
-            if path.stat().st_size > MAX_BYTES:
-                raise InvalidImageError(TOO_MANY_BYTES)
-            return path.read_bytes()
+            info = os.stat(path)
+        except OSError:
+            raise InvalidImageError(MISSING_FILE) from None
+        if not stat.S_ISREG(info.st_mode):
+            # A FIFO would hang the read and /dev/zero would never end: refused unopened.
+            raise InvalidImageError(NOT_A_FILE)
+        if info.st_size > MAX_BYTES:
+            raise InvalidImageError(TOO_MANY_BYTES)
+        try:
+            return read_regular_bytes(path, MAX_BYTES, InvalidImageError)
         except OSError:
             raise InvalidImageError(MISSING_FILE) from None
     if hasattr(source, "read"):
@@ -226,20 +244,24 @@ def _check_dimensions(width: int, height: int) -> None:
 
 def _stretch(values: np.ndarray) -> np.ndarray:
     """Min-max scale any numeric array to uint8 0-255; a flat or empty image becomes zeros."""
-    values = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    owned = isinstance(values, np.ndarray) and values.dtype == np.float32
+    values = np.asarray(values, dtype=np.float32)
+    # In place when the caller's float32 array is a temporary (the decoders' own).
+    values = np.nan_to_num(values, copy=not owned, nan=0.0, posinf=0.0, neginf=0.0)
     if values.size == 0:
         return np.zeros(values.shape, dtype=np.uint8)
     low, high = float(values.min()), float(values.max())
     if high <= low:
         return np.zeros(values.shape, dtype=np.uint8)
-    scaled = (values - low) * (255.0 / (high - low))
-    return np.rint(scaled).astype(np.uint8)
+    values -= low
+    values *= np.float32(255.0 / (high - low))
+    return np.rint(values, out=values).clip(0, 255).astype(np.uint8)
 
 
 def _to_grey(values: np.ndarray) -> np.ndarray:
-    """``(H, W)`` or ``(H, W, 3)`` RGB -> float ``(H, W)`` with the ITU-R 601 weights."""
-    values = np.asarray(values, dtype=np.float64)
-    return values if values.ndim == 2 else values[..., :3] @ _LUMA
+    """``(H, W)`` or ``(H, W, 3)`` RGB -> float32 ``(H, W)`` with the ITU-R 601 weights."""
+    values = np.asarray(values, dtype=np.float32)
+    return values if values.ndim == 2 else values[..., :3] @ _LUMA.astype(np.float32)
 
 
 # --- JPEG and PNG ---------------------------------------------------------------------------
@@ -262,26 +284,26 @@ def _open_raster(data: bytes, name: str) -> Image.Image:
 def _decode_raster(data: bytes, name: str, max_side: int | None = None) -> DecodedImage:
     image = _open_raster(data, name)
     mode, stored_size = image.mode, image.size
+    sixteen_bit = name == "PNG" and data[24] == 16  # IHDR bit depth, already validated
     if name == "JPEG" and max_side and max(image.size) > max_side:
         # libjpeg's DCT scaling: the reduced image is decoded directly, never the full one.
         image.draft(mode, (max_side, max_side))
-    try:
-        image.load()
-    except (OSError, SyntaxError, ValueError, EOFError):
-        raise InvalidImageError(DAMAGED) from None
-    sixteen_bit = name == "PNG" and data[24] == 16  # IHDR bit depth, already validated
+    factor = 1 if name == "JPEG" else reduce_factor(stored_size, max_side)
     notes = []
     if sixteen_bit:
-        grey = _stretch(_png16_grey(image, data))
+        values, colour = _png16_values(image, data, factor)
+        grey = _stretch(values)
         notes.append("16-bit values stretched to 0-255 over the image's own range")
     else:
-        grey, composited = _raster8_grey(image)
-        if composited:
+        _load(image)
+        grey, colour = strip_grey(image.size, _pillow_strips(image), factor, 255.0, np.uint8)
+        if _has_alpha(image):
             notes.append("transparent areas shown as black")
-    if image.size != stored_size:
-        scale = round(stored_size[0] / image.size[0])
-        notes.append(f"decoded at 1/{scale} scale, {image.size[0]} x {image.size[1]} pixels")
-    orientation = image.getexif().get(0x0112, 1)
+    decoded_width = image.size[0] // factor if factor > 1 else image.size[0]
+    if decoded_width != stored_size[0]:
+        scale = round(stored_size[0] / decoded_width)
+        notes.append(f"decoded at 1/{scale} scale, {grey.shape[1]} x {grey.shape[0]} pixels")
+    orientation = _orientation(image, decoded=not (sixteen_bit and not mode.startswith("I")))
     width, height = stored_size
     if orientation in _ORIENTATIONS:
         grey = np.asarray(Image.fromarray(grey).transpose(_ORIENTATIONS[orientation]))
@@ -294,20 +316,86 @@ def _decode_raster(data: bytes, name: str, max_side: int | None = None) -> Decod
         "height": int(height),
         "bit_depth": 16 if sixteen_bit else 8,
         "mode": mode,
-        "colour": _colourfulness(image),
+        "colour": colour,
     }
     if notes:
         info["note"] = "; ".join(notes)
     return DecodedImage(np.ascontiguousarray(grey), info)
 
 
-def _colourfulness(image: Image.Image) -> float:
-    """Mean chroma (max - min of R, G, B) as a share of 255 on a small copy; 0 for grey modes."""
-    if image.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"):
-        return 0.0
-    small = image.copy()
-    small.thumbnail((256, 256))
-    return round(mean_chroma(np.asarray(small.convert("RGB"))), 4)
+def _orientation(image: Image.Image, decoded: bool) -> int:
+    """The EXIF orientation (1 when none), without decoding pixels: Pillow's ``getexif`` on
+    an unloaded PNG decodes the whole image to look for an eXIf chunk after the data."""
+    raw = image.info.get("exif")
+    if raw is None and decoded:  # chunks after the pixel data are known once decoded
+        return int(image.getexif().get(0x0112, 1) or 1)
+    if not raw:
+        return 1
+    exif = Image.Exif()
+    try:
+        exif.load(raw)
+        return int(exif.get(0x0112, 1) or 1)
+    except Exception:  # noqa: BLE001 - a damaged EXIF block only loses the orientation
+        return 1
+
+
+def _load(image: Image.Image) -> None:
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError, EOFError):
+        raise InvalidImageError(DAMAGED) from None
+
+
+def _pillow_strips(image: Image.Image) -> StripReader:
+    """Rows of an 8-bit image as RGB order arrays: grey ``(h, W)``, ``(h, W, 3)`` or RGBA."""
+    if _has_alpha(image):
+        target = "RGBA"
+    elif image.mode == "L":
+        target = "L"
+    else:
+        # CMYK, palette, 1-bit and the rest: through RGB, whose conversions Pillow defines.
+        target = "RGB"
+    width = image.size[0]
+
+    def read(top: int, bottom: int) -> np.ndarray:
+        strip = image.crop((0, top, width, bottom))
+        return np.asarray(strip if strip.mode == target else strip.convert(target))
+
+    return read
+
+
+def _png16_values(image: Image.Image, data: bytes, factor: int) -> tuple[np.ndarray, float]:
+    """16-bit PNG -> float32 ``(H / factor, W / factor)`` at full depth and its colourfulness.
+
+    Pillow keeps 16 bits only for grey. For colour, OpenCV gives the ITU-R 601 grey at full
+    depth (uint16, 2 bytes a pixel; its RGBA decode would cost 16), and Pillow's 8-bit
+    decode gives the alpha to composite on black and the colourfulness: about 6 bytes per
+    source pixel in all, never a float copy of the whole image.
+    """
+    if image.mode.startswith("I"):
+        _load(image)
+        values = np.asarray(image)
+        return strip_grey(image.size, lambda top, bottom: values[top:bottom], factor, 65535.0)
+    flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_GRAYSCALE
+    grey = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if grey is None or grey.shape != (image.size[1], image.size[0]):
+        raise InvalidImageError(DAMAGED)
+    _load(image)  # Pillow's 8-bit copy: alpha and colour only
+    width = image.size[0]
+
+    def read(top: int, bottom: int) -> np.ndarray:
+        rows = grey[top:bottom]
+        if not _has_alpha(image):
+            return rows
+        alpha = np.asarray(image.crop((0, top, width, bottom)).convert("RGBA").getchannel("A"))
+        return np.stack([rows, alpha.astype(np.uint16) * 257], axis=-1)  # grey + alpha
+
+    values, _ = strip_grey(image.size, read, factor, 65535.0)
+    small = image.reduce(max(1, max(image.size) // 256)) if image.mode in _REDUCIBLE else image
+    return values, round(mean_chroma(np.asarray(small.convert("RGB"))), 4)
+
+
+_REDUCIBLE = ("L", "LA", "RGB", "RGBA")
 
 
 def mean_chroma(pixels: np.ndarray) -> float:
@@ -325,39 +413,6 @@ def mean_chroma(pixels: np.ndarray) -> float:
 
 def _has_alpha(image: Image.Image) -> bool:
     return image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
-
-
-def _raster8_grey(image: Image.Image) -> tuple[np.ndarray, bool]:
-    """8-bit JPEG/PNG -> (uint8 ``(H, W)``, whether transparency was composited)."""
-    if _has_alpha(image):
-        rgba = np.asarray(image.convert("RGBA"), dtype=np.float64)
-        grey = (rgba[..., :3] @ _LUMA) * (rgba[..., 3] / 255.0)
-        return np.rint(grey).clip(0, 255).astype(np.uint8), True
-    if image.mode not in ("L", "RGB"):
-        # CMYK, palette, 1-bit and the rest: through RGB, whose conversions Pillow defines.
-        image = image.convert("RGB")
-    if image.mode != "L":
-        image = image.convert("L")
-    return np.asarray(image, dtype=np.uint8), False
-
-
-def _png16_grey(image: Image.Image, data: bytes) -> np.ndarray:
-    """16-bit PNG -> float ``(H, W)`` at full depth (Pillow keeps 16 bits only for grey)."""
-    if image.mode.startswith("I"):
-        return np.asarray(image, dtype=np.float64)
-    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if decoded is None:
-        raise InvalidImageError(DAMAGED)
-    if decoded.ndim == 2:
-        return decoded.astype(np.float64)
-    channels = decoded.astype(np.float64)
-    if channels.shape[-1] == 2:  # grey + alpha
-        return channels[..., 0] * (channels[..., 1] / 65535.0)
-    rgb = channels[..., 2::-1] if channels.shape[-1] >= 3 else channels
-    grey = rgb[..., :3] @ _LUMA
-    if channels.shape[-1] == 4:
-        grey = grey * (channels[..., 3] / 65535.0)
-    return grey
 
 
 # --- DICOM ----------------------------------------------------------------------------------
@@ -394,7 +449,7 @@ def _transfer_syntax(dataset: pydicom.Dataset) -> UID:
     return UID(syntax)
 
 
-def _decode_dicom(dataset: pydicom.Dataset) -> DecodedImage:
+def _decode_dicom(dataset: pydicom.Dataset, max_side: int | None = None) -> DecodedImage:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if "PixelData" not in dataset:
@@ -406,9 +461,15 @@ def _decode_dicom(dataset: pydicom.Dataset) -> DecodedImage:
             raise InvalidImageError(DAMAGED) from None
         _check_dimensions(columns, rows)
         syntax = _transfer_syntax(dataset)
-        values = _dicom_first_frame(dataset, syntax)
+        values = shrink(
+            _dicom_first_frame(dataset, syntax), reduce_factor((columns, rows), max_side)
+        )
         pixels = _stretch(_dicom_display_values(values, dataset))
     info = _dicom_info(dataset, pixels, syntax, frames)
+    info["width"], info["height"] = columns, rows
+    if pixels.shape != (rows, columns):
+        note = f"decoded at 1/{round(columns / pixels.shape[1])} scale"
+        info["note"] = "; ".join(filter(None, [str(info.get("note", "")), note]))
     return DecodedImage(pixels, info)
 
 
@@ -445,7 +506,7 @@ def _dicom_display_values(values: np.ndarray, dataset: pydicom.Dataset) -> np.nd
         values = apply_voi_lut(values, dataset, index=0)
     except Exception:  # noqa: BLE001 - malformed LUT or window elements
         raise InvalidImageError(DAMAGED) from None
-    values = np.asarray(values, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float32)
     # MONOCHROME1 stores bone dark; negating is an exact inversion under the min-max stretch.
     return -values if photometric == "MONOCHROME1" else values
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .config import RunConfig
 from .errors import ConfigError, JobError, RunFileError
+from .io import read_regular_bytes
 from .progress import Stage
 from .run_guard import launch_lock, lock_held, process_matches, process_start
 from .runs import (
@@ -137,11 +138,17 @@ def read_run(run_dir: str | Path) -> Run:
     return Run(paths.root.name, paths.root, status, config, history)
 
 
+#: Bytes read from the end of a run's log to find its last line.
+_LOG_TAIL_BYTES = 64 * 1024
+
+
 def _last_log_line(paths: RunPaths) -> str:
+    """The log's last line, from its last 64 KiB only (a FIFO or device is never opened)."""
     try:
-        lines = paths.log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-    except OSError:
+        data = read_regular_bytes(paths.log, _LOG_TAIL_BYTES, RunFileError, tail=True)
+    except (OSError, RunFileError):
         return ""
+    lines = data.decode("utf-8", errors="replace").strip().splitlines()
     return lines[-1][:300] if lines else ""
 
 

@@ -14,7 +14,6 @@ validation metrics, training configuration, dataset fingerprint and library vers
 from __future__ import annotations
 
 import importlib
-import os
 import platform
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +27,7 @@ from keras import layers
 from .config import CLASS_NAMES, BackboneSpec, ModelConfig, backbone_spec
 from .contrast import CLAHE
 from .errors import DataError, ModelLoadError, WeightsUnavailableError
-from .runs import write_json_atomic
+from .io import atomic_write, write_json_atomic
 from .sidecar import ModelMetadata, keras_input_size, read_metadata, sidecar_path
 
 __all__ = [
@@ -235,14 +234,14 @@ def save_model(model: keras.Model, path: str | Path, metadata: dict[str, Any]) -
     # would more than double the file.
     bare = keras.Model.from_config(model.get_config())
     bare.set_weights(model.get_weights())
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
-    try:
+
+    # The sidecar is written while the model's temporary file waits, so a reader never
+    # finds the new model beside an old sidecar.
+    def write(temporary: Path) -> None:
         bare.save(temporary)
         write_json_atomic(sidecar_path(path), full_metadata)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
+
+    return atomic_write(path, write)
 
 
 def load_model(path: str | Path) -> tuple[keras.Model, ModelMetadata]:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import JobError, RunInUseError
+from .io import read_regular_bytes
 from .runs import status_lock
 
 __all__ = [
@@ -176,8 +177,8 @@ def unlock_run(root: Path) -> None:
 def lock_holder(path: Path) -> int | None:
     """The PID written into a lock file by its last holder, or None."""
     try:
-        text = path.read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError):
+        text = read_regular_bytes(path, 64, JobError).decode("ascii").strip()
+    except (OSError, UnicodeDecodeError, JobError):
         return None
     return int(text) if text.isdigit() else None
 

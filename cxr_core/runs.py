@@ -27,18 +27,17 @@ from __future__ import annotations
 import json
 import os
 import threading
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from . import io
 from .config import RunConfig
-from .errors import ConfigError, RunFileError
+from .errors import ConfigError, CXRError, RunFileError, StorageError
 from .fields import Fields
+from .io import write_json_atomic
 from .sidecar import Metrics
 
 __all__ = [
@@ -60,6 +59,9 @@ __all__ = [
     "update_status",
     "write_json_atomic",
 ]
+
+#: Largest ``history.jsonl`` read (one line per epoch: a few hundred bytes each).
+MAX_HISTORY_BYTES = 16 * 1024 * 1024
 
 
 class RunState(StrEnum):
@@ -150,37 +152,12 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def write_json_atomic(path: str | Path, payload: Any) -> None:
-    """Write ``payload`` as JSON to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A plain open (not mkstemp, which makes the file private) keeps the usual permissions.
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8") as stream:
-            json.dump(payload, stream, indent=2, sort_keys=True, default=_json_default)
-            stream.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
 def read_json(path: Path) -> dict[str, Any]:
-    """Return the JSON object in ``path``, or ``{}`` if it is missing or unreadable."""
+    """Return the JSON object in ``path``, or ``{}`` if it is missing, unreadable or refused
+    (see :func:`cxr_core.io.read_json` for the caps)."""
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        value = io.read_json(path)
+    except (OSError, CXRError):
         return {}
     return value if isinstance(value, dict) else {}
 
@@ -206,17 +183,24 @@ def cancelled_message(paths: RunPaths) -> str:
 
 
 def append_history(paths: RunPaths, row: dict[str, Any]) -> None:
-    """Append one epoch's metrics as a JSON line (flushed and synced to disk)."""
-    paths.root.mkdir(parents=True, exist_ok=True)
-    with status_lock, open(paths.history, "a+b") as stream:
-        torn = False
-        if stream.seek(0, os.SEEK_END) > 0:
-            stream.seek(-1, os.SEEK_END)
-            torn = stream.read(1) != b"\n"
-        prefix = b"\n" if torn else b""  # a line torn by a killed process stays on its own
-        stream.write(prefix + (json.dumps(row, sort_keys=True) + "\n").encode("utf-8"))
-        stream.flush()
-        os.fsync(stream.fileno())
+    """Append one epoch's metrics as a JSON line (flushed and synced to disk).
+
+    Raises:
+        StorageError: The disk is full or the folder read-only.
+    """
+    try:
+        paths.root.mkdir(parents=True, exist_ok=True)
+        with status_lock, open(paths.history, "a+b") as stream:
+            torn = False
+            if stream.seek(0, os.SEEK_END) > 0:
+                stream.seek(-1, os.SEEK_END)
+                torn = stream.read(1) != b"\n"
+            prefix = b"\n" if torn else b""  # a line torn by a killed process stays apart
+            stream.write(prefix + (json.dumps(row, sort_keys=True) + "\n").encode("utf-8"))
+            stream.flush()
+            os.fsync(stream.fileno())
+    except OSError as error:
+        raise StorageError(f"cannot write {paths.history}: {io.write_reason(error)}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,15 +329,9 @@ def read_status(paths: RunPaths) -> RunStatus:
         RunFileError: ``status.json`` is not JSON or is wrongly shaped.
     """
     try:
-        text = paths.status.read_text(encoding="utf-8")
+        values = io.read_json(paths.status, RunFileError)
     except FileNotFoundError:
         return RunStatus()
-    except (OSError, UnicodeDecodeError) as error:
-        raise RunFileError(f"status.json cannot be read: {error}") from None
-    try:
-        values = json.loads(text)
-    except ValueError:
-        raise RunFileError("status.json is not valid JSON") from None
     return RunStatus.from_dict(values)
 
 
@@ -364,9 +342,9 @@ def read_config(paths: RunPaths) -> RunConfig:
         RunFileError: ``config.json`` is missing, not JSON, or not a valid RunConfig.
     """
     try:
-        values = json.loads(paths.config.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise RunFileError(f"config.json cannot be read: {error}") from None
+        values = io.read_json(paths.config, RunFileError)
+    except FileNotFoundError:
+        raise RunFileError("config.json cannot be read: it does not exist") from None
     try:
         return RunConfig.from_dict(values)
     except ConfigError as error:
@@ -383,18 +361,18 @@ def read_history(paths: RunPaths) -> list[HistoryRow]:
         RunFileError: The file is not UTF-8, or a line is wrongly shaped.
     """
     try:
-        lines = paths.history.read_bytes().decode("utf-8").splitlines()
+        data = io.read_regular_bytes(paths.history, MAX_HISTORY_BYTES, RunFileError)
     except FileNotFoundError:
         return []
-    except OSError as error:
-        raise RunFileError(f"history.jsonl cannot be read: {error}") from None
+    try:
+        lines = data.decode("utf-8").splitlines()
     except UnicodeDecodeError:
         raise RunFileError("history.jsonl is not UTF-8 text") from None
     by_epoch: dict[int, HistoryRow] = {}
     for number, line in enumerate(lines, start=1):
         try:
-            values = json.loads(line)
-        except ValueError:
+            values = io.parse_json(line, f"history.jsonl line {number}", RunFileError)
+        except RunFileError:
             continue  # being written right now, or torn by a process killed while writing
         row = HistoryRow.from_dict(values, f"history.jsonl line {number}")
         by_epoch[row.epoch] = row

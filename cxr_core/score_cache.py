@@ -16,7 +16,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import uuid
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -29,7 +28,9 @@ import pandas as pd
 
 from . import __version__, data
 from .config import DataConfig
+from .errors import StorageError
 from .eval_sets import ScoringProgress, predict_table
+from .io import write_npz_atomic
 
 Splits = tuple[pd.DataFrame, pd.DataFrame, str]
 
@@ -116,14 +117,9 @@ class ScoreCache:
         arrays = {name: np.array(value) for name, value in arrays.items()}  # copies
         path = self.path_for(kind, key)
         self._remember(path.name, arrays)
-        temporary = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(temporary, "wb") as stream:
-                np.savez(stream, key=np.array(key), **arrays)
-            os.replace(temporary, path)
-        except OSError:
-            Path(temporary).unlink(missing_ok=True)
+            write_npz_atomic(path, key=np.array(key), **arrays)
+        except StorageError:
             return
         self._prune()
 
@@ -138,6 +134,8 @@ class ScoreCache:
     def _prune(self) -> None:
         entries = []
         for path in Path(self.folder).glob("*-*.npz"):
+            if path.name.startswith("."):
+                continue  # another process's file being written (cxr_core.io's temporary)
             try:
                 entries.append((path.stat().st_mtime, path))
             except OSError:

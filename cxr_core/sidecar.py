@@ -10,12 +10,16 @@ zip (without loading it) for the input size and for truncation.
 
 from __future__ import annotations
 
+import io as _io
 import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from . import io
 from .config import CLASS_NAMES, RunConfig
 from .errors import ConfigError, ModelLoadError
 from .fields import Fields, is_number, short_repr
@@ -31,6 +35,7 @@ from .sidecar_sections import (
 )
 
 __all__ = [
+    "GATE_VERSION",
     "METRIC_NAMES",
     "Metrics",
     "ModelMetadata",
@@ -38,7 +43,17 @@ __all__ = [
     "keras_input_size",
     "read_metadata",
     "sidecar_path",
+    "unsafe_layer",
 ]
+
+#: Largest model configuration read from a ``.keras`` archive.
+MAX_KERAS_CONFIG_BYTES = 16 * 1024 * 1024
+#: Keras layers that run stored Python code: refused when a model is listed.
+UNSAFE_LAYERS = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda"})
+#: Version of the input check's file format (:mod:`cxr_core.gate`).
+GATE_VERSION = 1
+#: Largest input check file read (a 1,280-feature gate is about 6.5 MB).
+MAX_GATE_BYTES = 64 * 1024 * 1024
 
 #: Metrics a validation report may hold, each a number in [0, 1] or null.
 METRIC_NAMES = (
@@ -286,12 +301,10 @@ def read_metadata(path: str | Path) -> ModelMetadata:
             names the key and the value received).
     """
     sidecar = sidecar_path(path)
-    if not sidecar.is_file():
-        raise ModelLoadError(f"model metadata file not found: {sidecar}")
     try:
-        values = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ModelLoadError(f"model metadata {sidecar.name} is not valid JSON: {error}") from None
+        values = io.read_json(sidecar, ModelLoadError)
+    except FileNotFoundError:
+        raise ModelLoadError(f"model metadata file not found: {sidecar.name}") from None
     return ModelMetadata.from_dict(values, source=f"model metadata {sidecar.name}")
 
 
@@ -304,17 +317,10 @@ def keras_input_size(path: str | Path) -> int | None:
     Raises:
         ModelLoadError: The file is missing, truncated or not a ``.keras`` zip archive.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelLoadError(f"model file not found: {path}")
-    damaged = ModelLoadError(
-        f"{path.name} is truncated or damaged: it is not a complete .keras (zip) archive"
-    )
-    try:
-        with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError, EOFError):
-        raise damaged from None
+    return _input_side(_keras_config(Path(path)))
+
+
+def _input_side(config: Any) -> int | None:
     try:
         layers = config["config"]["layers"]
         first = next(layer for layer in layers if layer.get("class_name") == "InputLayer")
@@ -325,15 +331,79 @@ def keras_input_size(path: str | Path) -> int | None:
     return side if isinstance(side, int) else None
 
 
+def _keras_config(path: Path) -> Any:
+    """The model configuration inside a ``.keras`` zip, read within a size and depth cap."""
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path.name}")
+    damaged = ModelLoadError(
+        f"{path.name} is truncated or damaged: it is not a complete .keras (zip) archive"
+    )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if archive.getinfo("config.json").file_size > MAX_KERAS_CONFIG_BYTES:
+                raise damaged
+            text = archive.read("config.json")
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError, EOFError, RuntimeError):
+        raise damaged from None
+    return io.parse_json(text, f"{path.name}'s config.json", ModelLoadError, max_depth=256)
+
+
+def unsafe_layer(config: Any) -> str | None:
+    """The class name of the first layer in a Keras model config that runs stored code
+    (``Lambda``, ``TFOpLambda``), which safe mode refuses to load; None when there is none."""
+    stack = [config]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            if value.get("class_name") in UNSAFE_LAYERS:
+                return str(value["class_name"])
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return None
+
+
+def _check_gate_file(path: Path) -> None:
+    """The input check's arrays are readable and consistent (the model's feature size is
+    checked again when the model is loaded)."""
+    unusable = f"the input check {path.name} is unusable"
+    try:
+        data = io.read_regular_bytes(path, MAX_GATE_BYTES, ModelLoadError)
+        with np.load(_io.BytesIO(data), allow_pickle=False) as stored:
+            version = int(stored["version"])
+            size = stored["location"].shape
+            square = stored["precision"].shape
+            threshold = float(stored["threshold"])
+    except FileNotFoundError:
+        raise ModelLoadError(f"{unusable}: the file is missing") from None
+    except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile):
+        raise ModelLoadError(f"{unusable}: the file is damaged") from None
+    if version != GATE_VERSION:
+        raise ModelLoadError(f"{unusable}: version {version}, not {GATE_VERSION}")
+    if len(size) != 1 or square != (size[0], size[0]) or not np.isfinite(threshold):
+        raise ModelLoadError(f"{unusable}: its arrays do not fit together")
+
+
 def check_model_file(path: str | Path) -> ModelMetadata:
     """Read a model's sidecar and check that it fits the ``.keras`` file, cheaply.
 
     Raises:
-        ModelLoadError: The model or its sidecar is missing, truncated or wrongly shaped, or
-            the sidecar's image size disagrees with the model's input.
+        ModelLoadError: The model or its sidecar is missing, truncated or wrongly shaped,
+            the model holds a layer that runs stored code (``Lambda``), its input check file
+            is missing or damaged, or the sidecar's image size disagrees with the model's
+            input.
     """
     metadata = read_metadata(path)
-    side = keras_input_size(path)
+    config = _keras_config(Path(path))
+    unsafe = unsafe_layer(config)
+    if unsafe:
+        raise ModelLoadError(
+            f"{Path(path).name} contains a {unsafe} layer, which runs stored code; "
+            "Keras safe mode never loads it"
+        )
+    if metadata.input_gate is not None:
+        _check_gate_file(Path(path).with_suffix(".gate.npz"))
+    side = _input_side(config)
     if side is not None and side != metadata.image_size:
         raise ModelLoadError(
             f"the metadata says {metadata.image_size} px but the model takes {side} px images. "

@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -35,8 +36,9 @@ from .devices import (
     select_strategy,
     single_device_copy,
 )
-from .errors import CXRError, DataError
+from .errors import CXRError, DataError, StorageError
 from .finalize import Finalized, finalize_model, save_finalized
+from .io import atomic_write
 from .model import backbone_layers, build_model
 from .plan import Phase, gate_images, learning_rate_scale, plan_phases, run_workload
 from .progress import FORWARD_SPEEDUP, Stage, remaining_seconds
@@ -229,9 +231,7 @@ def _estimate(context: dict, epoch: int, batch: int, validated: float = 0.0) -> 
 
 
 def _save_weights_atomic(model: keras.Model, path: Path) -> None:
-    temporary = path.with_name(f".{path.name.removesuffix('.weights.h5')}.tmp.weights.h5")
-    model.save_weights(temporary)
-    temporary.replace(path)
+    atomic_write(path, lambda temporary: model.save_weights(temporary))
 
 
 def _load_config(paths: RunPaths, config: RunConfig | None, resume: bool) -> RunConfig:
@@ -504,17 +504,25 @@ def _guarded_train(
             update_status(paths, state="cancelled", message=cancelled_message(paths))
         return {"state": "cancelled"}
     except CXRError as error:
-        with status_lock:
-            stop.disarm()
-            update_status(paths, state="failed", error=str(error))
+        _record_failure(paths, stop, str(error))
         raise
     except Exception as error:
-        (paths.root / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
-        with status_lock:
-            stop.disarm()
-            update_status(paths, state="failed", error=f"{type(error).__name__}: {error}")
+        with contextlib.suppress(OSError):  # a full disk must not hide the real error
+            (paths.root / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
+        _record_failure(paths, stop, f"{type(error).__name__}: {error}")
         raise
     return result
+
+
+def _record_failure(paths: RunPaths, stop: StopRequest, reason: str) -> None:
+    """Mark the run failed with ``reason``; if even that cannot be written (the disk is
+    still full), say so on stderr rather than replace the error being raised."""
+    with status_lock:
+        stop.disarm()
+        try:
+            update_status(paths, state="failed", error=reason)
+        except StorageError as error:
+            print(f"warning: the run's status could not be updated: {error}", file=sys.stderr)
 
 
 def _train(
@@ -575,7 +583,12 @@ def _train(
     with status_lock:
         stop.disarm()
         update_status(
-            paths, state="finished", finished_at=now_iso(), summary=summary, eta_seconds=0
+            paths,
+            state="finished",
+            finished_at=now_iso(),
+            summary=summary,
+            eta_seconds=0,
+            message=None,  # not the last stage's "fitting the input check..."
         )
     return {"state": "finished", **summary}
 

@@ -15,14 +15,7 @@ st.title("Evaluate")
 entries = app.discover_models()
 entry = app.model_picker(entries)
 root = access.dataset_folder_ui("Dataset folder", "eval_root", app.default_data_root(), st.sidebar)
-size = st.sidebar.number_input(
-    "Sample at most N images for speed (0 = the whole set)",
-    0,
-    1_000_000,
-    0,
-    100,
-    help="A sample keeps the set's own share of each class, so PPV, NPV and ECE stay honest.",
-)
+size = access.sample_size_ui(st.sidebar)
 log_fpr = st.sidebar.toggle("ROC: log false-positive axis", help="Spreads out the top-left corner.")
 if entry is None:
     st.info(app.no_model_message())
@@ -35,7 +28,8 @@ if not root:
     st.markdown(app.DATASET_GUIDE)
     st.stop()
 try:
-    chosen, table, scores = ui.scores_ui(root, entry, size)  # the "Images" picker, then scores
+    with access.scoring_slot():  # visitors: the server's bounded queue, one job each
+        chosen, table, scores = ui.scores_ui(root, entry, size)  # "Images" picker, scores
 except CXRError as error:
     st.error(app.md(error))
     st.stop()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
+import app_access as access
 import app_home
 import app_nav
 import app_support as app
@@ -76,10 +77,12 @@ with data_col:
     else:
         try:
             table = app.scan_dataset(root)
-            st.text(root)
+            if access.may_administer():  # visitors never see the server's folders
+                st.text(root)
             st.dataframe(app.display_table(count_table(table)))
         except CXRError as error:
-            st.error(f"The dataset at {app.md(root)} cannot be used: {app.md(error)}")
+            where = f" at {app.md(root)}" if access.may_administer() else ""
+            st.error(f"The dataset{where} cannot be used: {app.md(error)}")
 
 with device_col:
     st.subheader("Devices")
