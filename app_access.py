@@ -14,6 +14,10 @@ key in ``.streamlit/secrets.toml``) makes it a shared deployment:
   ``_MAX_IMAGES_PER_CLASS``, ``CXR_VISITOR_BACKBONES``; conservative defaults) and cancel
   only the runs they started in their session.
 
+``CXR_FEEDBACK_DIR`` names the folder where Diagnose's "agree" / "the right answer is ..."
+answers are saved (:mod:`cxr_core.feedback`); without it feedback is off. In the shared mode
+only the administrator may give feedback unless ``CXR_VISITOR_FEEDBACK=1``.
+
 ``CXR_DATA_ROOTS`` (folders separated by ``:``) limits the folders the Dataset, Train and
 Evaluate pages may open, in either mode. Settings are read on every rerun, so no restart is
 needed after editing the secrets file.
@@ -49,6 +53,7 @@ from cxr_core.policy import (
 )
 
 __all__ = [
+    "feedback_folder",
     "Deployment",
     "admin_login_ui",
     "checked_folder",
@@ -208,6 +213,16 @@ def may_cancel(name: str) -> bool:
     return may_administer() or name in st.session_state.get(_OWN_RUNS, set())
 
 
+def feedback_folder() -> str | None:
+    """Where this session's feedback goes (``CXR_FEEDBACK_DIR``), or None when it may give none:
+    no folder set, or a visitor of a shared deployment without ``CXR_VISITOR_FEEDBACK=1``."""
+    folder = (setting("CXR_FEEDBACK_DIR") or "").strip()
+    if not folder:
+        return None
+    visitors = (setting("CXR_VISITOR_FEEDBACK") or "").strip().lower() in ("1", "true", "yes")
+    return folder if may_administer() or visitors else None
+
+
 def checked_folder(path: str) -> str:
     """``path`` if the pages may open it (see ``CXR_DATA_ROOTS``); raises DataError if not."""
     return allowed_folder(path, deployment().data_roots)
@@ -261,11 +276,13 @@ def dataset_folder_ui(label: str, key: str, default: str, container=None) -> str
     Visitors of a shared deployment choose among ``CXR_DATA_ROOTS`` (or the app's default
     dataset); they cannot type a path. Returns the chosen folder ("" if none is offered).
     """
+    from app_state import folder_changed, shared_folder
+
     where = container or st
+    shared_folder(key, default)  # one folder for Dataset, Train and Evaluate, kept on reload
+    changed = {"on_change": folder_changed, "args": (key, default)}
     if may_administer():
-        if key not in st.session_state:
-            st.session_state[key] = default
-        return where.text_input(label, key=key).strip()
+        return where.text_input(label, key=key, **changed).strip()
     roots = deployment().data_roots
     choices = [str(root) for root in roots] or ([default] if default else [])
     if not choices:
@@ -273,4 +290,4 @@ def dataset_folder_ui(label: str, key: str, default: str, container=None) -> str
         return ""
     if st.session_state.get(key) not in choices:
         st.session_state[key] = choices[0]
-    return where.selectbox(label, choices, key=key)
+    return where.selectbox(label, choices, key=key, **changed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -18,6 +19,7 @@ from cxr_core.config import CLASS_NAMES
 from cxr_core.runs import HistoryRow
 
 __all__ = [
+    "comparison_frame",
     "CLASS_COLOURS",
     "calibration_figure",
     "confusion_figure",
@@ -50,8 +52,17 @@ def counts_figure(counts: pd.DataFrame) -> go.Figure:
             text=rows[label].tolist(),
             textposition="outside",
         )
+    values = rows[list(CLASS_NAMES)].to_numpy()
+    # Kaggle's val split (8 + 8) beside its train split (3,875): a linear axis hides the small
+    # bars, so a spread over 20x gets a log axis (the numbers on the bars stay exact).
+    positive = values[values > 0]
+    log = positive.size > 0 and positive.max() / positive.min() > 20
     figure.update_layout(
-        barmode="group", title="Images per split and class", yaxis_title="images", **_LAYOUT
+        barmode="group",
+        title="Images per split and class" + (" (log scale)" if log else ""),
+        yaxis_title="images (log scale)" if log else "images",
+        yaxis_type="log" if log else "linear",
+        **_LAYOUT,
     )
     return figure
 
@@ -310,3 +321,18 @@ def risk_coverage_figure(rows: Sequence[dict]) -> go.Figure:
         **_LAYOUT, **_LEGEND_BELOW,
     )  # fmt: skip
     return figure
+def comparison_frame(comparison: Any) -> pd.DataFrame:
+    """A ``cxr_core.model_compare.ModelComparison`` as a plain table (figures as text)."""
+
+    def shown(value: float | None, metric: str) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.0f}" if metric == "n" else f"{value:.3f}"
+
+    return pd.DataFrame(
+        {
+            "Validation figure": [row.label for row in comparison.rows],
+            "This run": [shown(row.candidate, row.metric) for row in comparison.rows],
+            "Current default": [shown(row.current, row.metric) for row in comparison.rows],
+        }
+    )

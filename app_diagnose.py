@@ -8,6 +8,8 @@ the technical fields, and :func:`view_change_seconds` for ``benchmarks/``.
 
 from __future__ import annotations
 
+import io
+import zipfile
 from functools import partial
 from typing import Any
 
@@ -15,11 +17,20 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+import app_access as access
 import app_support as app
+from cxr_core.config import CLASS_NAMES
 from cxr_core.conformal import UNCERTAIN
 from cxr_core.errors import CXRError
-from cxr_core.heatmap import colour_bar
 from cxr_core.report import render_report, report_filename
+from cxr_core.verdict import (
+    HEATMAP_CAVEAT,
+    blank_map_note,
+    decision_words,
+    heat_legend,
+    score_scale,
+    score_texts,
+)
 
 __all__ = [
     "FIELD_NAMES",
@@ -89,11 +100,12 @@ def result_row(name: str, result: dict[str, Any] | None) -> dict[str, str]:
     accepted = result["accepted"]
     grade = result.get("grade", "typical")
     check = "unusual: verdict less reliable" if grade == "unusual" else "typical"
+    shown_p, shown_t = score_texts(result["probability"], result["threshold"])
     return {
         "File": name,
         "Model output": result.get("decision", result["label"]) if accepted else "no verdict",
-        "Probability of pneumonia": f"{result['probability']:.3f}" if accepted else "-",
-        "Threshold": f"{result['threshold']:.3f}",
+        "Probability of pneumonia": shown_p if accepted else "-",
+        "Threshold": shown_t,
         "Input check": check if accepted else "refused: unlike the training X-rays",
     }
 
@@ -177,11 +189,56 @@ def analyse_ui(entry: app.ModelEntry, uploads: list[Any]) -> list[tuple[str, dic
     if len(uploads) > 1:
         table = pd.DataFrame(rows)
         st.subheader(f"Results for {len(uploads)} files")
-        st.dataframe(table, hide_index=True, width="stretch")
+        wide = st.column_config.TextColumn(width="large")  # never cut the input check off
+        st.dataframe(table, hide_index=True, width="stretch", column_config={"Input check": wide})
         st.download_button(
-            "Download results (CSV)", table.to_csv(index=False), "cxr_results.csv", "text/csv"
+            "Download results (CSV)",
+            results_csv(uploads, rows, dict(results), entry.name),
+            "cxr_results.csv",
+            "text/csv",
+            on_click="ignore",
         )
     return results
+
+
+def results_csv(uploads: list[Any], rows: list[dict], results: dict, model: str) -> str:
+    """The results table as CSV, with the model's name, the analysis time and the input
+    check's distance and threshold for each file (no patient fields, no server paths)."""
+    full = []
+    for upload, row in zip(uploads, rows, strict=True):
+        result = results.get(upload.name) or {}
+        distance, limit = result.get("input_distance"), result.get("input_threshold")
+        full.append({
+            **row,
+            "Model": model,
+            "Analysed at (UTC)": result.get("analysed_at", "-"),
+            "Input-check distance": "-" if distance is None else f"{distance:.3f}",
+            "Input-check threshold": "-" if limit is None else f"{limit:.3f}",
+        })  # fmt: skip
+    return pd.DataFrame(full).to_csv(index=False)
+
+
+def reports_zip(results: list[tuple[str, dict]], method: str, alpha: float, model: str) -> bytes:
+    """A ZIP of every analysed file's PNG report (refused images are left out)."""
+    buffer, used = io.BytesIO(), set()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:  # PNGs: already compressed
+        for index, (name, result) in enumerate(results, 1):
+            if not result["accepted"]:
+                continue
+            blended = app.heatmap_view(result, method, alpha)
+            png = render_report(
+                result["pixels"], blended, filename=name,
+                label=result.get("decision", result["label"]),
+                probability=result["probability"], threshold=result["threshold"],
+                model_name=model, method=method, opacity=alpha,
+                note=result.get("warning") or "",
+            )  # fmt: skip
+            entry = report_filename(name)
+            if entry in used:
+                entry = f"{index:02d}_{entry}"
+            used.add(entry)
+            archive.writestr(entry, png)
+    return buffer.getvalue()
 
 
 def results_ui(results: list[tuple[str, dict]], method: str, alpha: float, model: str) -> None:
@@ -192,8 +249,13 @@ def results_ui(results: list[tuple[str, dict]], method: str, alpha: float, model
     if not results:
         return
     if len(results) > 1:
+        st.download_button(
+            "Download all reports (ZIP)", partial(reports_zip, results, method, alpha, model),
+            "cxr_reports.zip", "application/zip", on_click="ignore",
+        )  # fmt: skip
         # One tab per image: the table above is the overview, each tab the full view.
-        short = [name if len(name) <= 28 else f"{name[:26]}…" for name, _ in results]
+        # Cut in the middle: the ends tell files apart (person1946_…_4874.jpeg).
+        short = [name if len(name) <= 24 else f"{name[:11]}…{name[-12:]}" for name, _ in results]
         places = st.tabs([f"{i}. {app.md(name)}" for i, name in enumerate(short, 1)])
     else:
         places = [st.container()]
@@ -213,8 +275,73 @@ def refused(index: int, name: str, result: dict) -> bool:
         key=f"anyway_{index}",
     )
     if not anyway:
-        st.image(result["pixels"], caption="Original - no verdict, no heatmap", width=360)
+        st.image(result["pixels"], caption="Original - no verdict, no heatmap", width=360,
+                 alt=f"Uploaded image {name}, refused by the input check")  # fmt: skip
     return anyway
+
+
+def verdict_ui(
+    name: str,
+    label: str,
+    probability: float,
+    threshold: float,
+    uncertain: bool = False,
+    warning: str | None = None,
+) -> None:
+    """The verdict of one image: its label in colour and in words (UNCERTAIN in grey, never
+    red or green), an unusual X-ray's warning, the score against the threshold with enough
+    decimals to tell them apart, and the score on a scale."""
+    if uncertain:
+        st.markdown(f"#### {app.md(name)}: model output :gray[● **{UNCERTAIN}**]")
+        st.info(UNCERTAIN_SENTENCE, icon=":material/help:")
+    else:
+        colour = "red" if label.startswith("PNEUMONIA") else "green"
+        mark = "▲" if label.startswith("PNEUMONIA") else "▼"  # not colour only
+        st.markdown(f"#### {app.md(name)}: model output :{colour}[{mark} **{app.md(label)}**]")
+    if warning:
+        st.warning(warning, icon=":material/warning:")
+    shown_p, shown_t = score_texts(probability, threshold)
+    relation = decision_words(probability, threshold)
+    st.markdown(
+        f"Probability of pneumonia **{shown_p}**, {relation} the model's threshold "
+        f"**{shown_t}**. *{app.DISCLAIMER}*"
+    )
+    scale = score_scale(probability, threshold, width=600)
+    where = f"Score {shown_p} on a 0-1 scale, {relation} the threshold {shown_t}"
+    # A column, not a fixed width: the scale fits a phone's screen (columns stack there).
+    st.columns([3, 2])[0].image(scale, width="stretch", caption=where, alt=where)
+
+
+def _save_feedback(folder: str, name: str, result: dict, label: str, model: str) -> None:
+    from cxr_core.feedback import save_feedback
+
+    try:
+        save_feedback(folder, result["pixels"], label, model_output=result["label"],
+                      probability=result["probability"], model=model, file_name=name)  # fmt: skip
+    except CXRError as error:
+        st.toast(f"The feedback was not saved: {app.md(error)}")
+        return
+    st.session_state[f"feedback_{name}"] = label
+    st.toast(f"Saved: {app.md(name)} as {label} in the feedback folder.")
+
+
+def feedback_ui(index: int, name: str, result: dict, model: str) -> None:
+    """A reader's say on this verdict, saved to the administrator's feedback folder."""
+    folder = access.feedback_folder()
+    if folder is None or not result["accepted"]:
+        return
+    given = st.session_state.get(f"feedback_{name}")
+    output = result["label"]
+    other = next(c for c in CLASS_NAMES if c != output)
+    agree, correct = st.columns(2)
+    agree.button(f"Agree: {output}", key=f"agree_{index}", on_click=_save_feedback,
+                 args=(folder, name, result, output, model))  # fmt: skip
+    correct.button(f"The right answer is {other}", key=f"correct_{index}",
+                   on_click=_save_feedback, args=(folder, name, result, other, model))  # fmt: skip
+    st.caption(
+        ("Your answer: " + given + ". " if given else "")
+        + "Answers are saved with the image (no patient fields) for fitting a model later."
+    )
 
 
 def show(index: int, name: str, result: dict, method: str, alpha: float, model: str) -> None:
@@ -227,29 +354,25 @@ def show(index: int, name: str, result: dict, method: str, alpha: float, model: 
         label = f"{label} (input check refused this image)"
     elif uncertain:
         label = UNCERTAIN
-    relation = "at or above" if probability >= threshold else "below"
-    if uncertain and result["accepted"]:
-        # Its own verdict in a neutral colour: never a red PNEUMONIA or a green NORMAL.
-        st.markdown(f"#### {app.md(name)}: model output :gray[**{UNCERTAIN}**]")
-        st.info(UNCERTAIN_SENTENCE, icon=":material/help:")
-    else:
-        colour = "red" if label.startswith("PNEUMONIA") else "green"
-        st.markdown(f"#### {app.md(name)}: model output :{colour}[**{app.md(label)}**]")
-    if result.get("warning"):
-        st.warning(result["warning"], icon=":material/warning:")
-    st.markdown(
-        f"Probability of pneumonia **{probability:.3f}**, {relation} the model's threshold "
-        f"**{threshold:.3f}**. *{app.DISCLAIMER}*"
-    )
+    verdict_ui(
+        name, label, probability, threshold,
+        uncertain=uncertain and result["accepted"], warning=result.get("warning"),
+    )  # fmt: skip
+    feedback_ui(index, name, result, model)
     blended = app.heatmap_view(result, method, alpha)  # cached maps: no model call
+    explained = result["label"]  # the maps explain the model's own output
     left, right = st.columns(2)
-    left.image(result["pixels"], caption="Original", width="stretch")
-    right.image(blended, caption=f"{method} overlay", width="stretch")
-    right.image(colour_bar(512, 20, alpha=alpha), width="stretch")
-    right.caption(
-        f"Low → high contribution to the {app.md(result['label'])} output; low values "
-        "are transparent, the strongest reach the chosen opacity."
-    )
+    left.image(result["pixels"], caption=f"Original X-ray: {app.md(name)}", width="stretch",
+               alt=f"Chest X-ray {name} as the model saw it")  # fmt: skip
+    described = f"{method} heatmap over {name}: regions that moved the {explained} score"
+    right.image(blended, caption=f"{method} overlay for the {explained} output",
+                width="stretch", alt=described)  # fmt: skip
+    bar = "Colour bar: heat from 0 (transparent) to 1 (this image's strongest region)"
+    right.image(heat_legend(512, alpha=alpha), width="stretch", caption=bar, alt=bar)
+    note = blank_map_note(result["heatmaps"].get(app.METHODS.get(method, method)))
+    if note:
+        right.info(note)
+    right.caption(f"{HEATMAP_CAVEAT} Low values are transparent; the strongest reach the opacity.")
     # Drawn only when clicked (a callable), so moving the slider does not redraw reports.
     report = partial(
         render_report, result["pixels"], blended, filename=name, label=label,

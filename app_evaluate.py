@@ -26,6 +26,7 @@ from cxr_core.eval_sets import ScoringProgress, stratified_sample
 from cxr_core.model_card import HEAT_METRICS, robustness_lines, stress_heat_table, stress_rows
 from cxr_core.operating_point import OperatingPoint, prevalence_note, small_set_warning
 from cxr_core.sidecar import ModelMetadata
+from cxr_core.verdict import decision_words, score_texts
 
 __all__ = [
     "EXPLAIN",
@@ -345,14 +346,17 @@ def explain_panel(entry: app.ModelEntry, path: str, label: str, threshold: float
         st.error(f"**{app.md(name)}** could not be explained: {app.md(error)}")
         return
     verdict = CLASS_NAMES[int(result["probability"] >= threshold)]
+    shown_p, shown_t = score_texts(result["probability"], threshold)
     st.markdown(
         f"**{app.md(name)}** (true {label}): model output **{verdict}**, probability of "
-        f"pneumonia **{result['probability']:.3f}**, threshold **{threshold:.3f}**. "
-        f"*{app.DISCLAIMER}*"
+        f"pneumonia **{shown_p}**, {decision_words(result['probability'], threshold)} the "
+        f"threshold **{shown_t}**. *{app.DISCLAIMER}*"
     )
     left, right = st.columns(2)
-    left.image(result["pixels"], caption="Original", width="stretch")
-    right.image(app.heatmap_view(result, method, 0.6), caption=f"{method} overlay", width="stretch")
+    left.image(result["pixels"], caption="Original", width="stretch",
+               alt=f"Chest X-ray {name}, true {label}")  # fmt: skip
+    right.image(app.heatmap_view(result, method, 0.6), caption=f"{method} overlay",
+                width="stretch", alt=f"{method} heatmap over {name}")  # fmt: skip
     if not result["accepted"]:
         st.caption(f"Input check: {app.md(result['refusal'])}")
 
@@ -360,10 +364,13 @@ def explain_panel(entry: app.ModelEntry, path: str, label: str, threshold: float
 def gallery(
     entry: app.ModelEntry, table: pd.DataFrame, y: np.ndarray, scores: np.ndarray, threshold: float
 ) -> None:
-    """Thumbnails of one kind of prediction, each with a button that opens its Grad-CAM."""
-    kind = st.radio(
+    """Thumbnails of one kind of prediction, sorted and paged, each with a button that opens its
+    Grad-CAM; right and wrong are said in words and marks as well as by the frame's colour."""
+    kind_col, order_col = st.columns([3, 2])
+    kind = kind_col.radio(
         "Show", ["all", "false positives", "false negatives", "correct"], horizontal=True
     )
+    order = order_col.selectbox("Order", list(GALLERY_ORDERS), key="eval_order")
     predicted = (scores >= threshold).astype(int)
     wanted = {
         "all": np.ones_like(y, bool),
@@ -375,26 +382,62 @@ def gallery(
     if chosen in set(table["path"]):
         row = int(np.flatnonzero(table["path"].to_numpy() == chosen)[0])
         explain_panel(entry, chosen, CLASS_NAMES[y[row]], threshold)
-    # A seeded shuffle, so that the first 24 mix both classes (the table is sorted by class).
-    rows = np.random.default_rng(0).permutation(np.flatnonzero(wanted))[:24]
+    rows = gallery_order(np.flatnonzero(wanted), scores, threshold, GALLERY_ORDERS[order])
     if not len(rows):
         st.info(f"No {kind} at this threshold.")
         return
+    pages = max(1, -(-len(rows) // GALLERY_PAGE))
+    page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="eval_page") if pages > 1 else 1
+    shown = rows[(page - 1) * GALLERY_PAGE : page * GALLERY_PAGE]
     green, red = (34, 139, 34), (200, 40, 40)
-    for start in range(0, len(rows), 6):
-        for col, i in zip(st.columns(6), rows[start : start + 6], strict=False):
-            path = table["path"][i]
-            col.image(
-                app.thumbnail(path, 160, green if predicted[i] == y[i] else red),
-                caption=f"true {CLASS_NAMES[y[i]]} | predicted {CLASS_NAMES[predicted[i]]} "
-                f"({scores[i]:.2f})",
-                width="stretch",
-            )
+    for start in range(0, len(shown), 6):
+        for col, i in zip(st.columns(6), shown[start : start + 6], strict=False):
+            path, right = table["path"][i], predicted[i] == y[i]
+            mark = "✓ right" if right else "✗ wrong"
+            caption = (f"{mark}: true {CLASS_NAMES[y[i]]} | predicted {CLASS_NAMES[predicted[i]]} "
+                       f"({scores[i]:.3f})")  # fmt: skip
+            col.image(app.thumbnail(path, 160, green if right else red), caption=caption,
+                      width="stretch", alt=f"Chest X-ray {Path(path).name}, {caption}")  # fmt: skip
             key = "cam_" + hashlib.blake2b(path.encode(), digest_size=6).hexdigest()
             col.button(
                 "Grad-CAM", key=key, on_click=st.session_state.__setitem__, args=(EXPLAIN, path)
             )
+    first = (page - 1) * GALLERY_PAGE + 1
     st.caption(
-        f"Green frame: right, red frame: wrong, at threshold {threshold:.3f}. Showing {len(rows)} "
-        f"of {int(wanted.sum())}; Grad-CAM opens an image's heatmap above. {app.DISCLAIMER}"
+        f"✓ and a green frame: right; ✗ and a red frame: wrong, at threshold {threshold:.3f}. "
+        f"Showing {first}-{first + len(shown) - 1} of {len(rows)}; Grad-CAM opens an image's "
+        f"heatmap above. {app.DISCLAIMER}"
     )
+
+
+#: The gallery's orders: label -> key of :func:`gallery_order`.
+GALLERY_ORDERS = {
+    "mixed (seeded shuffle)": "shuffle",
+    "most confident first": "confident",
+    "least confident first": "uncertain",
+    "highest probability first": "probability",
+}
+GALLERY_PAGE = 24
+
+
+def gallery_order(rows: np.ndarray, scores: np.ndarray, threshold: float, order: str) -> np.ndarray:
+    """``rows`` in the gallery's ``order``: a seeded shuffle (so the first page mixes both
+    classes), by confidence (distance of the score from the threshold), or by probability."""
+    if order == "shuffle":
+        return np.random.default_rng(0).permutation(rows)
+    distance = np.abs(scores[rows] - threshold)
+    if order == "confident":
+        return rows[np.argsort(-distance, kind="stable")]
+    if order == "uncertain":
+        return rows[np.argsort(distance, kind="stable")]
+    return rows[np.argsort(-scores[rows], kind="stable")]
+
+
+def per_image_csv(table: pd.DataFrame, scores: np.ndarray, threshold: float, model: str) -> bytes:
+    """Every scored image as CSV: file, truth, probability, decision, right or wrong, with the
+    model and threshold (``cxr_core.eval_sets.per_image_rows``; no server folders)."""
+    from cxr_core.eval_sets import per_image_rows
+
+    frame = pd.DataFrame(per_image_rows(table, scores, threshold))
+    frame["threshold"], frame["model"] = round(float(threshold), 6), model
+    return frame.to_csv(index=False).encode("utf-8")

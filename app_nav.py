@@ -13,9 +13,13 @@ import logging
 import os
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
+
+#: The page icon, served by the app itself.
+ICON = Path(__file__).resolve().parent / "assets" / "icon.png"
 
 log = logging.getLogger("cxr_app")
 if not log.handlers:
@@ -88,9 +92,8 @@ def run_app() -> None:
     from app_access import admin_login_ui
     from app_support import DISCLAIMER
 
-    st.set_page_config(
-        page_title="CXR Pneumonia Lab", page_icon=":material/pulmonology:", layout="wide"
-    )
+    # A local icon: a Material icon name made every page load fetch it from a font server.
+    st.set_page_config(page_title="CXR Pneumonia Lab", page_icon=str(ICON), layout="wide")
     page = st.navigation(app_pages())
     st.sidebar.caption(DISCLAIMER)
     try:

@@ -27,10 +27,10 @@ import os
 import sys
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -46,6 +46,7 @@ from cxr_core.runs import RunState
 from cxr_core.sidecar import ModelMetadata
 
 __all__ = [
+    "default_model",
     "ACTIVE_MODEL",
     "DATASET_GUIDE",
     "DISCLAIMER",
@@ -85,7 +86,7 @@ _PICKER = "model_picker"
 #: Explanation methods as the pages name them -> ``Predictor.explain`` methods.
 METHODS = {"Grad-CAM": "gradcam", "Grad-CAM++": "gradcam++"}
 #: Largest side of the images decoded, explained and kept for display after a prediction.
-DISPLAY_SIDE = 1024
+DISPLAY_SIDE = 1024  # = cxr_core.scoring.DECODE_SIDE: the model and the page see one image
 #: Analyses kept in the cache for all sessions together: at most 3 MB of pixels and maps each.
 MAX_CACHED_ANALYSES = 32
 #: Uploads decoded and analysed at once for all sessions together. With at most ~8 bytes per
@@ -282,18 +283,19 @@ def _model_name(path: str) -> str:
     return file.parent.name if file.name == "model.keras" else file.stem
 
 
-def set_active_model(path: str, confirm: bool = True) -> None:
+def set_active_model(path: str, confirm: bool = True, save: bool = True) -> None:
     """Make the model at ``path`` the one every page uses (``confirm``: say so in a toast).
 
-    In the open mode and for a signed-in administrator the choice is also saved as everyone's
-    default in ``<runs>/app_settings.json``, so it survives reloads and restarts; a visitor's
-    choice stays in their session.
+    With ``save``, in the open mode and for a signed-in administrator, the choice is also saved
+    as everyone's default in ``<runs>/app_settings.json``, so it survives reloads and restarts
+    (the Train page's "Use this model" compares it with the default first); the sidebar picker
+    and a visitor's choice stay in the session.
     """
     from app_access import may_administer
     from cxr_core.app_settings import save_default_model
 
     st.session_state[ACTIVE_MODEL] = str(path)
-    name, saved = md(_model_name(path)), may_administer()
+    name, saved = md(_model_name(path)), save and may_administer()
     if saved:
         try:
             save_default_model(runs_dir(), path)
@@ -309,12 +311,18 @@ def active_model(entries: list[ModelEntry]) -> ModelEntry | None:
     """The model this session chose if it is still listed, else the saved default if it is
     listed and usable (see :func:`set_active_model`), else the first usable bundled model,
     else the newest usable run, else the first (unusable) entry."""
-    from cxr_core.app_settings import read_app_settings
-
     chosen = st.session_state.get(ACTIVE_MODEL)
     for entry in entries:
         if entry.path == chosen:
             return entry
+    return default_model(entries)
+
+
+def default_model(entries: list[ModelEntry]) -> ModelEntry | None:
+    """Everyone's default: the saved one if it is listed and usable, else the first usable
+    bundled model, else the newest usable run, else the first (unusable) entry."""
+    from cxr_core.app_settings import read_app_settings
+
     usable = [entry for entry in entries if entry.problem is None]
     saved = read_app_settings(runs_dir()).default_model
     for entry in usable:
@@ -324,7 +332,9 @@ def active_model(entries: list[ModelEntry]) -> ModelEntry | None:
 
 
 def _remember_pick() -> None:
-    set_active_model(st.session_state[_PICKER], confirm=False)
+    # The picker chooses for this session only: everyone's default changes on the Train page,
+    # after a comparison with the current one.
+    set_active_model(st.session_state[_PICKER], confirm=False, save=False)
 
 
 def model_picker(entries: list[ModelEntry], container: Any = None) -> ModelEntry | None:
@@ -368,14 +378,6 @@ def predictor(entry: ModelEntry) -> Any:
     return _predictor(entry.path, entry.mtime)
 
 
-def _fit(image: np.ndarray, side: int) -> np.ndarray:
-    scale = side / max(image.shape[:2])
-    if scale >= 1:
-        return image
-    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-
-
 def analyse_bytes(predictor: Any, content: bytes, name: str) -> dict[str, Any]:
     """The Diagnose page's analysis of one file, uncached (see :func:`analyse_upload`).
 
@@ -387,11 +389,12 @@ def analyse_bytes(predictor: Any, content: bytes, name: str) -> dict[str, Any]:
     Returns:
         As :func:`analyse_upload`.
     """
-    from cxr_core.imaging import read_image
     from cxr_core.population import with_age_check
+    from cxr_core.scoring import decode_for_model
 
-    decoded = read_image(content, filename=name, max_side=DISPLAY_SIDE)
-    pixels = _fit(decoded.pixels, DISPLAY_SIDE)
+    # The decode of every score (evaluate, the Evaluate page, the stress suite, predict).
+    decoded = decode_for_model(content, filename=name)
+    pixels = decoded.pixels
     colour = float(decoded.info.get("colour", 0.0))
     result = predictor.explain_all(pixels, colour=colour)
     check = with_age_check(result.input_check, decoded.info)
@@ -412,6 +415,9 @@ def analyse_bytes(predictor: Any, content: bytes, name: str) -> dict[str, Any]:
         "prediction_set": tuple(result.prediction_set),
         "grade": check.grade,
         "warning": check.warning,
+        "input_distance": result.input_check.distance,
+        "input_threshold": result.input_check.threshold,
+        "analysed_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 

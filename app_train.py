@@ -17,7 +17,9 @@ import streamlit as st
 
 import app_access as access
 import app_charts as charts
+import app_models as models
 import app_support as app
+from app_state import remember_settings, restore_settings
 from cxr_core import data, jobs
 from cxr_core.config import BACKBONES, RunConfig
 from cxr_core.errors import CXRError, JobError
@@ -139,34 +141,39 @@ def training_estimate(config: Any, table: pd.DataFrame, runs: list[jobs.Run]) ->
     return f"{text}; the first run of this backbone measures the speed for an estimate."
 
 
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def runs_table(runs: list[jobs.Run]) -> pd.DataFrame:
-    """One row per run (newest first): settings, progress and validation metrics."""
+    """One row per run (newest first), as text with no empty cell: its state as the monitor
+    says it, settings, validation metrics and when it first started."""
     rows = []
     for run in runs:
         model = run.config.model if run.config else None
         summary = run.status.summary
         metrics = summary.metrics if summary else None
+        values = {
+            name: metrics.value(key) if metrics else None
+            for key, name in (("roc_auc", "val AUC"), ("accuracy", "accuracy"),
+                              ("sensitivity", "sensitivity"), ("specificity", "specificity"))
+        }  # fmt: skip
         rows.append(
             {
                 "run": run.name,
-                "state": str(run.state),
-                "backbone": model.backbone if model else None,
-                "image size": model.image_size if model else None,
-                "epochs": len(run.history),
-                **{
-                    name: metrics.value(key) if metrics else None
-                    for key, name in (
-                        ("roc_auc", "val AUC"),
-                        ("accuracy", "accuracy"),
-                        ("sensitivity", "sensitivity"),
-                        ("specificity", "specificity"),
-                    )
-                },
-                "threshold": summary.threshold if summary else None,
-                "started": (run.status.started_at or "").replace("T", " ")[:16],
+                # What the monitor says ("phase 1 (head): epoch 2 of 3"), not the raw state.
+                "state": monitor_view(run.status).headline.split(",")[0]
+                if run.active
+                else str(run.state),
+                "backbone": model.backbone if model else "-",
+                "image size": str(model.image_size) if model else "-",
+                "epochs": str(len(run.history)),
+                **{name: _number(value) for name, value in values.items()},
+                "threshold": _number(summary.threshold if summary else None),
+                "started": (run.status.started_at or "-").replace("T", " ")[:16],
             }
-        )
-    return pd.DataFrame(rows).round(3)
+        )  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,6 +263,8 @@ def run_config_ui() -> RunConfig:
     backbones = [b for b in BACKBONES if limits.backbones is None or b in limits.backbones]
     sizes = [x for x in SIZES if limits.max_image_size is None or x <= limits.max_image_size]
     weights = ["imagenet", "none", "file"] if access.may_administer() else ["imagenet", "none"]
+    kept = {k: v for k, v in train_defaults(app.device_summary()).items() if k != "t_data"}
+    restore_settings(kept)  # the settings of the page before a reload, from its URL
     _set_defaults(limits, {"t_backbone": backbones, "t_size": sizes, "t_weights": weights})
     max_epochs = limits.max_epochs or 200
     with st.sidebar:
@@ -265,6 +274,9 @@ def run_config_ui() -> RunConfig:
             st.info("Training is open to the administrator on this server (sign in below).")
         st.text_input("Run name", key="t_name")
         access.dataset_folder_ui("Dataset folder", "t_data", app.default_data_root())
+        # At the top, not under some 25 settings: their values are read when it is clicked.
+        st.button("Launch training", type="primary", on_click=_launch, width="stretch",
+                  disabled=not access.may_launch())  # fmt: skip
         st.selectbox("Backbone", backbones, key="t_backbone", on_change=_backbone_changed)
         st.caption(BACKBONES[s.t_backbone].description)
         st.radio(
@@ -285,13 +297,7 @@ def run_config_ui() -> RunConfig:
                 f"Without pretrained weights the network trains in one phase of {total} epochs."
             )
         _more_settings_ui(limits)
-        st.button(
-            "Launch training",
-            type="primary",
-            on_click=_launch,
-            width="stretch",
-            disabled=not access.may_launch(),
-        )
+    remember_settings(kept)
     config = run_config_from(s)
     limits.check(config)
     return config
@@ -392,9 +398,7 @@ def _show_outcome(run: jobs.Run) -> None:
     elif state == RunState.FINISHED and status.summary is not None:
         metrics, threshold = status.summary.metrics, status.summary.threshold
         st.success(f"Finished: {finished_line(metrics, threshold)}")
-        st.button(
-            "Use this model", on_click=app.set_active_model, args=(str(run.path / "model.keras"),)
-        )
+        models.use_model_ui(str(run.path / "model.keras"))
     if state in (RunState.CANCELLED, RunState.FAILED) and _may_resume(run):
         said = f"Run {app.md(run.name)} resumed in the background from its last finished epoch."
         st.button("Resume run", type="primary", on_click=_act, args=(jobs.resume_run, run, said))

@@ -162,6 +162,7 @@ def measure(case: str, path: Path) -> float:
 
     import app_support
     from cxr_core.imaging import read_image
+    from cxr_core.scoring import shrink
 
     model = predictor()
     content = path.read_bytes()
@@ -171,8 +172,8 @@ def measure(case: str, path: Path) -> float:
     def before() -> None:
         decoded = read_image(content, filename=path.name)
         result = model.explain(decoded.pixels)
-        app_support._fit(decoded.pixels, app_support.DISPLAY_SIDE)
-        app_support._fit(result.heatmap, app_support.DISPLAY_SIDE)
+        shrink(decoded.pixels)
+        shrink(result.heatmap)
 
     def after() -> None:
         app_support.analyse_bytes(model, content, path.name)

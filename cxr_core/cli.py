@@ -42,8 +42,6 @@ from .run_settings import run_config  # noqa: E402
 __all__ = ["build_parser", "main", "train_settings"]
 
 _AUTO_ON_OFF = ("auto", "on", "off")
-#: Longest side ``predict`` decodes an image to (as the Diagnose page's ``DISPLAY_SIDE``).
-PREDICT_SIDE = 1024
 
 
 class _Parser(argparse.ArgumentParser):
@@ -146,6 +144,11 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--batch-size", type=int, default=32)
     evaluate.add_argument("--bootstrap", type=int, default=1000, help="resamples for the CIs")
     evaluate.add_argument("--curves", action="store_true", help="include curve points in JSON")
+    evaluate.add_argument(
+        "--per-image",
+        action="store_true",
+        help="list each file's probability, label and decision (JSON: per_image)",
+    )
 
 
 def _add_predict(commands: argparse._SubParsersAction) -> None:
@@ -433,6 +436,10 @@ def _guard_training(args: argparse.Namespace) -> Any:
     _run_config(args)
     lock_run(out)
     stop = StopRequest(out / "STOP", since=process_started_at())
+    if args.resume:
+        # The STOP file of the cancel that ended the last attempt: left in place, the watchdog
+        # below took it for a new request and cancelled the resumed run within seconds.
+        stop.clear_stale()
     early = signal.getsignal(signal.SIGTERM)  # python -m cxr_core's, if any
     stop.install()
     stop.signalled = bool(getattr(early, "received", False))
@@ -449,7 +456,7 @@ def _guard_training(args: argparse.Namespace) -> Any:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from . import data, evaluate
-    from .eval_sets import predict_table
+    from .eval_sets import per_image_rows, predict_table
     from .model import load_model
 
     model, metadata = load_model(args.model)
@@ -466,10 +473,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     if not args.curves:
         report.pop("curves", None)
     report.update(model=str(args.model), split=args.split)
+    if args.per_image:
+        report["per_image"] = per_image_rows(subset, scores, metadata.threshold)
     if args.json:
         _emit(report)
     else:
         _print_report(report)
+        for row in report.get("per_image", []):
+            print(f"  {row['file']}  {row['probability']:.6f}  {row['label']} -> {row['decision']}")
     return 0
 
 
@@ -491,9 +502,9 @@ def _predict(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from .gradcam import Predictor
-    from .imaging import read_image
-    from .population import with_age_check
     from .io import write_reason
+    from .population import with_age_check
+    from .scoring import decode_for_model
 
     predictor = Predictor.from_path(args.model)
     heatmap_dir = Path(args.heatmap_dir) if args.heatmap_dir else None
@@ -505,9 +516,7 @@ def _predict(args: argparse.Namespace) -> int:
     failures = 0
     for index, name in enumerate(args.files):
         try:
-            # Decoded reduced like an upload (at most ~8 bytes per source pixel, whatever
-            # the format); the model resizes to its own input anyway.
-            image = read_image(Path(name), filename=Path(name).name, max_side=PREDICT_SIDE)
+            image = decode_for_model(Path(name), filename=Path(name).name)
             colour = float(image.info.get("colour", 0.0))
             if heatmap_dir is None:
                 result = predictor.predict(image.pixels, colour=colour)

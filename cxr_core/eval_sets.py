@@ -29,6 +29,7 @@ __all__ = [
     "EvalSet",
     "ScoringProgress",
     "evaluation_sets",
+    "per_image_rows",
     "predict_table",
     "stratified_sample",
 ]
@@ -196,27 +197,6 @@ class ScoringProgress:
         return (self.total - self.done) / rate if rate else None
 
 
-def _progress_callback(
-    report: Callable[[ScoringProgress], None], total: int, batch: int
-) -> keras.callbacks.Callback:
-    """A Keras callback that reports a :class:`ScoringProgress` after each predicted batch.
-
-    Defined on call: listing the sets must not import Keras (``tests/test_app_speed.py``).
-    """
-    import keras
-
-    class ProgressCallback(keras.callbacks.Callback):
-        def __init__(self) -> None:
-            super().__init__()
-            self._start = time.perf_counter()
-
-        def on_predict_batch_end(self, index: int, logs: dict | None = None) -> None:
-            done = min(total, (index + 1) * batch)
-            report(ScoringProgress(done, total, time.perf_counter() - self._start))
-
-    return ProgressCallback()
-
-
 def predict_table(
     model: keras.Model,
     table: pd.DataFrame,
@@ -226,14 +206,13 @@ def predict_table(
 ) -> np.ndarray:
     """Score every image of a table with a loaded model.
 
-    Images go through :func:`cxr_core.data.make_dataset` without shuffling, augmentation or
-    caching, so the order of the scores is the table's. One ``model.predict`` call scores them
-    all; ``progress`` is a Keras callback's only work, so it costs no throughput
-    (``benchmarks/scoring_throughput.py`` measures it).
+    Images go through :func:`cxr_core.scoring.score_files`, the decode and preprocessing of
+    Diagnose and ``predict``, so a file gets the same probability here as there; the order of
+    the scores is the table's.
 
     Args:
         model: A classifier from :func:`cxr_core.model.load_model`.
-        table: Rows of a :func:`cxr_core.data.scan` table (JPEG and PNG files).
+        table: Rows of a :func:`cxr_core.data.scan` table.
         image_size: The model's input side (``ModelMetadata.image_size``).
         batch_size: Images per forward pass.
         progress: Called with a :class:`ScoringProgress` once before the first batch and after
@@ -243,15 +222,49 @@ def predict_table(
         float32 array ``(len(table),)`` of PNEUMONIA probabilities in [0, 1].
 
     Raises:
-        DataError: The table is empty or lists DICOM files, or an image cannot be decoded.
+        DataError: The table is empty or an image cannot be decoded.
     """
-    from .model import predict_scores
+    from .scoring import score_files
 
     if table.empty:
         raise DataError("There are no images to evaluate.")
-    dataset = data.evaluation_dataset(table, image_size, batch_size)
-    callbacks: tuple[keras.callbacks.Callback, ...] = ()
-    if progress is not None:
-        progress(ScoringProgress(0, len(table), 0.0))
-        callbacks = (_progress_callback(progress, len(table), batch_size),)
-    return predict_scores(model, dataset, callbacks)
+    start = time.perf_counter()
+
+    def report(done: int, total: int) -> None:
+        if progress is not None:
+            progress(ScoringProgress(done, total, time.perf_counter() - start))
+
+    paths = [str(path) for path in table["path"]]
+    return score_files(model, paths, int(image_size), batch_size, progress=report)
+
+
+def per_image_rows(table: pd.DataFrame, scores: np.ndarray, threshold: float) -> list[dict]:
+    """Each image's probability, true label and the decision at ``threshold``.
+
+    Args:
+        table: The scored rows of a :func:`cxr_core.data.scan` table.
+        scores: Their PNEUMONIA probabilities, in the table's order.
+        threshold: The decision threshold (PNEUMONIA when ``probability >= threshold``).
+
+    Returns:
+        One dict per image: ``file`` (``LABEL/name``, relative to the split, never an absolute
+        server path), ``probability`` (6 decimals), ``label`` (the truth), ``decision`` and
+        ``correct``.
+    """
+    from pathlib import Path
+
+    from .config import CLASS_NAMES
+
+    rows = []
+    for path, label, score in zip(table["path"], table["label"], scores, strict=True):
+        decision = CLASS_NAMES[1] if float(score) >= threshold else CLASS_NAMES[0]
+        rows.append(
+            {
+                "file": f"{label}/{Path(str(path)).name}",
+                "probability": round(float(score), 6),
+                "label": str(label),
+                "decision": decision,
+                "correct": decision == label,
+            }
+        )
+    return rows

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from sklearn.covariance import LedoitWolf
 
-from . import data, population, sidecar
+from . import population, sidecar
 from .errors import DataError, ModelLoadError
 from .io import write_npz_atomic
 
@@ -168,9 +168,12 @@ def table_features(
     model: keras.Model, table: pd.DataFrame, image_size: int, batch_size: int = 32
 ) -> np.ndarray:
     """Pooled features ``(len(table), d)`` of a table's images, in the table's order."""
-    dataset = data.evaluation_dataset(table, image_size, batch_size)
-    features = feature_model(model).predict(dataset.map(lambda images, _: images), verbose=0)
-    return np.asarray(features, np.float64)
+    from .scoring import input_batches
+
+    extractor = feature_model(model)
+    paths = [str(path) for path in table["path"]]
+    batches = [extractor.predict_on_batch(b) for b in input_batches(paths, image_size, batch_size)]
+    return np.asarray(np.concatenate(batches), np.float64)
 
 
 def fit_gate(train_features: np.ndarray, val_features: np.ndarray) -> InputGate:

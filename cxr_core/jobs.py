@@ -217,13 +217,18 @@ def _refuse_if_busy(runs_root: Path) -> None:
 def _launch(paths: RunPaths, resume: bool) -> None:
     command = [sys.executable, "-m", "cxr_core", "train", "--out", str(paths.root)]
     command += ["--resume"] if resume else ["--config", str(paths.config)]
+    if resume:
+        # The request that stopped the last attempt; the new process must not read it as its own.
+        paths.stop_file.unlink(missing_ok=True)
     # Written before the process starts, so the child's own status updates always come later;
     # a resumed run's last progress, estimate and message would be stale now.
+    # A resumed run keeps the time it first started ("started" in the table of past runs).
+    first_start = {} if resume and read_status(paths).started_at else {"started_at": now_iso()}
     update_status(
         paths,
         state="starting",
         stage=Stage.LOADING,
-        started_at=now_iso(),
+        **first_start,
         error=None,
         message=None,
         pid=None,

@@ -185,7 +185,7 @@ def predict_scores(
     images_only = dataset.map(lambda *batch: batch[0])
     try:
         scores = model.predict(images_only, verbose=0, callbacks=list(callbacks))
-    except tf.errors.InvalidArgumentError as error:
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
         raise DataError(f"an image could not be decoded: {_first_line(error)}") from None
     return np.asarray(scores, dtype=np.float32).reshape(-1)
 

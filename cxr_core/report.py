@@ -16,7 +16,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .errors import ConfigError, InvalidImageError
-from .heatmap import DEFAULT_OPACITY, colour_bar
+from .heatmap import DEFAULT_OPACITY
+from .verdict import decision_words, heat_legend, score_scale, score_texts
 
 __all__ = ["DISCLAIMER", "render_report", "report_filename"]
 
@@ -35,7 +36,8 @@ _VERDICT_COLOURS = {"NORMAL": (26, 122, 60), "PNEUMONIA": (176, 42, 42), "UNCERT
 UNCERTAIN_LINE = "Both classes plausible at 95% confidence: a clinician should read this film."
 _MAX_NAME = 70
 _BAR = 18  # height of the legend's colour bar
-_LEGEND = _BAR + 46  # the bar and its two lines of labels
+_LEGEND = _BAR + 76  # the numbered bar and a caption
+_SCALE = 120  # the score-against-threshold scale
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -69,15 +71,10 @@ def _draw_legend(
     canvas: Image.Image, left: int, top: int, width: int, opacity: float, explained: str
 ) -> None:
     """The heatmap's colour bar (as the overlay paints it) with its labels, ``_LEGEND`` high."""
-    draw = ImageDraw.Draw(canvas)
-    bar = colour_bar(width, _BAR, alpha=opacity)
-    canvas.paste(Image.fromarray(bar), (left, top))
-    draw.rectangle((left, top, left + width - 1, top + _BAR - 1), outline=_MUTED)
-    font = _font(16)
-    draw.text((left, top + _BAR + 4), "low", fill=_MUTED, font=font)
-    draw.text((left + width, top + _BAR + 4), "high", fill=_MUTED, font=font, anchor="ra")
-    caption = f"Heat: contribution to the {_short(explained)} output (low = transparent)"
-    draw.text((left, top + _BAR + 24), caption, fill=_MUTED, font=font)
+    legend = Image.fromarray(heat_legend(width, alpha=opacity))
+    canvas.paste(legend.resize((width, min(legend.height, _LEGEND - 22))), (left, top))
+    caption = f"What moved the {_short(explained)} score, not where disease is"
+    ImageDraw.Draw(canvas).text((left, top + _LEGEND - 20), caption, fill=_MUTED, font=_font(14))
 
 
 def _check_array(name: str, value: np.ndarray, channels: tuple[int, ...]) -> np.ndarray:
@@ -104,14 +101,11 @@ def _text_lines(
     label: str, probability: float, threshold: float, details: list[tuple[str, str]]
 ) -> list[tuple[str, tuple[int, int, int], int]]:
     """(text, colour, font size) for each line under the images."""
-    relation = ">=" if probability >= threshold else "<"
+    shown_p, shown_t = score_texts(probability, threshold)
+    relation = decision_words(probability, threshold)
     lines = [
         (f"Model output: {label}", _VERDICT_COLOURS.get(label, _INK), 30),
-        (
-            f"Probability of pneumonia {probability:.3f} {relation} threshold {threshold:.3f}",
-            _INK,
-            22,
-        ),
+        (f"Probability of pneumonia {shown_p}, {relation} the threshold {shown_t}", _INK, 22),
     ]
     if label == "UNCERTAIN":
         lines.insert(1, (UNCERTAIN_LINE, _INK, 20))
@@ -190,7 +184,7 @@ def render_report(
     top = _HEADER + _MARGIN
     legend_top = top + panel_height + 36
     y = legend_top + _LEGEND + 16
-    height = y + text_height + _MARGIN + 64
+    height = y + text_height + _SCALE + _MARGIN + 64
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     draw.rectangle((0, 0, width, _HEADER), fill=_ACCENT)
@@ -206,7 +200,13 @@ def render_report(
     if explained == "UNCERTAIN":  # the heatmap explains the threshold's verdict
         explained = "PNEUMONIA" if probability >= threshold else "NORMAL"
     _draw_legend(canvas, 2 * _MARGIN + panel_size, legend_top, panel_size, opacity, explained)
-    for text, colour, size in lines:
+    for text, colour, size in lines[:2]:
+        draw.text((_MARGIN, y), text, fill=colour, font=_font(size))
+        y += size + 12
+    scale = score_scale(probability, threshold, width=min(720, width - 2 * _MARGIN))
+    canvas.paste(Image.fromarray(scale[:_SCALE]), (_MARGIN, y))
+    y += _SCALE
+    for text, colour, size in lines[2:]:
         draw.text((_MARGIN, y), text, fill=colour, font=_font(size))
         y += size + 12
     draw.rectangle((0, height - 64, width, height), fill=_WARN_BG)

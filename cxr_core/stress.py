@@ -23,10 +23,11 @@ import keras
 import numpy as np
 import pandas as pd
 
-from . import corruptions, data, evaluate, plan
+from . import corruptions, evaluate, plan
 from .corruptions import Corruption
 from .errors import DataError
 from .gate import pooled_output
+from .scoring import input_batches
 
 __all__ = [
     "CLEAN",
@@ -128,14 +129,18 @@ def stressed_outputs(
         ``(logits, features)``: logits as in :func:`stressed_logits`; features
         ``{name: float32 (len(table), d)}`` from the model's ``pool`` layer.
     """
-    dataset = data.evaluation_dataset(table, image_size, batch_size)
+    if table.empty:
+        raise DataError("There are no images to score.")
+    # The decode and preprocessing of every score (cxr_core.scoring): clean logits here equal
+    # Diagnose's and evaluate's.
+    batches = input_batches([str(path) for path in table["path"]], image_size, batch_size)
     scorer = keras.Model(model.input, [model.get_layer("logit").output, pooled_output(model)])
     names = [CLEAN, *(p.name for p in perturbations)]
     logits: dict[str, list[np.ndarray]] = {name: [] for name in names}
     features: dict[str, list[np.ndarray]] = {name: [] for name in names}
     done = 0
-    for images, _ in dataset:
-        grey = images.numpy()[..., 0]
+    for images in batches:
+        grey = images[..., 0]
         variants = [grey] + [perturb(grey, p, seed=done) for p in perturbations]
         for name, variant in zip(names, variants, strict=True):
             # One batch at a time: eager calls on every variant at once held ~20 GB at 224 px.

@@ -487,11 +487,12 @@ def _guarded_train(
     started = time.monotonic()
     pid = os.getpid()
     identity = {"pid": pid, "process_start": process_start(pid)}
+    first_start = {} if resume and read_status(paths).started_at else {"started_at": now_iso()}
     update_status(
         paths,
         state="preparing",
         stage=Stage.READING,
-        started_at=now_iso(),
+        **first_start,  # a resumed run keeps its first start time
         error=None,
         message=None,
         **identity,

@@ -3,6 +3,8 @@
 No TensorFlow here: the counts, thumbnails and audit read folders, file headers and bytes.
 """
 
+from pathlib import Path
+
 import streamlit as st
 
 import app_access as access
@@ -57,7 +59,11 @@ for label in CLASS_NAMES:
     sample = rows.sample(min(6, len(rows)), random_state=0) if len(rows) else rows
     st.markdown(f"**{label}** ({len(rows)} images)")
     try:
-        st.image([app.thumbnail(path, 200) for path in sample["path"]], width=150)
+        st.image(
+            [app.thumbnail(path, 200) for path in sample["path"]],
+            width=150,
+            alt=[f"{label} chest X-ray sample {Path(p).name}" for p in sample["path"]],
+        )
     except OSError:
         st.caption("These files cannot be shown as thumbnails (DICOM or unreadable).")
 

@@ -4,6 +4,7 @@ import streamlit as st
 
 import app_access as access
 import app_evaluate as ui
+import app_faithfulness as faith
 import app_nav
 import app_site as site
 import app_support as app
@@ -56,4 +57,14 @@ st.subheader("Stress suite: the validation split under shift")
 ui.stress_section(app.model_metadata(entry))
 
 st.subheader("Predictions")
+st.download_button(
+    "Download every image's prediction (CSV)",
+    ui.per_image_csv(table, scores, threshold, entry.name),
+    f"predictions_{entry.name}_{chosen.key}.csv",
+    "text/csv",
+    on_click="ignore",
+)
 ui.gallery(entry, table, y, scores, threshold)
+
+st.subheader("Do the heatmaps say anything about the model?")
+faith.faithfulness_ui(entry, table)

@@ -172,7 +172,8 @@ def test_diagnose_shows_three_uploads_as_a_table_then_tabs_in_chromium(browser, 
     tabs = page.get_by_role("tab")
     tabs.nth(2).wait_for(timeout=SLOW_MS)
     assert [tabs.nth(i).inner_text() for i in range(3)] == [
-        f"{i}. {x.name[:26] + '…' if len(x.name) > 28 else x.name}" for i, x in enumerate(xrays, 1)
+        f"{i}. {x.name[:11] + '…' + x.name[-12:] if len(x.name) > 24 else x.name}"
+        for i, x in enumerate(xrays, 1)
     ]
     wait_idle(page)
     screenshot(page, tmp_path / "diagnose_three_uploads.png")
@@ -181,9 +182,14 @@ def test_diagnose_shows_three_uploads_as_a_table_then_tabs_in_chromium(browser, 
         panel = page.get_by_role("tabpanel").filter(visible=True)
         panel.get_by_text(f"{xray.name}: model output").wait_for(timeout=SLOW_MS)
         images = panel.locator('[data-testid="stImage"]')
-        images.nth(2).wait_for(timeout=SLOW_MS)  # drawn after the text on a loaded machine
-        assert images.count() == 3  # X-ray, overlay, legend
-        assert "contribution to the" in panel.inner_text()
+        images.nth(3).wait_for(timeout=SLOW_MS)  # drawn after the text on a loaded machine
+        assert images.count() == 4  # score scale, X-ray, overlay, numbered legend
+        assert "not where the disease is" in panel.inner_text()
+        # Every picture is described for a screen reader.
+        alts = panel.locator('[data-testid="stImage"] img').evaluate_all(
+            "images => images.map(image => image.alt)"
+        )
+        assert len(alts) == 4 and all(alts), alts
     screenshot(page, tmp_path / "diagnose_third_tab.png")
     assert page.locator('[data-testid="stException"]').count() == 0
     page.close()

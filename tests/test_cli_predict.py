@@ -11,6 +11,7 @@ import pytest
 from cxr_core.cli import main
 from cxr_core.config import ModelConfig
 from cxr_core.model import build_model, save_model
+from cxr_core.scoring import DECODE_SIDE, decode_for_model
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +77,10 @@ def test_heatmap_dir_gets_one_overlay_per_good_file(
     assert len(written) == 2 and all(p.suffix == ".png" for p in written)
     for path, source in zip(written, images, strict=True):
         overlay = cv2.imread(str(path))
-        original = cv2.imread(str(source), cv2.IMREAD_GRAYSCALE)
-        assert overlay.shape == (*original.shape, 3)
+        # The overlay is drawn on the image the model saw (cxr_core.scoring.decode_for_model):
+        # the file itself, or, above DECODE_SIDE, the same picture shrunk to it.
+        seen = decode_for_model(source).pixels
+        assert overlay.shape == (*seen.shape, 3) and max(seen.shape) <= DECODE_SIDE
     text = capsys.readouterr().out
     assert "research demo" in text and "P(pneumonia)" in text
 

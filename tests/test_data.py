@@ -16,6 +16,7 @@ from cxr_core.augment import make_augmenter
 from cxr_core.config import DataConfig
 from cxr_core.errors import ConfigError, DataError
 from cxr_core.preprocess import to_model_input
+from cxr_core.scoring import decode_for_model
 
 QUICK = DataConfig(batch_size=5, augment=0.0, acquisition_augment=0.0, cache=False)
 
@@ -30,8 +31,9 @@ def _tree(root: Path, files: dict[str, bytes]) -> Path:
 
 
 def _reference_image(path: str, size: int) -> np.ndarray:
-    image = tf.io.decode_image(tf.io.read_file(path), channels=1, expand_animations=False)
-    return to_model_input(image, size).numpy()
+    # The decoder of every score (Diagnose, predict, evaluate), not tf.io.decode_image, whose
+    # fast integer IDCT gave other grey levels.
+    return to_model_input(decode_for_model(path).pixels, size).numpy()
 
 
 def _images(dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:

@@ -75,7 +75,9 @@ def test_report_draws_the_heatmap_legend_under_the_overlay():
     pixels = np.asarray(render(opacity=1.0))
     side, top = 256, 72 + 32
     bar_top, left = top + side + 36, 2 * 32 + side
-    bar = pixels[bar_top + 4 : bar_top + 14, left + 4 : left + side - 4].astype(int)
+    # The numbered legend (cxr_core.verdict.heat_legend) insets its bar by side // 24.
+    inset = side // 24 + 2
+    bar = pixels[bar_top + 4 : bar_top + 12, left + inset : left + side - inset].astype(int)
     low, high = bar[:, :8].mean(axis=(0, 1)), bar[:, -8:].mean(axis=(0, 1))
     assert np.ptp(low) < 6 and abs(low.mean() - 128) < 6  # low heat: transparent over grey
     assert high[0] > 200 and high[1] > 200 and high[2] < 200  # high heat: inferno's pale yellow
@@ -87,7 +89,7 @@ def test_report_legend_follows_the_overlay_opacity():
     faint = np.asarray(render(opacity=0.2))
     strong = np.asarray(render(opacity=1.0))
     side, top = 256, 72 + 32
-    row, column = top + side + 36 + 9, 2 * 32 + side + side - 10
+    row, column = top + side + 36 + 9, 2 * 32 + side + side - 16
     assert strong[row, column, 0] > faint[row, column, 0] + 60  # fainter yellow: more grey
 
 
