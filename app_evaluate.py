@@ -8,6 +8,7 @@ calls (scores on disk in the runs folder, ``cxr_core.score_cache``); :func:`scor
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,9 @@ def predictions(entry: app.ModelEntry, table: pd.DataFrame, progress: Any = None
     """PNEUMONIA probabilities of every image of ``table``, in its order.
 
     Cached on disk by model file version and image list (``cxr_core.score_cache``), so a
-    restart does not score again; the model loads only on a miss.
+    restart does not score again; the model loads only on a miss. Scoring takes the model's
+    shared worker (``app_serving``) for itself and lets uploads queued meanwhile run between
+    its batches: it queues with Diagnose rather than competing for the cores.
 
     Args:
         entry: The model.
@@ -94,19 +97,33 @@ def predictions(entry: app.ModelEntry, table: pd.DataFrame, progress: Any = None
     Raises:
         CXRError: The model cannot be loaded or an image cannot be read.
     """
+    from app_serving import served
     from cxr_core.score_cache import score_images
 
-    return score_images(
-        lambda: app.load_model(entry)[0],
-        entry.path,
-        table,
-        app.model_metadata(entry).image_size,
-        cache=_score_cache(str(score_cache_dir())),
-        progress=progress,
-    )
+    with contextlib.ExitStack() as turn:
+        between_batches: list[Any] = []
+
+        def model() -> Any:  # a cache miss only: the model, held from Diagnose's worker
+            shared = served(entry)
+            between_batches.append(turn.enter_context(shared.worker.turn()))
+            return shared.model
+
+        def show(update: Any) -> None:
+            for let_uploads_run in between_batches:
+                let_uploads_run()  # uploads queued meanwhile take their turn between batches
+            if progress is not None:
+                progress(update)
+
+        return score_images(
+            model,
+            entry.path,
+            table,
+            app.model_metadata(entry).image_size,
+            cache=_score_cache(str(score_cache_dir())),
+            progress=show,
+        )
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
 def operating_point(
     labels: np.ndarray,
     scores: np.ndarray,

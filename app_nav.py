@@ -97,6 +97,9 @@ def run_app() -> None:
     page = st.navigation(app_pages())
     st.sidebar.caption(DISCLAIMER)
     try:
+        from app_serving import start_warm_up
+
+        start_warm_up()  # TensorFlow and the default model load in the background
         admin_login_ui()
         page.run()
     except Exception:  # st.stop and st.rerun are BaseExceptions and pass through

@@ -11,9 +11,10 @@ environment:
   run's ``model.keras`` is offered as a model too.
 - ``CXR_DATA``: the dataset folder pages start from; default ``data/chest_xray`` when present.
 
-Models and TensorFlow load once per process (``st.cache_resource``, keyed by path and file
-time, so a retrained model is picked up); tables and audits are cached with ``st.cache_data``,
-an upload's analysis by content and model (:func:`analyse_upload`). Nothing here imports
+Models and TensorFlow load once per process (``app_serving.model_pool``, keyed by path and
+file time, so a retrained model is picked up; warmed up in the background from the first
+page); tables and audits are cached with ``st.cache_data``, an upload's analysis by content
+and model (:func:`analyse_upload`). Nothing here imports
 TensorFlow before a page needs a model: Home, Dataset and the Train monitor read JSON sidecars
 and folders only (``tests/test_app_speed.py``).
 """
@@ -353,24 +354,23 @@ def model_picker(entries: list[ModelEntry], container: Any = None) -> ModelEntry
     return current
 
 
-@st.cache_resource(show_spinner="Loading the model...", max_entries=4)
 def _loaded(path: str, mtime: float) -> tuple[Any, ModelMetadata]:
-    from cxr_core.model import load_model as load
+    from app_serving import model_pool
 
-    return load(path)
+    served = model_pool().get(path, mtime)
+    return served.model, served.metadata
 
 
 def load_model(entry: ModelEntry) -> tuple[Any, ModelMetadata]:
-    """``(keras.Model, metadata)``, loaded once per file version; raises ModelLoadError."""
+    """``(keras.Model, metadata)``, loaded once per file version for the whole process (the
+    model pool of ``app_serving``, shared with the warm-up); raises ModelLoadError."""
     return _loaded(entry.path, entry.mtime)
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
 def _predictor(path: str, mtime: float) -> Any:
-    from cxr_core.gradcam import Predictor
+    from app_serving import model_pool
 
-    model, metadata = _loaded(path, mtime)
-    return Predictor.with_stored_gate(model, metadata, path)
+    return model_pool().get(path, mtime).predictor
 
 
 def predictor(entry: ModelEntry) -> Any:
@@ -381,10 +381,13 @@ def predictor(entry: ModelEntry) -> Any:
 def analyse_bytes(predictor: Any, content: bytes, name: str) -> dict[str, Any]:
     """The Diagnose page's analysis of one file, uncached (see :func:`analyse_upload`).
 
+    ``predictor`` is a :class:`cxr_core.gradcam.Predictor`, or the model's shared
+    :class:`cxr_core.serving.InferenceWorker` (the app's way: concurrent uploads are batched).
+
     A JPEG is decoded reduced (libjpeg DCT scaling) and any image larger than
     ``DISPLAY_SIDE`` is shrunk before the model and Grad-CAM see it, so no full-size copy,
     heatmap or overlay is ever made (``benchmarks/upload_memory.py`` measures it). Both
-    heatmaps come from one forward and one backward pass (``Predictor.explain_all``).
+    heatmaps come from one forward pass (``Predictor.explain_all``; CAM under a linear head).
 
     Returns:
         As :func:`analyse_upload`.
@@ -423,11 +426,13 @@ def analyse_bytes(predictor: Any, content: bytes, name: str) -> dict[str, Any]:
 
 @st.cache_data(show_spinner=False, max_entries=MAX_CACHED_ANALYSES)
 def _analyse(path: str, mtime: float, digest: str, _content: bytes, name: str):
+    from app_serving import model_pool
+
     # Only a cache miss decodes: it takes one of the server's few analysis slots.
     if not _ANALYSIS_SLOTS.acquire(timeout=ANALYSIS_WAIT_SECONDS):
         raise JobError("The server is busy analysing other uploads; try again in a minute.")
     try:
-        return analyse_bytes(_predictor(path, mtime), _content, name)
+        return analyse_bytes(model_pool().get(path, mtime).worker, _content, name)
     finally:
         _ANALYSIS_SLOTS.release()
         _return_freed_memory()

@@ -112,7 +112,9 @@ class InputGate:
     def distances(self, features: np.ndarray) -> np.ndarray:
         """Mahalanobis distances of ``(n, d)`` features, float64 ``(n,)``."""
         centred = np.asarray(features, np.float64).reshape(len(features), -1) - self.location
-        return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", centred, self.precision, centred), 0))
+        # (x P) . x row by row: one matrix product, not einsum's unoptimised triple loop.
+        squared = np.sum((centred @ self.precision) * centred, axis=1)
+        return np.sqrt(np.maximum(squared, 0))
 
     def check(self, features: np.ndarray, unusual: float | None = None) -> InputCheck:
         """Grade one image from its ``(d,)`` pooled features.

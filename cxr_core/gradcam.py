@@ -1,18 +1,24 @@
 """Predictions and Grad-CAM heatmaps for one loaded model.
 
-A :class:`Predictor` is made once per model. It builds the gradient model (input -> last conv
-activations and logit) once and compiles two ``tf.function`` steps with a fixed input signature
-(a greyscale uint8 image of any size), so repeated calls neither rebuild nor retrace anything and
-memory stays flat. Each step runs :func:`cxr_core.preprocess.to_model_input` inside the graph:
-the same resize and channel handling that training uses.
+A :class:`Predictor` is made once per model. It builds the explaining model (input -> explained
+activations, logit and pooled features) once and compiles its ``tf.function`` steps with fixed
+input signatures (a greyscale uint8 image of any size; a batch of model inputs), so repeated
+calls neither rebuild nor retrace anything and memory stays flat. Every step runs
+:func:`cxr_core.preprocess.to_model_input` in a graph: the same resize and channel handling
+that training uses.
 
-``explain`` takes one forward pass through the gradient model and one backward pass from the
-logit to the explained layer (the head only: pooling and the final dense layer), and derives the
-probability from the same logit. The predicted class is explained: the gradient of ``+logit``
-for PNEUMONIA and ``-logit`` for NORMAL, as in Selvaraju et al. (2017), Grad-CAM; Grad-CAM++
-(Chattopadhay et al., 2018) uses the closed form for an exponential score, which needs only
-first-order gradients, so ``explain_all`` derives both maps from the same pass. Nothing here
-writes files or draws on screen (``overlay`` lives in :mod:`cxr_core.heatmap`, re-exported here).
+Every bundled model's head is global average pooling and linear layers, so Grad-CAM equals CAM
+(:mod:`cxr_core.cam`): ``explain`` and ``explain_batch`` take ONE forward pass through the
+explained layers, the logit and the pooled features (prediction, both maps and the input check
+together) and weigh the activations by the head's weights; no backward pass. A model whose head
+is not linear (or a ``layer_name`` that does not feed the pooling) keeps the gradient path: one
+forward and one backward pass from the logit to the explained layer. Either way the predicted
+class is explained: ``+logit`` for PNEUMONIA and ``-logit`` for NORMAL, as in Selvaraju et al.
+(2017); Grad-CAM++ (Chattopadhay et al., 2018) uses the closed form for an exponential score,
+which needs only first-order gradients, so both maps come from the same pass. ``explain_batch``
+scores several images in one batch (the serving worker's micro-batches,
+:mod:`cxr_core.serving`). Nothing here writes files or draws on screen (``overlay`` lives in
+:mod:`cxr_core.heatmap`, re-exported here).
 """
 
 from __future__ import annotations
@@ -27,6 +33,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from .cam import (
+    WEIGHERS,
+    constant_gradients,
+    find_last_conv_layer,
+    linear_head,
+    resolve_layers,
+    to_heatmap,
+    unbatch,
+)
 from .conformal import decide
 from .errors import ConfigError, InvalidImageError, ModelLoadError
 from .gate import InputCheck, InputGate, gate_path, load_gate, pixel_problem, pooled_output
@@ -39,20 +54,6 @@ __all__ = ["METHODS", "Prediction", "Predictor", "find_last_conv_layer", "overla
 
 #: Heatmap methods that :meth:`Predictor.explain` accepts.
 METHODS = ("gradcam", "gradcam++")
-
-_CONV_LAYERS = (
-    keras.layers.Conv2D,
-    keras.layers.DepthwiseConv2D,
-    keras.layers.SeparableConv2D,
-    keras.layers.Conv2DTranspose,
-)
-_ACTIVATION_LAYERS = (
-    keras.layers.Activation,
-    keras.layers.ReLU,
-    keras.layers.LeakyReLU,
-    keras.layers.ELU,
-    keras.layers.PReLU,
-)
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,56 +97,6 @@ class Prediction:
         )
 
 
-def _output_rank(layer: keras.layers.Layer) -> int | None:
-    try:
-        return len(layer.output.shape)
-    except (AttributeError, ValueError):  # a layer used twice has no single output
-        return None
-
-
-def find_last_conv_layer(model: keras.Model) -> str:
-    """Name the layer Grad-CAM explains by default.
-
-    Args:
-        model: A flat functional classifier.
-
-    Returns:
-        The name of the last layer, before global pooling, that has a 4-D output
-        ``(batch, h, w, channels)`` and is a convolution, its activation, or a nested backbone.
-
-    Raises:
-        ModelLoadError: The model has no such layer.
-    """
-    for layer in reversed(model.layers):
-        explainable = isinstance(layer, _CONV_LAYERS + _ACTIVATION_LAYERS + (keras.Model,))
-        if explainable and _output_rank(layer) == 4:
-            return layer.name
-    raise ModelLoadError("The model has no convolutional layer that Grad-CAM can explain.")
-
-
-def _resolve_layers(
-    model: keras.Model, metadata: ModelMetadata, layer_name: str | None
-) -> tuple[str, ...]:
-    """The layers to explain: ``layer_name``, else the sidecar's, else the last conv layer."""
-    names = {layer.name for layer in model.layers}
-    if layer_name is not None:
-        if layer_name not in names or _output_rank(model.get_layer(layer_name)) != 4:
-            raise ConfigError(
-                "layer_name must name a layer of the model with a 4-D output. "
-                f"Received: layer_name={layer_name!r}"
-            )
-        return (layer_name,)
-    stored = metadata.gradcam_layers or (
-        (metadata.last_conv_layer,) if metadata.last_conv_layer else ()
-    )
-    for name in stored:
-        if name not in names or _output_rank(model.get_layer(name)) != 4:
-            raise ModelLoadError(
-                f"The model metadata names layer {name!r} for Grad-CAM, which the model lacks."
-            )
-    return stored or (find_last_conv_layer(model),)
-
-
 class Predictor:
     """Probability, label and Grad-CAM for one loaded classifier.
 
@@ -161,6 +112,8 @@ class Predictor:
             ``metadata.last_conv_layer``, then :func:`find_last_conv_layer`.
         gate: The model's fitted input check (:mod:`cxr_core.gate`), or None for pixel
             checks only.
+        force_gradients: Take the gradient path even when the head is linear (for tests and
+            benchmarks that compare the two).
 
     Raises:
         ModelLoadError: The model has no ``logit`` layer, or its metadata is unusable.
@@ -173,6 +126,7 @@ class Predictor:
         metadata: ModelMetadata | Mapping[str, Any],
         layer_name: str | None = None,
         gate: InputGate | None = None,
+        force_gradients: bool = False,
     ) -> None:
         self._model = model
         self._gate = gate
@@ -180,7 +134,7 @@ class Predictor:
         self._threshold = self._metadata.threshold
         self._image_size = self._metadata.image_size
         self._class_names = self._metadata.class_names
-        self._layer_names = _resolve_layers(model, self._metadata, layer_name)
+        self._layer_names = resolve_layers(model, self._metadata, layer_name)
         try:
             logit = model.get_layer("logit")
         except ValueError:
@@ -190,10 +144,14 @@ class Predictor:
         # Built once: a new keras.Model per call would leak graphs and cost a rebuild each time.
         self._gradient_model = keras.Model(model.inputs, [convs, logit.output, features])
         self._scoring_model = keras.Model(model.inputs, [logit.output, features])
-        self._traces = {"predict": 0, "explain": 0}
-        signature = [tf.TensorSpec((None, None), tf.uint8)]
-        self._predict_step = tf.function(self._predict_graph, input_signature=signature)
-        self._explain_step = tf.function(self._explain_graph, input_signature=signature)
+        self._head = None if force_gradients else linear_head(model, self._layer_names)
+        self._traces = {"input": 0, "predict": 0, "explain": 0}
+        image = [tf.TensorSpec((None, None), tf.uint8)]
+        batch = [tf.TensorSpec((None, self._image_size, self._image_size, 3), tf.float32)]
+        self._input_step = tf.function(self._input_graph, input_signature=image)
+        self._predict_step = tf.function(self._predict_graph, input_signature=image)
+        explain = self._gradient_graph if self._head is None else self._forward_graph
+        self._explain_step = tf.function(explain, input_signature=batch)
 
     @classmethod
     def from_path(cls, path: str | Path, layer_name: str | None = None) -> Predictor:
@@ -262,6 +220,11 @@ class Predictor:
         return self._model
 
     @property
+    def explains_from_forward_pass(self) -> bool:
+        """Whether heatmaps come from the forward pass alone (a linear head: CAM)."""
+        return self._head is not None
+
+    @property
     def trace_counts(self) -> dict[str, int]:
         """How often each compiled step was traced: 1 each once used; more means retracing."""
         return dict(self._traces)
@@ -303,13 +266,14 @@ class Predictor:
         """
         if method not in METHODS:
             raise ConfigError(f"method must be one of {', '.join(METHODS)}. Received: {method!r}")
-        return self._explained(pixels, (method,), colour)
+        return self._explained([pixels], [colour], (method,))[0]
 
     def explain_all(self, pixels: np.ndarray, colour: float = 0.0) -> Prediction:
-        """Score one image and explain it with every method, from one forward and one backward pass.
+        """Score one image and explain it with every method, from one pass.
 
         Grad-CAM and Grad-CAM++ weigh the same activations by the same first-order gradients,
-        so both maps cost one pass; a viewer can then switch between them without a model call.
+        so both maps cost one pass (a forward pass alone under a linear head); a viewer can
+        then switch between them without a model call.
 
         Args:
             pixels: ``(H, W)`` uint8 greyscale, 0-255, as for :meth:`predict`.
@@ -319,23 +283,73 @@ class Predictor:
             A :class:`Prediction` whose ``heatmaps`` holds a ``(H, W)`` float32 map in [0, 1]
             for each of :data:`METHODS`; ``heatmap`` is the Grad-CAM one.
         """
-        return self._explained(pixels, METHODS, colour)
+        return self._explained([pixels], [colour], METHODS)[0]
 
-    def _explained(self, pixels: np.ndarray, methods: tuple[str, ...], colour: float) -> Prediction:
-        colour = max(colour, mean_chroma(pixels))
-        grey = _as_grey_uint8(pixels)
-        probability, activations, gradients, features = self._explain_step(grey)
-        check = self._check(grey, colour, features.numpy())
-        verdict = self._verdict(float(probability), None, check)
-        # d(-logit)/dA = -d(logit)/dA: NORMAL is explained without a second backward pass.
-        sign = 1.0 if verdict.label == self._class_names[1] else -1.0
-        # One (activations, gradients) pair per explained layer: one, or one per member.
-        pairs = [(a.numpy(), sign * g.numpy()) for a, g in zip(activations, gradients, strict=True)]
-        maps = {
-            method: _to_heatmap([_WEIGHERS[method](a, g) for a, g in pairs], grey.shape)
-            for method in methods
-        }
-        return replace(verdict, heatmap=maps[methods[0]], heatmaps=maps)
+    def warm_up(self, pixels: np.ndarray) -> None:
+        """Trace and run every step once (alone and in a batch of two) on an image shaped like
+        an upload, so the first real one pays no tracing; results are discarded."""
+        self._predict_step(_as_grey_uint8(pixels))
+        self._explained([pixels], [0.0], METHODS)
+        self._explained([pixels, pixels[: max(1, pixels.shape[0] * 3 // 4)]], [0.0, 0.0], METHODS)
+
+    def explain_batch(
+        self, images: Sequence[np.ndarray], colours: Sequence[float] | None = None
+    ) -> list[Prediction]:
+        """Score and explain several images (any sizes) with every method, in one batch.
+
+        Under a linear head the batch takes one forward pass; otherwise each image takes the
+        gradient path in turn. Each result is what :meth:`explain_all` gives for that image
+        alone, up to float rounding of the batched kernels.
+
+        Args:
+            images: ``(H, W)`` uint8 greyscale images, as for :meth:`predict`.
+            colours: Each file's mean chroma, as for :meth:`predict`; zeros by default.
+
+        Returns:
+            One :class:`Prediction` per image, in order, as from :meth:`explain_all`.
+        """
+        colours = [0.0] * len(images) if colours is None else list(colours)
+        if len(colours) != len(images):
+            raise ConfigError(
+                f"colours must give one value per image. Received: {len(colours)} for "
+                f"{len(images)} images"
+            )
+        return self._explained(list(images), colours, METHODS) if images else []
+
+    def _explained(
+        self, images: list[np.ndarray], colours: list[float], methods: tuple[str, ...]
+    ) -> list[Prediction]:
+        greys = [_as_grey_uint8(pixels) for pixels in images]
+        colours = [max(c, mean_chroma(p)) for c, p in zip(colours, images, strict=True)]
+        inputs = [self._input_step(grey) for grey in greys]
+        if self._head is None:
+            outputs = [self._explain_step(x[tf.newaxis]) for x in inputs]
+        else:
+            outputs = [self._explain_step(tf.stack(inputs))]
+        # Per image: (probability, activations per layer, gradients per layer or None, features)
+        rows = [row for output in outputs for row in unbatch(output, self._head is not None)]
+        weights = None if self._head is None else self._head.weights()
+        results = []
+        for grey, colour, (probability, activations, gradients, features) in zip(
+            greys, colours, rows, strict=True
+        ):
+            verdict = self._verdict(probability, None, self._check(grey, colour, features))
+            # d(-logit)/dA = -d(logit)/dA: NORMAL is explained without a second pass.
+            sign = 1.0 if verdict.label == self._class_names[1] else -1.0
+            if weights is not None:
+                gradients = [
+                    constant_gradients(w, a, sign)
+                    for w, a in zip(weights, activations, strict=True)
+                ]
+            else:
+                gradients = [sign * g for g in gradients]
+            pairs = list(zip(activations, gradients, strict=True))
+            maps = {
+                method: to_heatmap([WEIGHERS[method](a, g) for a, g in pairs], grey.shape)
+                for method in methods
+            }
+            results.append(replace(verdict, heatmap=maps[methods[0]], heatmaps=maps))
+        return results
 
     def _check(self, grey: np.ndarray, colour: float, features: np.ndarray) -> InputCheck:
         problem = pixel_problem(grey, colour)
@@ -362,24 +376,33 @@ class Predictor:
     def _model_input(self, pixels: tf.Tensor) -> tf.Tensor:
         return to_model_input(pixels, self._image_size)[tf.newaxis]
 
+    def _input_graph(self, pixels: tf.Tensor) -> tf.Tensor:
+        self._traces["input"] += 1  # Python side effect: runs only while tracing
+        return to_model_input(pixels, self._image_size)
+
     def _predict_graph(self, pixels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        self._traces["predict"] += 1  # Python side effect: runs only while tracing
+        self._traces["predict"] += 1
         logit, features = self._scoring_model(self._model_input(pixels), training=False)
         return tf.sigmoid(tf.cast(logit[0, 0], tf.float32)), features[0]
 
-    def _explain_graph(self, pixels: tf.Tensor) -> tuple[tf.Tensor, ...]:
+    def _forward_graph(self, inputs: tf.Tensor) -> tuple[tf.Tensor, ...]:
         self._traces["explain"] += 1
-        inputs = self._model_input(pixels)
+        activations, logit, features = self._gradient_model(inputs, training=False)
+        return tf.sigmoid(tf.cast(logit[:, 0], tf.float32)), activations, features
+
+    def _gradient_graph(self, inputs: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        self._traces["explain"] += 1
         with tf.GradientTape() as tape:
             # Watching the input records every op, so the gradient reaches the layer even
             # when the model's weights are frozen.
             tape.watch(inputs)
             activations, logit, features = self._gradient_model(inputs, training=False)
+            # Images of a batch are independent at inference: the sum's gradient is each one's.
+            total = tf.reduce_sum(logit)
         # One backward pass reaches every explained layer (an ensemble's members).
-        gradients = tape.gradient(logit, activations)
-        probability = tf.sigmoid(tf.cast(logit[0, 0], tf.float32))
-        first = [a[0] for a in activations], [g[0] for g in gradients]
-        return probability, *first, features[0]
+        gradients = tape.gradient(total, activations)
+        probability = tf.sigmoid(tf.cast(logit[:, 0], tf.float32))
+        return probability, activations, gradients, features
 
 
 def _as_metadata(model: keras.Model, metadata: ModelMetadata | Mapping[str, Any]) -> ModelMetadata:
@@ -409,42 +432,3 @@ def _as_grey_uint8(pixels: np.ndarray) -> np.ndarray:
     if array.ndim != 2 or min(array.shape) < 1:
         raise InvalidImageError("The image must be a greyscale array of shape (height, width).")
     return array
-
-
-def _gradcam(activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
-    """Grad-CAM: channels weighted by their mean gradient. ``(h, w, c)`` -> ``(h, w)``."""
-    weights = gradients.astype(np.float64).mean(axis=(0, 1))
-    return np.maximum(activations.astype(np.float64) @ weights, 0.0)
-
-
-def _gradcam_plus_plus(activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
-    """Grad-CAM++ with the exponential-score closed form. ``(h, w, c)`` -> ``(h, w)``."""
-    activations = activations.astype(np.float64)
-    gradients = gradients.astype(np.float64)
-    squared = gradients**2
-    denominator = 2.0 * squared + activations.sum(axis=(0, 1)) * squared * gradients
-    alphas = squared / np.where(denominator != 0.0, denominator, 1.0)
-    weights = (alphas * np.maximum(gradients, 0.0)).sum(axis=(0, 1))
-    return np.maximum(activations @ weights, 0.0)
-
-
-#: How each method weighs the activations by their gradients.
-_WEIGHERS = {"gradcam": _gradcam, "gradcam++": _gradcam_plus_plus}
-
-
-def _to_heatmap(cams: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
-    """Resize ReLU'd maps to ``shape`` ``(H, W)``, add them and scale to [0, 1] (0 if flat).
-
-    Grad-CAM maps of a pooled linear head are in the logit's units (each location's share of
-    it), so an ensemble's members' maps, at their own resolutions, add up to the map of the
-    mean logit without any per-member rescaling.
-    """
-    total = np.zeros(shape, dtype=np.float32)
-    for cam in cams:
-        cam = np.nan_to_num(cam, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
-        total += cv2.resize(cam, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
-    peak = float(total.max(initial=0.0))
-    if peak <= 1e-12:
-        return np.zeros(shape, dtype=np.float32)
-    total /= peak
-    return np.clip(total, 0.0, 1.0, out=total)

@@ -6,16 +6,20 @@ Grad-CAM++ map flat one, so the two overlays differ and an opacity change shows 
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import synthetic_xray
+from streamlit.testing.v1 import AppTest
 from test_app_pages import all_text, app_env, open_page, png_bytes, shown
 
 import app_diagnose
+import app_serving
 import app_support
 from cxr_core.gradcam import METHODS, Predictor
+from cxr_core.serving import ModelPool, Served, WarmState, serve_model
 
 __all__ = ["app_env"]  # a fixture used here, defined in test_app_pages
 
@@ -26,7 +30,7 @@ PAGE = "pages/diagnose.py"
 def model_calls(monkeypatch) -> list[str]:
     """Every Predictor call that runs the model, by method name, from now on."""
     calls: list[str] = []
-    for name in ("predict", "explain", "explain_all"):
+    for name in ("predict", "explain", "explain_all", "explain_batch"):
         original = getattr(Predictor, name)
 
         def counted(self, *args, _name=name, _original=original, **kwargs):
@@ -57,11 +61,11 @@ def test_opacity_change_blends_the_cached_maps_without_a_model_call(app_env, mod
     at.radio[0].set_value("Grad-CAM++").run()
     at.file_uploader[0].set_value(("opacity.png", xray_png(1), "image/png")).run()
     assert not at.exception, at.exception
-    assert model_calls == ["explain_all"]  # one pass for both maps
+    assert model_calls == ["explain_batch"]  # one pass for both maps, through the worker
     before = overlay_url(at)
     at.slider[0].set_value(0.9).run()
     assert not at.exception, at.exception
-    assert model_calls == ["explain_all"]
+    assert model_calls == ["explain_batch"]
     assert overlay_url(at) != before  # the overlay was blended again at the new opacity
 
 
@@ -73,7 +77,7 @@ def test_method_switch_shows_the_other_cached_map_without_a_model_call(app_env, 
     assert not at.exception, at.exception
     plus_plus = overlay_url(at)
     at.radio[0].set_value("Grad-CAM").run()
-    assert model_calls == ["explain_all"]
+    assert model_calls == ["explain_batch"]
     assert plus_plus != gradcam and overlay_url(at) == gradcam
 
 
@@ -141,7 +145,7 @@ def test_both_maps_come_from_one_pass_and_match_single_method_calls(tiny_model_d
     pixels = synthetic_xray(1, np.random.default_rng(5), 80)
     passes = []
     step = predictor._explain_step
-    predictor._explain_step = lambda grey: passes.append(1) or step(grey)
+    predictor._explain_step = lambda batch: passes.append(1) or step(batch)
     both = predictor.explain_all(pixels)
     assert len(passes) == 1 and set(both.heatmaps) == set(METHODS)
     for method in METHODS:
@@ -153,3 +157,51 @@ def test_view_change_seconds_reports_the_three_figures(tiny_predictor: Predictor
     figures = app_diagnose.view_change_seconds(tiny_predictor, xray_png(4), "x.png", repeats=3)
     assert set(figures) == {"analyse_s", "opacity_s", "method_s"}
     assert all(value > 0 for value in figures.values())
+
+
+@pytest.fixture
+def slow_pool(app_env, monkeypatch) -> tuple[ModelPool, threading.Event, list[str]]:
+    """The warm-up on, and a fresh model pool whose loads wait for the returned event."""
+    release, loads = threading.Event(), []
+
+    def loader(path: str) -> Served:
+        loads.append(path)
+        release.wait(60)
+        return serve_model(path)
+
+    pool = ModelPool(loader)
+    monkeypatch.setenv("CXR_WARM_UP", "1")
+    monkeypatch.setattr(app_serving, "_POOL", [pool])
+    yield pool, release, loads
+    release.set()
+
+
+def test_home_starts_loading_the_default_model_in_the_background(slow_pool, tiny_model_dir):
+    pool, release, loads = slow_pool
+    at = open_page("pages/home.py")  # renders while the model is still loading
+    assert not at.exception, at.exception
+    assert loads == [str(tiny_model_dir / "tiny.keras")]
+    (entry,) = app_support.discover_models()
+    assert pool.state(entry.path, entry.mtime) is WarmState.LOADING
+    release.set()
+    pool.get(entry.path, entry.mtime, timeout=60)
+    assert pool.state(entry.path, entry.mtime) is WarmState.READY
+
+
+def test_deep_link_to_diagnose_shows_loading_state_with_the_uploader(slow_pool):
+    pool, release, _ = slow_pool
+    page = str(Path(__file__).resolve().parents[1] / PAGE)
+    at = AppTest.from_file(page, default_timeout=60).run()  # /diagnose as the first request
+    assert not at.exception, at.exception
+    assert "Loading the model" in all_text(at)
+    assert len(at.file_uploader) == 1  # files can be chosen meanwhile
+    release.set()
+    (entry,) = app_support.discover_models()
+    pool.get(entry.path, entry.mtime, timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    assert "Loading the model" not in all_text(at)
+    assert "Upload one or more frontal chest X-rays" in all_text(at)
+    at.file_uploader[0].set_value(("ready.png", xray_png(9), "image/png")).run()
+    assert not at.exception, at.exception
+    assert "model output" in all_text(at)

@@ -218,7 +218,7 @@ def test_steps_are_traced_once_for_any_image_size_and_method():
         predictor.predict(image)
         predictor.explain(image, method="gradcam")
         predictor.explain(image, method="gradcam++")
-    assert predictor.trace_counts == {"predict": 1, "explain": 1}
+    assert predictor.trace_counts == {"input": 1, "predict": 1, "explain": 1}
 
 
 def _resident_bytes() -> int:
