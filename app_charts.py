@@ -321,6 +321,8 @@ def risk_coverage_figure(rows: Sequence[dict]) -> go.Figure:
         **_LAYOUT, **_LEGEND_BELOW,
     )  # fmt: skip
     return figure
+
+
 def comparison_frame(comparison: Any) -> pd.DataFrame:
     """A ``cxr_core.model_compare.ModelComparison`` as a plain table (figures as text)."""
 
