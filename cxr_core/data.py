@@ -525,11 +525,17 @@ def _load_grey(path: tf.Tensor, image_size: int) -> tf.Tensor:
     """Read one file and return its model input's first channel, (s, s, 1) float32."""
     import tensorflow as tf
 
+    from .errors import InvalidImageError
     from .preprocess import to_model_input
     from .scoring import decode_for_model
 
     def decode(name: bytes) -> np.ndarray:
-        return np.asarray(decode_for_model(name.decode()).pixels)
+        try:
+            return np.asarray(decode_for_model(name.decode()).pixels)
+        except InvalidImageError as error:
+            # tf.numpy_function turns a ValueError into InvalidArgumentError, which training
+            # reports as a DataError naming the file; any other exception would be "Unknown".
+            raise ValueError(f"{Path(name.decode()).name}: {error}") from None
 
     # The decoder of every score (cxr_core.scoring), so training sees the pixels that Diagnose,
     # predict and evaluate see: tf.io.decode_image's JPEG grey differed by up to 0.02 in score.

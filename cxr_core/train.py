@@ -301,7 +301,9 @@ def _run_phase(
         with _fit_scope(context):
             _fit(model, phase, prepared, callbacks)
     except tf.errors.InvalidArgumentError as error:
-        message = str(error).strip().splitlines()[0][:300]
+        lines = str(error).strip().splitlines()
+        # The decoder's own line ("ValueError: NAME: why") when there is one.
+        message = next((line.split("ValueError: ", 1)[1] for line in lines if "ValueError: " in line), lines[0])[:300]
         raise DataError(f"an image could not be decoded during training: {message}") from None
 
 

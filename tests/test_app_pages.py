@@ -80,7 +80,9 @@ def test_home_says_how_to_get_a_model_when_there_is_none(app_env, monkeypatch, t
     assert "No model found - train one on the Train page or see the README" in text
 
 
-def test_diagnose_shows_verdict_probability_threshold_and_heatmap(app_env, tiny_dataset):
+def test_diagnose_shows_verdict_probability_threshold_and_heatmap(
+    app_env, tiny_dataset, tiny_model_dir
+):
     at = open_page("pages/diagnose.py")
     image = next((tiny_dataset / "val" / "PNEUMONIA").glob("*.jpeg"))
     at.file_uploader[0].set_value((image.name, image.read_bytes(), "image/jpeg")).run()
@@ -93,8 +95,14 @@ def test_diagnose_shows_verdict_probability_threshold_and_heatmap(app_env, tiny_
     assert len(at.get("image")) == 4
     assert "Score " in " ".join(c for i in at.get("image") for c in i.captions)
     assert "not where the disease is" in text and "Low values are transparent" in text
-    # The tiny model's Grad-CAM map is flat zero: the page says why it is blank.
-    assert "The heatmap is blank" in text
+    # The page explains a blank map exactly when the model's Grad-CAM map is blank.
+    from cxr_core.gradcam import Predictor
+    from cxr_core.scoring import decode_for_model
+    from cxr_core.verdict import blank_map_note
+
+    model = next(tiny_model_dir.glob("*.keras"))
+    heatmap = Predictor.from_path(model).explain_all(decode_for_model(image).pixels).heatmap
+    assert ("The heatmap is blank" in text) == (blank_map_note(heatmap) is not None)
     assert [b.label for b in at.get("download_button")] == ["Download report (PNG)"]
 
 

@@ -85,7 +85,7 @@ def test_diagnose_shows_uncertain_as_its_own_neutral_verdict(
     at.file_uploader[0].set_value(files).run()
     assert not at.exception, at.exception
     headings = [m.value for m in at.markdown if "model output" in m.value]
-    assert len(headings) == 2 and all(":gray[**UNCERTAIN**]" in h for h in headings)
+    assert len(headings) == 2 and all(":gray[● **UNCERTAIN**]" in h for h in headings)
     assert not any(":red[" in h or ":green[" in h for h in headings)
     infos = [i.value for i in at.info]
     assert any("a clinician should read this film" in i for i in infos)
