@@ -303,7 +303,8 @@ def _run_phase(
     except tf.errors.InvalidArgumentError as error:
         lines = str(error).strip().splitlines()
         # The decoder's own line ("ValueError: NAME: why") when there is one.
-        message = next((line.split("ValueError: ", 1)[1] for line in lines if "ValueError: " in line), lines[0])[:300]
+        named = [line.split("ValueError: ", 1)[1] for line in lines if "ValueError: " in line]
+        message = (named or lines)[0][:300]
         raise DataError(f"an image could not be decoded during training: {message}") from None
 
 
