@@ -19,7 +19,6 @@ from .config import DataConfig
 
 if TYPE_CHECKING:
     import keras
-    import tensorflow as tf
 
 __all__ = [
     "cache_where_it_fits",
@@ -30,7 +29,6 @@ __all__ = [
     "mixed_precision_policy",
     "resolve_mixed_precision",
     "resolve_xla",
-    "select_strategy",
     "single_device_copy",
 ]
 
@@ -150,38 +148,6 @@ def _visible(gpus: list[dict[str, Any]]) -> list[dict[str, Any]]:
             break  # CUDA ignores everything from the first entry it cannot match
         visible.append(match[0])
     return visible
-
-
-def select_strategy(distribute: str, cluster_timeout: float = 120.0) -> tf.distribute.Strategy:
-    """Choose how training is spread over devices.
-
-    Args:
-        distribute: ``"auto"``: MirroredStrategy when several GPUs are visible, else the default
-            single-device strategy; ``"none"``: the default strategy; ``"mirrored"``:
-            MirroredStrategy over every GPU, or over every logical CPU when there is no GPU
-            (useful to test multi-device code on one machine); ``"multiworker"``:
-            MultiWorkerMirroredStrategy over the cluster in ``TF_CONFIG`` (see
-            :func:`cxr_core.cluster.connect`; call it before any other TensorFlow work).
-        cluster_timeout: Seconds to wait for the other workers (``"multiworker"`` only).
-
-    Returns:
-        A ``tf.distribute.Strategy``; build and compile the model inside its ``scope()``.
-
-    Raises:
-        ConfigError: ``"multiworker"`` without a usable ``TF_CONFIG``.
-        ClusterError: The other workers did not answer within ``cluster_timeout`` seconds.
-    """
-    import tensorflow as tf
-
-    if distribute == "multiworker":
-        from .cluster import connect, read_tf_config
-
-        return connect(read_tf_config(), cluster_timeout)
-    gpus = tf.config.list_logical_devices("GPU")
-    if distribute == "none" or (distribute == "auto" and len(gpus) < 2):
-        return tf.distribute.get_strategy()
-    devices = gpus or tf.config.list_logical_devices("CPU")
-    return tf.distribute.MirroredStrategy([device.name for device in devices])
 
 
 def gpu_compute_capabilities() -> list[tuple[int, int]]:

@@ -19,7 +19,7 @@ import numpy as np
 from keras import layers
 
 from .errors import ConfigError, ModelLoadError
-from .gate import FEATURE_LAYER
+from .model import FEATURE_LAYER
 
 __all__ = ["build_ensemble", "explained_layers", "member_prefix"]
 
@@ -100,6 +100,6 @@ def build_ensemble(members: Sequence[keras.Model], image_size: int) -> keras.Mod
 
 def explained_layers(members: Sequence[keras.Model]) -> list[str]:
     """The ensemble's layer names Grad-CAM explains: each member's last conv layer, renamed."""
-    from .gradcam import find_last_conv_layer
+    from .cam import find_last_conv_layer
 
     return [member_prefix(i) + find_last_conv_layer(m) for i, m in enumerate(members)]

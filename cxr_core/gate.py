@@ -33,6 +33,7 @@ from sklearn.covariance import LedoitWolf
 from . import population, sidecar
 from .errors import DataError, ModelLoadError
 from .io import write_npz_atomic
+from .model import FEATURE_LAYER
 
 __all__ = [
     "GATE_VERSION",
@@ -63,7 +64,6 @@ NOT_A_CHEST_XRAY = (
 )
 #: Share of validation images (clean and stressed) whose distance the threshold keeps below it.
 ACCEPT_QUANTILE = 0.995
-FEATURE_LAYER = "pool"
 
 
 @dataclass(frozen=True, eq=False)

@@ -55,7 +55,7 @@ from pydicom.pixels import (
 )
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from . import population
+from . import patient_age
 from .errors import InvalidImageError
 from .io import read_regular_bytes
 from .strips import StripReader, reduce_factor, shrink, strip_grey
@@ -529,11 +529,11 @@ def _dicom_info(
     if frames > 1:
         info["note"] = f"multi-frame DICOM: showing frame 1 of {frames}"
     # Only the comparison with the training ages is kept: no age or date leaves this function.
-    age = population.age_in_years(
+    age = patient_age.age_in_years(
         dataset.get("PatientAge"), dataset.get("PatientBirthDate"), dataset.get("StudyDate")
     )
-    if population.outside_training_ages(age):
-        info[population.AGE_FIELD] = "outside the training ages (1-5 years)"
+    if patient_age.outside_training_ages(age):
+        info[patient_age.AGE_FIELD] = "outside the training ages (1-5 years)"
     return info
 
 

@@ -31,6 +31,7 @@ from .io import atomic_write, write_json_atomic
 from .sidecar import ModelMetadata, keras_input_size, read_metadata, sidecar_path
 
 __all__ = [
+    "FEATURE_LAYER",
     "HEAD_LAYER_NAMES",
     "backbone_layers",
     "build_model",
@@ -40,6 +41,9 @@ __all__ = [
     "save_model",
     "sidecar_path",
 ]
+
+#: The layer whose output is the pooled image features (input check, CAM).
+FEATURE_LAYER = "pool"
 
 HEAD_LAYER_NAMES = ("pool", "dropout", "logit", "probability")
 _PREPROCESS_PREFIX = "preprocess_"

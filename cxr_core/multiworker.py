@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from . import data
+from . import cluster, data
 from .cluster import WorkerInfo
 from .config import RunConfig
 from .devices import cache_where_it_fits
@@ -32,6 +32,7 @@ __all__ = [
     "fitting",
     "for_this_worker",
     "prepare_model",
+    "select_strategy",
     "shard_inputs",
     "shard_table",
     "share_size",
@@ -228,3 +229,31 @@ def _repeats_weigh_zero(
     batches = tf.data.Dataset.from_tensor_slices(weights).batch(batch_size)
     zipped = tf.data.Dataset.zip((dataset, batches))
     return zipped.map(lambda batch, weight: (batch[0], batch[1], weight))
+
+
+def select_strategy(distribute: str, cluster_timeout: float = 120.0) -> tf.distribute.Strategy:
+    """Choose how training is spread over devices.
+
+    Args:
+        distribute: ``"auto"``: MirroredStrategy when several GPUs are visible, else the default
+            single-device strategy; ``"none"``: the default strategy; ``"mirrored"``:
+            MirroredStrategy over every GPU, or over every logical CPU when there is no GPU
+            (useful to test multi-device code on one machine); ``"multiworker"``:
+            MultiWorkerMirroredStrategy over the cluster in ``TF_CONFIG`` (see
+            :func:`cxr_core.cluster.connect`; call it before any other TensorFlow work).
+        cluster_timeout: Seconds to wait for the other workers (``"multiworker"`` only).
+
+    Returns:
+        A ``tf.distribute.Strategy``; build and compile the model inside its ``scope()``.
+
+    Raises:
+        ConfigError: ``"multiworker"`` without a usable ``TF_CONFIG``.
+        ClusterError: The other workers did not answer within ``cluster_timeout`` seconds.
+    """
+    if distribute == "multiworker":
+        return cluster.connect(cluster.read_tf_config(), cluster_timeout)
+    gpus = tf.config.list_logical_devices("GPU")
+    if distribute == "none" or (distribute == "auto" and len(gpus) < 2):
+        return tf.distribute.get_strategy()
+    devices = gpus or tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy([device.name for device in devices])

@@ -33,7 +33,6 @@ from .devices import (
     mixed_precision_policy,
     resolve_mixed_precision,
     resolve_xla,
-    select_strategy,
     single_device_copy,
 )
 from .errors import CXRError, DataError, StorageError
@@ -559,7 +558,7 @@ def _train(
         "status_interval": status_interval,
         "strategy": cluster_member.strategy
         if cluster_member
-        else select_strategy(config.train.distribute),
+        else multiworker.select_strategy(config.train.distribute),
         "cluster": cluster_member,
         "batch_size": batch_size,
         "workload": run_workload(config, n_train, n_val),
