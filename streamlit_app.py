@@ -9,6 +9,6 @@ Unexpected errors are logged server-side with a short id, and the page shows onl
 (``client.showErrorDetails = "none"`` in ``.streamlit/config.toml`` hides what is not caught).
 """
 
-from app_nav import run_app
+from cxr_app.navigation import run_app
 
 run_app()

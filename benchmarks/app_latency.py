@@ -43,21 +43,8 @@ import time
 from functools import partial
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-APP = str(ROOT / "streamlit_app.py")
-TIMEOUT = 600
-TIMEOUT_MS = 120_000
-EVALUATE_TIMEOUT_MS = 240_000
-CHANGE_MS = 30_000
 #: The Diagnose overlay image's address (changes whenever it is drawn again).
-OVERLAY_SRC = (
-    "[...document.querySelectorAll('[data-testid=\"stImage\"]')]"
-    ".find(e => e.innerText.includes('overlay'))?.querySelector('img')?.src || ''"
-)
-
-from browser import (  # noqa: E402
+from browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
     DEFAULT_DATA,
@@ -66,6 +53,18 @@ from browser import (  # noqa: E402
     check_prerequisites,
     serve_app,
     val_images,
+)
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "streamlit_app.py")
+TIMEOUT = 600
+TIMEOUT_MS = 120_000
+EVALUATE_TIMEOUT_MS = 240_000
+CHANGE_MS = 30_000
+OVERLAY_SRC = (
+    "[...document.querySelectorAll('[data-testid=\"stImage\"]')]"
+    ".find(e => e.innerText.includes('overlay'))?.querySelector('img')?.src || ''"
 )
 
 SWITCH_PAGES = ("pages/dataset.py", "pages/diagnose.py", "pages/train.py", "pages/home.py")
@@ -179,7 +178,7 @@ def app_scoring(entry, table):
     """Score ``table`` the way the app does (``app_evaluate.predictions``), uncached."""
     import shutil
 
-    import app_evaluate
+    from cxr_app import evaluate as app_evaluate
 
     # A miss every time: no scores on disk, no cache object holding any.
     shutil.rmtree(app_evaluate.score_cache_dir(), ignore_errors=True)
@@ -191,9 +190,9 @@ def scoring(root: Path, n_images: int, repeats: int) -> tuple[float, float, floa
     """Images/s of the app's scoring and of a bare ``model.predict`` (medians), and the median
     of their ratio within each of ``repeats`` pairs (run in alternating order, so that a
     neighbour's load on a shared machine hits both sides of a pair alike)."""
-    import app_support
-    from cxr_core import data
-    from cxr_core.model import load_model
+    from cxr_app import support as app_support
+    from cxr_core.data import tables as data
+    from cxr_core.model.build import load_model
 
     entry = next(e for e in app_support.discover_models() if e.problem is None)
     model, metadata = load_model(entry.path)

@@ -31,9 +31,8 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from browser import (  # noqa: E402
+from browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
     DEFAULT_DATA,
@@ -52,8 +51,8 @@ VERDICT = re.compile(
 
 def lone_verdicts(files: list[Path]) -> dict[str, tuple[str, str]]:
     """``name -> (label, probability to 3 decimals)`` of each file analysed alone."""
-    import app_support
-    from cxr_core.gradcam import Predictor
+    from cxr_app import support as app_support
+    from cxr_core.inference.predictor import Predictor
 
     model = sorted((Path(app_support.models_dir())).glob("*.keras"))[0]
     predictor = Predictor.from_path(model)

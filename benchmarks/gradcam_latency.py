@@ -8,7 +8,7 @@ each, in interleaved rounds so that load from other processes hits all of them a
    around ``model(x, training=False)``) - the floor;
 2. **diagnose**: what the Diagnose page asks of the model per upload: ``Predictor.explain_all``
    on the decoded pixels (preprocess, probability, input check, Grad-CAM and Grad-CAM++);
-   under a linear head one forward pass (CAM, :mod:`cxr_core.cam`);
+   under a linear head one forward pass (CAM, :mod:`cxr_core.explain.cam`);
 3. **gradient**: the same with the gradient path forced (one forward and one backward pass),
    the way it was computed before;
 4. **full**: from the file's bytes: decode + ``explain_all`` + ``overlay``;
@@ -38,20 +38,19 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["CUDA_VISIBLE_DEVICES"] = ""  # CPU figures, even on a machine with a GPU
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import cv2  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import cv2
+import keras
+import numpy as np
+import tensorflow as tf
 
-from cxr_core.config import ModelConfig  # noqa: E402
-from cxr_core.gate import gate_path, load_gate, pooled_output  # noqa: E402
-from cxr_core.gradcam import Predictor, overlay  # noqa: E402
-from cxr_core.imaging import read_image  # noqa: E402
-from cxr_core.model import build_model  # noqa: E402
-from cxr_core.model import read_metadata as load_metadata  # noqa: E402
-from cxr_core.preprocess import to_model_input  # noqa: E402
+from cxr_core.config import ModelConfig
+from cxr_core.imaging.decode import read_image
+from cxr_core.imaging.preprocess import to_model_input
+from cxr_core.inference.input_check import gate_path, load_gate, pooled_output
+from cxr_core.inference.predictor import Predictor, overlay
+from cxr_core.model.build import build_model
+from cxr_core.model.build import read_metadata as load_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "chest_xray"

@@ -39,7 +39,6 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 SIDE = 7000
 
@@ -86,13 +85,13 @@ def peak_above_baseline(call) -> float:
 
 def predictor():
     """The bundled model's Predictor, or an untrained 224 px efficientnet_lite0."""
-    from cxr_core.gradcam import Predictor
+    from cxr_core.inference.predictor import Predictor
 
     bundled = sorted((ROOT / "assets" / "models").glob("*.keras"))
     if bundled:
         return Predictor.from_path(bundled[0])
     from cxr_core.config import ModelConfig
-    from cxr_core.model import build_model
+    from cxr_core.model.build import build_model
 
     model = build_model(ModelConfig("efficientnet_lite0", "none", 224))
     return Predictor(model, {"threshold": 0.5, "image_size": 224, "backbone": "x"})
@@ -127,7 +126,7 @@ def make_rle_dicom(path: Path) -> None:
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
 
-    from cxr_core.imaging import pydicom
+    from cxr_core.imaging.decode import pydicom
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
@@ -160,9 +159,9 @@ def measure(case: str, path: Path) -> float:
     """One measurement in this process (see the module docstring for the cases)."""
     import numpy as np
 
-    import app_support
-    from cxr_core.imaging import read_image
-    from cxr_core.scoring import shrink
+    from cxr_app import support as app_support
+    from cxr_core.imaging.decode import read_image
+    from cxr_core.imaging.scoring import shrink
 
     model = predictor()
     content = path.read_bytes()

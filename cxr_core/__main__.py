@@ -15,11 +15,14 @@ class _EarlySigterm:
         self.received = True
 
 
-signal.signal(signal.SIGTERM, _EarlySigterm())
+def _run() -> int:
+    signal.signal(signal.SIGTERM, _EarlySigterm())
+    from cxr_core.cli import main  # after the handler: importing takes seconds
 
-from .cli import main  # noqa: E402
+    return main()
 
-status = main()
+
+status = _run()
 if status == 143:
     # Terminated: skip TensorFlow's teardown, which can take seconds (or crash) on the way
     # out; the one line is already written.

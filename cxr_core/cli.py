@@ -17,10 +17,8 @@ import threading
 from pathlib import Path
 from typing import Any, NoReturn
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from .cli_calibrate import add_calibrate, run_calibrate  # noqa: E402
-from .config import (  # noqa: E402
+from cxr_core.cli_calibrate import add_calibrate, run_calibrate
+from cxr_core.config import (
     BACKBONES,
     CLASS_NAMES,
     DataConfig,
@@ -28,7 +26,7 @@ from .config import (  # noqa: E402
     RunConfig,
     TrainConfig,
 )
-from .errors import (  # noqa: E402
+from cxr_core.errors import (
     ClusterError,
     ConfigError,
     CXRError,
@@ -37,7 +35,7 @@ from .errors import (  # noqa: E402
     NotAChestXrayError,
     StorageError,
 )
-from .run_settings import run_config  # noqa: E402
+from cxr_core.training.run_settings import run_config
 
 __all__ = ["build_parser", "main", "train_settings"]
 
@@ -222,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     closed: TensorFlow's cluster runtime logs its peers' departure, or its own failure again,
     while the interpreter shuts down, after the one line that matters.
     """
+    # Before any command imports TensorFlow: its C++ start-up chatter is not for users.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     handler = {
         "scan": _scan,
@@ -295,7 +295,7 @@ def _emit(payload: dict[str, Any]) -> None:
 
 
 def _scan(args: argparse.Namespace) -> int:
-    from . import data
+    from cxr_core.data import tables as data
 
     table = data.scan(args.data)
     counts = data.count_table(table)
@@ -330,7 +330,7 @@ def _run_config(args: argparse.Namespace) -> RunConfig | None:
     if args.resume:
         return None
     if args.config:
-        from .io import read_json
+        from cxr_core.io import read_json
 
         try:
             values = read_json(args.config, ConfigError)
@@ -342,7 +342,8 @@ def _run_config(args: argparse.Namespace) -> RunConfig | None:
     return run_config(train_settings(args))
 
 
-#: ``train`` options whose names differ from the setting they give (see cxr_core.run_settings).
+#: ``train`` options whose names differ from the setting they give (see
+#: cxr_core.training.run_settings).
 _RENAMED = {
     "data": "data_root",
     "epochs": "head_epochs",
@@ -361,7 +362,8 @@ _NOT_SETTINGS = {"command", "out", "resume", "config", "cluster_timeout", "stop"
 
 
 def train_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The plain run settings (:func:`cxr_core.run_settings.run_config`) of parsed ``train``
+    """The plain run settings (:func:`cxr_core.training.run_settings.run_config`) of parsed
+    ``train``
     options; ``--distribute`` left out means the default."""
     settings: dict[str, Any] = {}
     for option, value in vars(args).items():
@@ -375,7 +377,7 @@ def train_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .train import plan_phases, train_run
+    from cxr_core.training.train import plan_phases, train_run
 
     config = _run_config(args)
     note = _scratch_note(config, plan_phases)
@@ -427,8 +429,8 @@ def _guard_training(args: argparse.Namespace) -> Any:
         RunInUseError: Another process is training in ``--out``.
         ConfigError: The settings are invalid (checked before any folder is made).
     """
-    from .run_guard import StopRequest, lock_run, process_started_at
-    from .runs import RunPaths, cancelled_message, update_status
+    from cxr_core.runs.files import RunPaths, cancelled_message, update_status
+    from cxr_core.runs.guard import StopRequest, lock_run, process_started_at
 
     out = Path(args.out)
     if args.resume and not (out / "config.json").is_file():
@@ -457,9 +459,10 @@ def _guard_training(args: argparse.Namespace) -> Any:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from . import data, evaluate
-    from .eval_sets import per_image_rows, predict_table
-    from .model import load_model
+    from cxr_core.data import tables as data
+    from cxr_core.evaluation.eval_sets import per_image_rows, predict_table
+    from cxr_core.model.build import load_model
+    from cxr_core.stats import metrics as evaluate
 
     model, metadata = load_model(args.model)
     table = data.scan(args.data)
@@ -503,10 +506,10 @@ def _print_report(report: dict[str, Any]) -> None:
 def _predict(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .gradcam import Predictor
-    from .io import write_reason
-    from .population import with_age_check
-    from .scoring import decode_for_model
+    from cxr_core.imaging.scoring import decode_for_model
+    from cxr_core.inference.population import with_age_check
+    from cxr_core.inference.predictor import Predictor
+    from cxr_core.io import write_reason
 
     predictor = Predictor.from_path(args.model)
     heatmap_dir = Path(args.heatmap_dir) if args.heatmap_dir else None
@@ -576,8 +579,9 @@ def _report_prediction(as_json: bool, name: str, result: Any) -> None:
 
 
 def _stress(args: argparse.Namespace) -> int:
-    from . import data, eval_sets, stress
-    from .model import load_model
+    from cxr_core.data import tables as data
+    from cxr_core.evaluation import eval_sets, stress
+    from cxr_core.model.build import load_model
 
     model, metadata = load_model(args.model)
     table = data.scan(args.data)
@@ -620,8 +624,8 @@ def _print_stress(report: dict[str, Any]) -> None:
 def _write_overlay(folder: Path, name: str, index: int, pixels: Any, heatmap: Any) -> None:
     import cv2
 
-    from .gradcam import overlay
-    from .io import write_bytes_atomic
+    from cxr_core.inference.predictor import overlay
+    from cxr_core.io import write_bytes_atomic
 
     rgb = overlay(pixels, heatmap)
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .errors import DataError
+from cxr_core.errors import DataError
 
 __all__ = ["add_calibrate", "run_calibrate"]
 
@@ -32,8 +32,8 @@ def add_calibrate(commands: argparse._SubParsersAction) -> None:
 
 def run_calibrate(args: argparse.Namespace) -> int:
     """Run ``calibrate``; returns the exit status (errors are raised as ``CXRError``)."""
-    from . import data
-    from .site_calibrate import calibrate_model
+    from cxr_core.data import tables as data
+    from cxr_core.evaluation.site_calibrate import calibrate_model
 
     table = data.scan(args.data)
     if args.split:

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CXRError, StorageError
+from cxr_core.errors import CXRError, StorageError
 
 __all__ = [
     "MAX_JSON_BYTES",

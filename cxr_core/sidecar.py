@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from . import io
-from .config import CLASS_NAMES, RunConfig
-from .errors import ConfigError, ModelLoadError
-from .fields import Fields, is_number, short_repr
-from .sidecar_sections import (
+from cxr_core import io
+from cxr_core.config import CLASS_NAMES, RunConfig
+from cxr_core.errors import ConfigError, ModelLoadError
+from cxr_core.fields import Fields, is_number, short_repr
+from cxr_core.sidecar_sections import (
     ConformalSets,
     IndependentCheck,
     PopulationCheck,
@@ -50,7 +50,7 @@ __all__ = [
 MAX_KERAS_CONFIG_BYTES = 16 * 1024 * 1024
 #: Keras layers that run stored Python code: refused when a model is listed.
 UNSAFE_LAYERS = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda"})
-#: Version of the input check's file format (:mod:`cxr_core.gate`).
+#: Version of the input check's file format (:mod:`cxr_core.inference.input_check`).
 GATE_VERSION = 1
 #: Largest input check file read (a 1,280-feature gate is about 6.5 MB).
 MAX_GATE_BYTES = 64 * 1024 * 1024
@@ -171,10 +171,11 @@ class ModelMetadata:
             strings of the sidecar's ``independent_checks`` list).
         independent_records: The dated, typed records of that list
             (:class:`cxr_core.sidecar_sections.IndependentCheck`).
-        stress: The stress suite report (:func:`cxr_core.stress.stress_report`), or None.
+        stress: The stress suite report (:func:`cxr_core.evaluation.stress.stress_report`), or None.
         calibration: How probabilities were calibrated, or None.
-        input_gate: The input check's entry (:func:`cxr_core.gate.save_gate`), or None.
-        conformal: Class-conditional conformal bounds (``cxr_core.conformal``), or None.
+        input_gate: The input check's entry (:func:`cxr_core.inference.input_check.save_gate`), or
+        None.
+        conformal: Class-conditional conformal bounds (``cxr_core.stats.conformal``), or None.
         population_check: The input check's "unusual" grade, or None.
         site_calibration: What fitting the model to a site did, or None.
         raw: The whole sidecar object, for re-saving it (not compared).

@@ -4,7 +4,7 @@ Each section is a frozen dataclass read once from the sidecar with :class:`cxr_c
 (a wrongly shaped section makes the model unusable with one sentence naming the key) and written
 back with ``to_dict``. All are optional: a sidecar saved before they existed loads as before.
 
-- ``conformal``: :class:`cxr_core.conformal.ConformalSets` (class-conditional quantiles).
+- ``conformal``: :class:`cxr_core.stats.conformal.ConformalSets` (class-conditional quantiles).
 - ``population_check``: :class:`PopulationCheck`, the input check's "unusual" grade.
 - ``site_calibration``: :class:`SiteCalibration`, what ``python -m cxr_core calibrate`` fitted.
 - ``independent_checks``: a list whose objects are :class:`IndependentCheck` records (dated
@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .conformal import ConformalSets
-from .fields import Fields, is_number
+from cxr_core.fields import Fields, is_number
+from cxr_core.stats.conformal import ConformalSets
 
 __all__ = [
     "CHECK_METRICS",
@@ -142,7 +142,8 @@ class SiteCalibration:
         n_pneumonia: Site images of PNEUMONIA used.
         prevalence: Share of PNEUMONIA among them.
         date: When it was fitted (ISO 8601, UTC).
-        data_fingerprint: Fingerprint of the site's image list (``cxr_core.data.fingerprint``).
+        data_fingerprint: Fingerprint of the site's image list
+        (``cxr_core.data.tables.fingerprint``).
         method: ``platt`` or ``temperature``.
         scale: Fitted slope on the original model's logit.
         bias: Fitted intercept.

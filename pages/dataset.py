@@ -7,12 +7,11 @@ from pathlib import Path
 
 import streamlit as st
 
-import app_access as access
-import app_charts as charts
-import app_nav
-import app_support as app
-from cxr_core import data
+from cxr_app import access, charts
+from cxr_app import navigation as app_nav
+from cxr_app import support as app
 from cxr_core.config import CLASS_NAMES
+from cxr_core.data import tables as data
 from cxr_core.errors import CXRError
 
 app_nav.ensure_app_navigation()

@@ -2,12 +2,12 @@
 
 import streamlit as st
 
-import app_diagnose as ui
-import app_nav
-import app_serving
-import app_support as app
+from cxr_app import diagnose as ui
+from cxr_app import navigation as app_nav
+from cxr_app import serving as app_serving
+from cxr_app import support as app
 from cxr_core.errors import CXRError
-from cxr_core.heatmap import DEFAULT_OPACITY
+from cxr_core.explain.heatmap import DEFAULT_OPACITY
 
 app_nav.ensure_app_navigation()
 

@@ -2,12 +2,11 @@
 
 import streamlit as st
 
-import app_access as access
-import app_evaluate as ui
-import app_faithfulness as faith
-import app_nav
-import app_site as site
-import app_support as app
+from cxr_app import access, site
+from cxr_app import evaluate as ui
+from cxr_app import faithfulness as faith
+from cxr_app import navigation as app_nav
+from cxr_app import support as app
 from cxr_core.errors import CXRError
 
 app_nav.ensure_app_navigation()

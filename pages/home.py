@@ -8,13 +8,13 @@ from pathlib import Path
 
 import streamlit as st
 
-import app_access as access
-import app_home
-import app_nav
-import app_support as app
-from cxr_core.data import count_table
+from cxr_app import access
+from cxr_app import home as app_home
+from cxr_app import navigation as app_nav
+from cxr_app import support as app
+from cxr_core.data.tables import count_table
 from cxr_core.errors import CXRError
-from cxr_core.model_card import (
+from cxr_core.evaluation.model_card import (
     format_metric,
     headline_metrics,
     render_model_card,

@@ -1,13 +1,13 @@
 """Give a bundled model its conformal sets, population grades and independent-check records.
 
-    python scripts/fit_conformal_and_grades.py --model assets/models/cxr_lite0.keras \
+    python -m scripts.fit_conformal_and_grades --model assets/models/cxr_lite0.keras \
         --data ../shared/data/chest_xray [--stress-images 200] [--card assets/models/MODEL_CARD.md]
 
 Idempotent; reads only the model files and the data, rewrites only the model's sidecar (the
 ``.keras`` and ``.gate.npz`` are untouched) and the model card:
 
 1. Rebuilds the model's validation split from its sidecar (the patient-grouped split the
-   card reports, ``cxr_core.eval_sets``) and scores it once: logits and pooled features.
+   card reports, ``cxr_core.evaluation.eval_sets``) and scores it once: logits and pooled features.
 2. ``conformal``: class-conditional split-conformal bounds at 95% on those probabilities.
 3. ``population_check``: the "unusual" threshold, the lowest candidate quantile of the
    distances of a stratified sample of validation images under the stress suite (a stand-in
@@ -24,24 +24,30 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from cxr_core.data import tables as data
+from cxr_core.evaluation import (
+    eval_sets,
+    stress,
+)
+from cxr_core.evaluation.model_card import render_model_card
+from cxr_core.evaluation.site_fit import fit_site
+from cxr_core.imaging import decode as imaging
+from cxr_core.inference import input_check as gate
+from cxr_core.inference import population
+from cxr_core.inference.predictor import Predictor
+from cxr_core.model.build import load_model
+from cxr_core.runs.files import write_json_atomic
+from cxr_core.sidecar import ModelMetadata, read_metadata, sidecar_path
+from cxr_core.sidecar_sections import IndependentCheck, PopulationCheck
+from cxr_core.stats import metrics as evaluate
+from cxr_core.stats.conformal import fit_conformal
 
-from cxr_core import data, eval_sets, evaluate, gate, imaging, population, stress  # noqa: E402
-from cxr_core.conformal import fit_conformal  # noqa: E402
-from cxr_core.gradcam import Predictor  # noqa: E402
-from cxr_core.model import load_model  # noqa: E402
-from cxr_core.model_card import render_model_card  # noqa: E402
-from cxr_core.runs import write_json_atomic  # noqa: E402
-from cxr_core.sidecar import ModelMetadata, read_metadata, sidecar_path  # noqa: E402
-from cxr_core.sidecar_sections import IndependentCheck, PopulationCheck  # noqa: E402
-from cxr_core.site_fit import fit_site  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 CANDIDATE_QUANTILES = (0.90, 0.93, 0.95, 0.97, 0.99)
 MAX_STRESSED_FLAGGED = 0.05
@@ -109,7 +115,7 @@ def validation_outputs(model, metadata: ModelMetadata, table) -> tuple:
 
 def corpus_distances(predictor: Predictor) -> tuple[np.ndarray, int]:
     """Feature distances of the generated non-X-ray corpus, and how many a pixel check refused."""
-    from non_xray_corpus import make_corpus
+    from scripts.non_xray_corpus import make_corpus
 
     distances, pixel_refused = [], 0
     with tempfile.TemporaryDirectory() as folder:

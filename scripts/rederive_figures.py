@@ -1,12 +1,13 @@
 """Re-derive a bundled model's stored validation figures through today's scoring path.
 
-    PYTHONPATH=. python scripts/rederive_figures.py --model assets/models/cxr_lite0.keras \
+    python -m scripts.rederive_figures.py --model assets/models/cxr_lite0.keras \
         --data DATA/chest_xray [--stress] [--write]
 
-(``PYTHONPATH=.`` from the project root: this script does not edit ``sys.path``.)
+(from the project root; the project is installed by ``requirements.txt``.)
 
 Rebuilds the model's validation split from its sidecar's ``run_config``
-(:func:`cxr_core.eval_sets.evaluation_sets`), scores it through :mod:`cxr_core.scoring` (the
+(:func:`cxr_core.evaluation.eval_sets.evaluation_sets`), scores it through
+:mod:`cxr_core.imaging.scoring` (the
 decode and preprocessing of Diagnose, ``predict`` and ``evaluate``) and recomputes the sidecar's
 ``metrics`` at the stored threshold with the run's seed (and, with ``--stress``, the stress
 suite). Prints stored against re-derived figures; ``--write`` saves them in the sidecar and
@@ -20,12 +21,14 @@ import argparse
 import json
 from pathlib import Path
 
-from cxr_core import data, evaluate, stress
-from cxr_core.eval_sets import VALIDATION, evaluation_sets, predict_table
-from cxr_core.model import load_model, sidecar_path
-from cxr_core.model_card import render_model_card
-from cxr_core.runs import write_json_atomic
+from cxr_core.data import tables as data
+from cxr_core.evaluation import stress
+from cxr_core.evaluation.eval_sets import VALIDATION, evaluation_sets, predict_table
+from cxr_core.evaluation.model_card import render_model_card
+from cxr_core.model.build import load_model, sidecar_path
+from cxr_core.runs.files import write_json_atomic
 from cxr_core.sidecar import read_metadata
+from cxr_core.stats import metrics as evaluate
 
 SHOWN = ("n", "roc_auc", "accuracy", "sensitivity", "specificity", "pr_auc", "ece", "brier")
 

@@ -1,11 +1,12 @@
 """Re-choose a saved model's operating point and calibration on stress suite v2.
 
-    python scripts/refinalize_suite.py --model assets/models/cxr_lite0.keras \
+    python -m scripts.refinalize_suite --model assets/models/cxr_lite0.keras \
         --data DATA/chest_xray [--rule worst_sensitivity --target 0.93] [--save] \
         [--images 300 --choice-severities 1,2,3,4,5 --held-out-severities 1,2,3,4,5]
 
 Scores the model's own validation split clean and a fixed patient-grouped subset of it
-(``cxr_core.stress.suite_subset``, ``--images``) under the suite's keys (all 85 by default;
+(``cxr_core.evaluation.stress.suite_subset``, ``--images``) under the suite's keys (all 85 by
+default;
 fewer severities per group to save time on a CPU), caching the logits in
 ``runs/.cache/suite_v2_<name>.npz`` (rerun for free). Prints the suite's figures at
 the stored threshold ("before"), then fits Platt scaling on the clean and choice-family scores,
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,14 +26,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # as bundle_model.py
+from cxr_core.config import RunConfig
+from cxr_core.data import tables as data
+from cxr_core.evaluation import (
+    stress,
+    suite_threshold,
+)
+from cxr_core.evaluation.model_card import render_model_card
+from cxr_core.imaging import corruptions
+from cxr_core.model.build import load_model, read_metadata, save_model
+from cxr_core.stats import metrics as evaluate
+from cxr_core.training.finalize import finalize_scores
 
-from cxr_core import corruptions, data, evaluate, stress, suite_threshold  # noqa: E402
-from cxr_core.config import RunConfig  # noqa: E402
-from cxr_core.finalize import finalize_scores  # noqa: E402
-from cxr_core.model import load_model, read_metadata, save_model  # noqa: E402
-from cxr_core.model_card import render_model_card  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 RULE_TEXT = {
     "worst_sensitivity": (
@@ -163,7 +168,7 @@ def _note(args: argparse.Namespace, n_keys: int, n_images: int, rows: list[str])
             "",
             "### Operating point on stress suite v2 (2026-12-03)",
             "",
-            f"Re-finalized with `python scripts/refinalize_suite.py --rule {args.rule} "
+            f"Re-finalized with `python -m scripts.refinalize_suite --rule {args.rule} "
             f"--target {args.target} --images {args.images} --choice-severities "
             f"{args.choice_severities} --held-out-severities {args.held_out_severities}`: the "
             f"suite scored on a fixed patient-grouped, stratified subset of {n_images} "

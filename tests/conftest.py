@@ -116,7 +116,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Path) -> Path:
     """A folder holding one untrained small_cnn model (64 px) with a complete sidecar."""
-    from app_helpers import make_tiny_model
+    from tests.app_helpers import make_tiny_model
 
     folder = tmp_path_factory.mktemp("models")
     make_tiny_model(folder, tiny_dataset)
