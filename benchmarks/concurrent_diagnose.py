@@ -59,7 +59,7 @@ def lone_verdicts(files: list[Path]) -> dict[str, tuple[str, str]]:
     verdicts = {}
     for path in files:
         result = app_support.analyse_bytes(predictor, path.read_bytes(), path.name)
-        verdicts[path.name] = (result["label"], f"{result['probability']:.3f}")
+        verdicts[path.name] = (result.label, f"{result.probability:.3f}")
     return verdicts
 
 

@@ -1,7 +1,7 @@
 """The Diagnose page's parts: the upload, the analysis of each file and how a result is shown.
 
-The analysis itself (:func:`app_support.analyse_upload`, cached by content and model) and the
-overlay (:func:`app_support.heatmap_view`) are shared with the Evaluate page's gallery; this
+The analysis itself (:func:`cxr_app.support.analyse_upload`, cached by content and model) and the
+overlay (:func:`cxr_app.support.heatmap_view`) are shared with the Evaluate page's gallery; this
 module holds what only Diagnose draws: the results table, one view per file with its report,
 the technical fields, and :func:`view_change_seconds` for ``benchmarks/``.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import zipfile
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,9 @@ from cxr_core.explain.verdict import (
     score_texts,
 )
 from cxr_core.stats.conformal import UNCERTAIN
+
+if TYPE_CHECKING:
+    from cxr_core.inference.upload import UploadAnalysis
 
 __all__ = [
     "FIELD_NAMES",
@@ -85,10 +88,10 @@ def technical_fields(info: dict[str, Any]) -> pd.DataFrame:
     )
 
 
-def result_row(name: str, result: dict[str, Any] | None) -> dict[str, str]:
+def result_row(name: str, result: UploadAnalysis | None) -> dict[str, str]:
     """One text row of the Diagnose page's results table (no empty cell).
 
-    ``result`` is :func:`app_support.analyse_upload`'s, or None for a file that could not be
+    ``result`` is :func:`cxr_app.support.analyse_upload`'s, or None for a file that could not be
     read (its message is shown in full beside the table). A refused image's probability is
     withheld.
     """
@@ -97,13 +100,13 @@ def result_row(name: str, result: dict[str, Any] | None) -> dict[str, str]:
             "File": name, "Model output": "not analysed", "Probability of pneumonia": "-",
             "Threshold": "-", "Input check": "unreadable file (message above)",
         }  # fmt: skip
-    accepted = result["accepted"]
-    grade = result.get("grade", "typical")
+    accepted = result.accepted
+    grade = result.grade
     check = "unusual: verdict less reliable" if grade == "unusual" else "typical"
-    shown_p, shown_t = score_texts(result["probability"], result["threshold"])
+    shown_p, shown_t = score_texts(result.probability, result.threshold)
     return {
         "File": name,
-        "Model output": result.get("decision", result["label"]) if accepted else "no verdict",
+        "Model output": result.decision if accepted else "no verdict",
         "Probability of pneumonia": shown_p if accepted else "-",
         "Threshold": shown_t,
         "Input check": check if accepted else "refused: unlike the training X-rays",
@@ -119,7 +122,7 @@ def view_change_seconds(
         ``analyse_s``: decoding and one forward and one backward pass for both maps (what a
         new upload costs); ``opacity_s``: median of ``repeats`` blends of the shown map at a
         new opacity; ``method_s``: median of ``repeats`` switches to the other method's cached
-        map. Neither change calls the model: :func:`app_support.heatmap_view` is all the page
+        map. Neither change calls the model: :func:`cxr_app.support.heatmap_view` is all the page
         redoes.
     """
     import time
@@ -168,13 +171,13 @@ def first_files(uploads: list[Any]) -> list[Any]:
     return uploads[:MAX_FILES_PER_UPLOAD]
 
 
-def analyse_ui(entry: app.ModelEntry, uploads: list[Any]) -> list[tuple[str, dict]]:
+def analyse_ui(entry: app.ModelEntry, uploads: list[Any]) -> list[tuple[str, UploadAnalysis]]:
     """Analyse every upload (an unreadable one gets its message); with several files, a
     results table and its CSV download.
 
     Returns:
         ``(file name, result)`` of each file analysed, in upload order (see
-        :func:`app_support.analyse_upload`).
+        :func:`cxr_app.support.analyse_upload`).
     """
     results, rows = [], []
     for upload in uploads:
@@ -201,37 +204,42 @@ def analyse_ui(entry: app.ModelEntry, uploads: list[Any]) -> list[tuple[str, dic
     return results
 
 
-def results_csv(uploads: list[Any], rows: list[dict], results: dict, model: str) -> str:
+def results_csv(
+    uploads: list[Any], rows: list[dict], results: dict[str, UploadAnalysis], model: str
+) -> str:
     """The results table as CSV, with the model's name, the analysis time and the input
     check's distance and threshold for each file (no patient fields, no server paths)."""
     full = []
     for upload, row in zip(uploads, rows, strict=True):
-        result = results.get(upload.name) or {}
-        distance, limit = result.get("input_distance"), result.get("input_threshold")
+        result = results.get(upload.name)  # None: the file could not be read
+        distance = result.input_distance if result else None
+        limit = result.input_threshold if result else None
         full.append({
             **row,
             "Model": model,
-            "Analysed at (UTC)": result.get("analysed_at", "-"),
+            "Analysed at (UTC)": result.analysed_at if result else "-",
             "Input-check distance": "-" if distance is None else f"{distance:.3f}",
             "Input-check threshold": "-" if limit is None else f"{limit:.3f}",
         })  # fmt: skip
     return pd.DataFrame(full).to_csv(index=False)
 
 
-def reports_zip(results: list[tuple[str, dict]], method: str, alpha: float, model: str) -> bytes:
+def reports_zip(
+    results: list[tuple[str, UploadAnalysis]], method: str, alpha: float, model: str
+) -> bytes:
     """A ZIP of every analysed file's PNG report (refused images are left out)."""
     buffer, used = io.BytesIO(), set()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:  # PNGs: already compressed
         for index, (name, result) in enumerate(results, 1):
-            if not result["accepted"]:
+            if not result.accepted:
                 continue
             blended = app.heatmap_view(result, method, alpha)
             png = render_report(
-                result["pixels"], blended, filename=name,
-                label=result.get("decision", result["label"]),
-                probability=result["probability"], threshold=result["threshold"],
+                result.pixels, blended, filename=name,
+                label=result.decision,
+                probability=result.probability, threshold=result.threshold,
                 model_name=model, method=method, opacity=alpha,
-                note=result.get("warning") or "",
+                note=result.warning or "",
             )  # fmt: skip
             entry = report_filename(name)
             if entry in used:
@@ -241,7 +249,9 @@ def reports_zip(results: list[tuple[str, dict]], method: str, alpha: float, mode
     return buffer.getvalue()
 
 
-def results_ui(results: list[tuple[str, dict]], method: str, alpha: float, model: str) -> None:
+def results_ui(
+    results: list[tuple[str, UploadAnalysis]], method: str, alpha: float, model: str
+) -> None:
     """Each analysed file in full (:func:`show`): one tab per file when there are several.
 
     Nothing is drawn when no file could be analysed (each already has its message).
@@ -264,18 +274,18 @@ def results_ui(results: list[tuple[str, dict]], method: str, alpha: float, model
             show(index, name, result, method, alpha, model)
 
 
-def refused(index: int, name: str, result: dict) -> bool:
+def refused(index: int, name: str, result: UploadAnalysis) -> bool:
     """An image the input check refused: its name, the one-sentence refusal and the X-ray, no
     verdict or heatmap; True when the user ticks "Score it anyway"."""
     st.text(name)
-    st.warning(result["refusal"], icon=":material/block:")
+    st.warning(result.refusal, icon=":material/block:")
     anyway = st.checkbox(
         "Score it anyway (research use only: a verdict on an image unlike the training "
         "X-rays means nothing)",
         key=f"anyway_{index}",
     )
     if not anyway:
-        st.image(result["pixels"], caption="Original - no verdict, no heatmap", width=360,
+        st.image(result.pixels, caption="Original - no verdict, no heatmap", width=360,
                  alt=f"Uploaded image {name}, refused by the input check")  # fmt: skip
     return anyway
 
@@ -312,12 +322,12 @@ def verdict_ui(
     st.columns([3, 2])[0].image(scale, width="stretch", caption=where, alt=where)
 
 
-def _save_feedback(folder: str, name: str, result: dict, label: str, model: str) -> None:
+def _save_feedback(folder: str, name: str, result: UploadAnalysis, label: str, model: str) -> None:
     from cxr_core.data.feedback import save_feedback
 
     try:
-        save_feedback(folder, result["pixels"], label, model_output=result["label"],
-                      probability=result["probability"], model=model, file_name=name)  # fmt: skip
+        save_feedback(folder, result.pixels, label, model_output=result.label,
+                      probability=result.probability, model=model, file_name=name)  # fmt: skip
     except CXRError as error:
         st.toast(f"The feedback was not saved: {app.md(error)}")
         return
@@ -325,13 +335,13 @@ def _save_feedback(folder: str, name: str, result: dict, label: str, model: str)
     st.toast(f"Saved: {app.md(name)} as {label} in the feedback folder.")
 
 
-def feedback_ui(index: int, name: str, result: dict, model: str) -> None:
+def feedback_ui(index: int, name: str, result: UploadAnalysis, model: str) -> None:
     """A reader's say on this verdict, saved to the administrator's feedback folder."""
     folder = access.feedback_folder()
-    if folder is None or not result["accepted"]:
+    if folder is None or not result.accepted:
         return
     given = st.session_state.get(f"feedback_{name}")
-    output = result["label"]
+    output = result.label
     other = next(c for c in CLASS_NAMES if c != output)
     agree, correct = st.columns(2)
     agree.button(f"Agree: {output}", key=f"agree_{index}", on_click=_save_feedback,
@@ -344,11 +354,13 @@ def feedback_ui(index: int, name: str, result: dict, model: str) -> None:
     )
 
 
-def show(index: int, name: str, result: dict, method: str, alpha: float, model: str) -> None:
+def show(
+    index: int, name: str, result: UploadAnalysis, method: str, alpha: float, model: str
+) -> None:
     """One analysed file: verdict, probability, threshold, X-ray, overlay, legend, report."""
-    label, probability, threshold = result["label"], result["probability"], result["threshold"]
-    uncertain = result.get("decision") == UNCERTAIN
-    if not result["accepted"]:
+    label, probability, threshold = result.label, result.probability, result.threshold
+    uncertain = result.decision == UNCERTAIN
+    if not result.accepted:
         if not refused(index, name, result):
             return
         label = f"{label} (input check refused this image)"
@@ -356,28 +368,28 @@ def show(index: int, name: str, result: dict, method: str, alpha: float, model: 
         label = UNCERTAIN
     verdict_ui(
         name, label, probability, threshold,
-        uncertain=uncertain and result["accepted"], warning=result.get("warning"),
+        uncertain=uncertain and result.accepted, warning=result.warning,
     )  # fmt: skip
     feedback_ui(index, name, result, model)
     blended = app.heatmap_view(result, method, alpha)  # cached maps: no model call
-    explained = result["label"]  # the maps explain the model's own output
+    explained = result.label  # the maps explain the model's own output
     left, right = st.columns(2)
-    left.image(result["pixels"], caption=f"Original X-ray: {app.md(name)}", width="stretch",
+    left.image(result.pixels, caption=f"Original X-ray: {app.md(name)}", width="stretch",
                alt=f"Chest X-ray {name} as the model saw it")  # fmt: skip
     described = f"{method} heatmap over {name}: regions that moved the {explained} score"
     right.image(blended, caption=f"{method} overlay for the {explained} output",
                 width="stretch", alt=described)  # fmt: skip
     bar = "Colour bar: heat from 0 (transparent) to 1 (this image's strongest region)"
     right.image(heat_legend(512, alpha=alpha), width="stretch", caption=bar, alt=bar)
-    note = blank_map_note(result["heatmaps"].get(app.METHODS.get(method, method)))
+    note = blank_map_note(result.heatmaps.get(app.METHODS.get(method, method)))
     if note:
         right.info(note)
     right.caption(f"{HEATMAP_CAVEAT} Low values are transparent; the strongest reach the opacity.")
     # Drawn only when clicked (a callable), so moving the slider does not redraw reports.
     report = partial(
-        render_report, result["pixels"], blended, filename=name, label=label,
+        render_report, result.pixels, blended, filename=name, label=label,
         probability=probability, threshold=threshold, model_name=model, method=method,
-        opacity=alpha, note=result.get("warning") or "",
+        opacity=alpha, note=result.warning or "",
     )  # fmt: skip
     st.download_button(
         "Download report (PNG)", report, report_filename(name), "image/png",
@@ -385,4 +397,4 @@ def show(index: int, name: str, result: dict, method: str, alpha: float, model: 
     )  # fmt: skip
     with st.expander("Technical fields"):
         # A dataframe shows cells as text; st.table would render Markdown in DICOM fields.
-        st.dataframe(technical_fields(result["info"]), hide_index=True)
+        st.dataframe(technical_fields(result.info), hide_index=True)

@@ -368,19 +368,19 @@ def explain_panel(entry: app.ModelEntry, path: str, label: str, threshold: float
     except (CXRError, OSError) as error:
         st.error(f"**{app.md(name)}** could not be explained: {app.md(error)}")
         return
-    verdict = CLASS_NAMES[int(result["probability"] >= threshold)]
-    shown_p, shown_t = score_texts(result["probability"], threshold)
+    verdict = CLASS_NAMES[int(result.probability >= threshold)]
+    shown_p, shown_t = score_texts(result.probability, threshold)
     st.markdown(
         f"**{app.md(name)}** (true {label}): model output **{verdict}**, probability of "
-        f"pneumonia **{shown_p}**, {decision_words(result['probability'], threshold)} the "
+        f"pneumonia **{shown_p}**, {decision_words(result.probability, threshold)} the "
         f"threshold **{shown_t}**. *{app.DISCLAIMER}*"
     )
     left, right = st.columns(2)
-    left.image(result["pixels"], caption="Original", width="stretch",
+    left.image(result.pixels, caption="Original", width="stretch",
                alt=f"Chest X-ray {name}, true {label}")  # fmt: skip
     right.image(app.heatmap_view(result, method, 0.6), caption=f"{method} overlay",
                 width="stretch", alt=f"{method} heatmap over {name}")  # fmt: skip
-    if not result["accepted"]:
+    if not result.accepted:
         st.caption(f"Input check: {app.md(result['refusal'])}")
 
 

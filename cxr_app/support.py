@@ -1,7 +1,8 @@
 """Shared helpers of the Streamlit app: paths, model discovery, cached loaders, session keys.
 
-Pages stay thin: they call these helpers, their own page's module (``app_diagnose``,
-``app_evaluate``, ``app_train``) and ``cxr_core``, and render. What one page alone uses lives in
+Pages stay thin: they call these helpers, their own page's module (``cxr_app.diagnose``,
+``cxr_app.evaluate``, ``cxr_app.train``) and ``cxr_core``, and render. What one page alone uses
+lives in
 its module; what several share lives here. This is the one module of the app that reads the
 environment:
 
@@ -28,9 +29,8 @@ import os
 import sys
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -47,6 +47,9 @@ from cxr_core.markdown import escape_markdown
 from cxr_core.runs import jobs
 from cxr_core.runs.files import RunState
 from cxr_core.sidecar import ModelMetadata
+
+if TYPE_CHECKING:  # imported only for annotations: Home must not load the model code
+    from cxr_core.inference.upload import UploadAnalysis
 
 __all__ = [
     "default_model",
@@ -252,7 +255,7 @@ def _entry(path: Path, name: str, source: str) -> ModelEntry:
     if metadata.site_calibration is not None:  # a model fitted to a site (app_site.py)
         name = Path(metadata.site_calibration.original_model).stem or name
         source = f"fitted to {metadata.site_calibration.site}"
-    label = f"{name} - {source}"  # app_evaluate.py takes the name before " - "
+    label = f"{name} - {source}"  # cxr_app/evaluate.py takes the name before " - "
     return ModelEntry(str(path), label, source, mtime, None, name, ", ".join(parts))
 
 
@@ -381,51 +384,12 @@ def predictor(entry: ModelEntry) -> Any:
     return _predictor(entry.path, entry.mtime)
 
 
-def analyse_bytes(predictor: Any, content: bytes, name: str) -> dict[str, Any]:
-    """The Diagnose page's analysis of one file, uncached (see :func:`analyse_upload`).
+def analyse_bytes(predictor: Any, content: bytes, name: str) -> UploadAnalysis:
+    """The Diagnose page's analysis of one file, uncached: :func:`analyse_upload` without the
+    cache (``cxr_core.inference.upload.analyse_upload``)."""
+    from cxr_core.inference.upload import analyse_upload as analyse
 
-    ``predictor`` is a :class:`cxr_core.inference.predictor.Predictor`, or the model's shared
-    :class:`cxr_core.inference.serving.InferenceWorker` (the app's way: concurrent uploads are
-    batched).
-
-    A JPEG is decoded reduced (libjpeg DCT scaling) and any image larger than
-    ``DISPLAY_SIDE`` is shrunk before the model and Grad-CAM see it, so no full-size copy,
-    heatmap or overlay is ever made (``benchmarks/upload_memory.py`` measures it). Both
-    heatmaps come from one forward pass (``Predictor.explain_all``; CAM under a linear head).
-
-    Returns:
-        As :func:`analyse_upload`.
-    """
-    from cxr_core.imaging.scoring import decode_for_model
-    from cxr_core.inference.population import with_age_check
-
-    # The decode of every score (evaluate, the Evaluate page, the stress suite, predict).
-    decoded = decode_for_model(content, filename=name)
-    pixels = decoded.pixels
-    colour = float(decoded.info.get("colour", 0.0))
-    result = predictor.explain_all(pixels, colour=colour)
-    check = with_age_check(result.input_check, decoded.info)
-    return {
-        "pixels": pixels,
-        # Kept as uint8: a quarter of the float32 maps' memory in the cache; overlay takes them.
-        "heatmaps": {
-            method: np.rint(heatmap * 255).astype(np.uint8)
-            for method, heatmap in result.heatmaps.items()
-        },
-        "info": dict(decoded.info),
-        "probability": result.probability,
-        "label": result.label,
-        "threshold": result.threshold,
-        "accepted": result.input_check.accepted,
-        "refusal": result.input_check.reason,
-        "decision": result.decision or result.label,
-        "prediction_set": tuple(result.prediction_set),
-        "grade": check.grade,
-        "warning": check.warning,
-        "input_distance": result.input_check.distance,
-        "input_threshold": result.input_check.threshold,
-        "analysed_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+    return analyse(predictor, content, name)
 
 
 @st.cache_data(show_spinner=False, max_entries=MAX_CACHED_ANALYSES)
@@ -449,19 +413,12 @@ def _return_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def analyse_upload(entry: ModelEntry, content: bytes, name: str) -> dict[str, Any]:
+def analyse_upload(entry: ModelEntry, content: bytes, name: str) -> UploadAnalysis:
     """Decode an uploaded file, score it and explain it by every method (cached by content
     and model: changing the opacity or the method later calls no model).
 
     Returns:
-        ``pixels`` (uint8, at most ``DISPLAY_SIDE`` on a side), ``heatmaps`` (each of
-        ``METHODS``' values -> uint8 0-255 map of the same shape, 255 the strongest),
-        ``info`` (technical fields), ``probability``, ``label``, ``threshold``, ``accepted``
-        (whether the input check took it for a frontal chest X-ray), ``refusal`` (the
-        sentence saying why not, or None), ``decision`` (``NORMAL``, ``PNEUMONIA`` or
-        ``UNCERTAIN``), ``prediction_set`` (class names), ``grade`` (``typical``,
-        ``unusual`` or ``refused``) and ``warning`` (why an unusual verdict is less
-        reliable, or None).
+        A :class:`cxr_core.inference.upload.UploadAnalysis`.
 
     Raises:
         InvalidImageError: The file is not a usable image; the message says why.
@@ -470,7 +427,7 @@ def analyse_upload(entry: ModelEntry, content: bytes, name: str) -> dict[str, An
     return _analyse(entry.path, entry.mtime, digest, content, name)
 
 
-def heatmap_view(result: dict[str, Any], method: str, alpha: float) -> np.ndarray:
+def heatmap_view(result: UploadAnalysis, method: str, alpha: float) -> np.ndarray:
     """The overlay the Diagnose page shows: the cached map of ``method`` (a ``METHODS`` key or
     value) over the X-ray at maximum opacity ``alpha``; milliseconds, no model call.
 
@@ -479,7 +436,7 @@ def heatmap_view(result: dict[str, Any], method: str, alpha: float) -> np.ndarra
     """
     from cxr_core.explain.heatmap import overlay
 
-    return overlay(result["pixels"], result["heatmaps"][METHODS.get(method, method)], alpha)
+    return overlay(result.pixels, result.heatmaps[METHODS.get(method, method)], alpha)
 
 
 # ---------------------------------------------------------------------------------------------

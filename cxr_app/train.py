@@ -82,7 +82,7 @@ TRAIN_SETTINGS = {
 def train_defaults(devices: dict[str, Any]) -> dict[str, Any]:
     """The Train page's first widget values: :data:`TRAIN_DEFAULTS`, with
     :data:`GPU_TRAIN_DEFAULTS` over them when ``devices``
-    (:func:`app_support.device_summary`) has a GPU."""
+    (:func:`cxr_app.support.device_summary`) has a GPU."""
     return {**TRAIN_DEFAULTS, **(GPU_TRAIN_DEFAULTS if devices.get("gpus") else {})}
 
 
