@@ -1,10 +1,9 @@
 """Shared helpers of the Streamlit app: paths, model discovery, cached loaders, session keys.
 
 Pages stay thin: they call these helpers, their own page's module (``cxr_app.diagnose``,
-``cxr_app.evaluate``, ``cxr_app.train``) and ``cxr_core``, and render. What one page alone uses
-lives in
-its module; what several share lives here. This is the one module of the app that reads the
-environment:
+``cxr_app.evaluate``, ``cxr_app.train``) and ``cxr_core``, and render. What one page alone
+uses lives in its module; what several share lives here. This is the one module of the app that
+reads the environment:
 
 - ``CXR_MODELS_DIR``: folder of bundled models (``*.keras`` with a ``.json`` sidecar);
   default ``assets/models`` beside this file.
