@@ -41,6 +41,7 @@ from cxr_core.model_card import render_model_card  # noqa: E402
 from cxr_core.runs import write_json_atomic  # noqa: E402
 from cxr_core.sidecar import ModelMetadata, read_metadata, sidecar_path  # noqa: E402
 from cxr_core.sidecar_sections import IndependentCheck, PopulationCheck  # noqa: E402
+from cxr_core.site_calibrate import threshold_rule  # noqa: E402
 from cxr_core.site_fit import fit_site  # noqa: E402
 
 CANDIDATE_QUANTILES = (0.90, 0.93, 0.95, 0.97, 0.99)
@@ -249,12 +250,7 @@ def main() -> None:
     if args.dump:
         np.savez(args.dump, **{name: d for name, (d, _) in image_sets.items()})
     grades = PopulationCheck(unusual, quantile, figures)
-    recipe = metadata.recipe
-    rule = (
-        (recipe.train.threshold_rule, recipe.train.target_sensitivity)
-        if recipe
-        else ("youden", 0.95)
-    )
+    rule = threshold_rule(metadata)  # a suite rule becomes its clean counterpart at a site
     sample_labels = sample["label_index"].to_numpy()
     print("simulating site fitting", flush=True)
     sim = {shift: simulate_site_fitting(sample_labels, s_logits, *rule, shift) for shift in SHIFTS}
