@@ -35,6 +35,7 @@ from cxr_core.evaluation import (
     stress,
 )
 from cxr_core.evaluation.model_card import render_model_card
+from cxr_core.evaluation.site_calibrate import threshold_rule
 from cxr_core.evaluation.site_fit import fit_site
 from cxr_core.imaging import decode as imaging
 from cxr_core.inference import input_check as gate
@@ -255,12 +256,7 @@ def main() -> None:
     if args.dump:
         np.savez(args.dump, **{name: d for name, (d, _) in image_sets.items()})
     grades = PopulationCheck(unusual, quantile, figures)
-    recipe = metadata.recipe
-    rule = (
-        (recipe.train.threshold_rule, recipe.train.target_sensitivity)
-        if recipe
-        else ("youden", 0.95)
-    )
+    rule = threshold_rule(metadata)  # a suite rule becomes its clean counterpart at a site
     sample_labels = sample["label_index"].to_numpy()
     print("simulating site fitting", flush=True)
     sim = {shift: simulate_site_fitting(sample_labels, s_logits, *rule, shift) for shift in SHIFTS}

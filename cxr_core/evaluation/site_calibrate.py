@@ -29,15 +29,31 @@ from cxr_core.sidecar_sections import SiteCalibration
 from cxr_core.stats.calibration import fold_into_model
 from cxr_core.stats.conformal import DEFAULT_COVERAGE
 
-__all__ = ["calibrate_model", "fitted_model_path", "site_logits", "threshold_rule"]
+__all__ = [
+    "SITE_RULES",
+    "calibrate_model",
+    "fitted_model_path",
+    "site_logits",
+    "threshold_rule",
+]
+
+
+#: A site's images are scored clean, without the stress suite, so a suite rule becomes its
+#: clean counterpart: the same target sensitivity, or Youden's J (the balanced accuracy that
+#: ``worst_balanced`` maximises over the suite).
+SITE_RULES = {"worst_sensitivity": "sensitivity", "worst_balanced": "youden"}
 
 
 def threshold_rule(metadata: ModelMetadata) -> tuple[str, float]:
-    """The original model's threshold rule and target sensitivity (Youden's J when unknown)."""
+    """The rule and target sensitivity a site fit uses: the original model's own rule, a
+    stress-suite rule turned into its clean counterpart (:data:`SITE_RULES`), Youden's J when
+    the model does not say."""
     recipe = metadata.recipe
     if recipe is not None:
-        return recipe.train.threshold_rule, recipe.train.target_sensitivity
-    return metadata.text("threshold_rule", "youden") or "youden", 0.95
+        rule, target = recipe.train.threshold_rule, recipe.train.target_sensitivity
+    else:
+        rule, target = metadata.text("threshold_rule", "youden") or "youden", 0.95
+    return SITE_RULES.get(rule, rule), target
 
 
 def site_logits(model, table: pd.DataFrame, image_size: int, batch_size: int = 32) -> np.ndarray:

@@ -188,3 +188,13 @@ def test_calibrate_with_too_few_images_exits_2_with_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "at least 40" in err[0]
     assert not out.exists()
+
+
+def test_a_suite_threshold_rule_becomes_its_clean_counterpart_at_a_site() -> None:
+    from cxr_core.evaluation.site_calibrate import threshold_rule
+    from cxr_core.sidecar import read_metadata
+
+    bundled = Path(__file__).resolve().parents[3] / "assets" / "models" / "cxr_lite0.keras"
+    metadata = read_metadata(bundled)
+    assert metadata.recipe.train.threshold_rule == "worst_sensitivity"
+    assert threshold_rule(metadata) == ("sensitivity", metadata.recipe.train.target_sensitivity)
