@@ -45,13 +45,14 @@ from browser import (
 ROUNDS = ((1, 3), (4, 1), (8, 1))  # (concurrent visitors, rounds)
 TIMEOUT_MS = 120_000
 VERDICT = re.compile(
-    r"model output\W+(PNEUMONIA|NORMAL).*?Probability of pneumonia\W+(\d\.\d{3})", re.S
+    r"model output\W+(PNEUMONIA|NORMAL|UNCERTAIN).*?Probability of pneumonia\W+(\d\.\d+)", re.S
 )
 
 
 def lone_verdicts(files: list[Path]) -> dict[str, tuple[str, str]]:
-    """``name -> (label, probability to 3 decimals)`` of each file analysed alone."""
+    """``name -> (decision, probability as the page prints it)`` of each file analysed alone."""
     from cxr_app import support as app_support
+    from cxr_core.explain.verdict import score_texts
     from cxr_core.inference.predictor import Predictor
 
     model = sorted((Path(app_support.models_dir())).glob("*.keras"))[0]
@@ -59,7 +60,8 @@ def lone_verdicts(files: list[Path]) -> dict[str, tuple[str, str]]:
     verdicts = {}
     for path in files:
         result = app_support.analyse_bytes(predictor, path.read_bytes(), path.name)
-        verdicts[path.name] = (result.label, f"{result.probability:.3f}")
+        shown, _ = score_texts(result.probability, result.threshold)
+        verdicts[path.name] = (result.decision, shown)
     return verdicts
 
 
