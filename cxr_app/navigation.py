@@ -19,7 +19,7 @@ import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
 #: The page icon, served by the app itself.
-ICON = Path(__file__).resolve().parent / "assets" / "icon.png"
+ICON = Path(__file__).resolve().parents[1] / "assets" / "icon.png"
 
 log = logging.getLogger("cxr_app")
 if not log.handlers:

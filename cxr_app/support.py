@@ -82,7 +82,7 @@ __all__ = [
     "thumbnail",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parent
+REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Untrusted text (file names, DICOM fields, run names, error messages) inside Markdown.
 md = escape_markdown
 #: Session-state key holding the path of the model the user chose (shared by every page).

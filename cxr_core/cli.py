@@ -440,10 +440,9 @@ def _guard_training(args: argparse.Namespace) -> Any:
     stop = StopRequest(out / "STOP", since=process_started_at())
     if args.resume:
         # The STOP file of the cancel that ended the last attempt: left in place, the watchdog
-        # below took it for a new request and cancelled the resumed run within seconds. Any
-        # STOP present now predates this request to resume; its mtime cannot tell, as the
-        # process start time is only known to the second (/proc/stat's btime).
-        stop.stop_file.unlink(missing_ok=True)
+        # below took it for a new request and cancelled the resumed run within seconds. One
+        # written after this process started is a new request and stays.
+        stop.clear_stale()
     early = signal.getsignal(signal.SIGTERM)  # python -m cxr_core's, if any
     stop.install()
     stop.signalled = bool(getattr(early, "received", False))

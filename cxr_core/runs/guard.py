@@ -77,16 +77,18 @@ def process_start(pid: int | None) -> str | None:
 
 
 def process_started_at() -> float:
-    """Wall-clock time at which this process started (Linux), else the current time."""
+    """Wall-clock time at which this process started (Linux, to about 10 ms), else now.
+
+    Counted back from ``/proc/uptime`` (hundredths of a second) rather than forward from
+    ``/proc/stat``'s ``btime``, which is truncated to the second: a STOP file written a moment
+    before a resumed process started must read as older than it (:meth:`StopRequest.clear_stale`).
+    """
     try:
-        boot = next(
-            float(line.split()[1])
-            for line in Path("/proc/stat").read_text().splitlines()
-            if line.startswith("btime ")
-        )
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        now = time.time()
         ticks = float(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        return boot + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, StopIteration, ValueError, IndexError):
+        return now - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
         return time.time()
 
 

@@ -268,7 +268,7 @@ def _sigterm_blocked():
 
 def _child_environment() -> dict[str, str]:
     """The app's environment, with this package importable wherever the app was started."""
-    package_parent = str(Path(__file__).resolve().parents[1])
+    package_parent = str(Path(__file__).resolve().parents[2])  # the folder holding cxr_core
     path = os.environ.get("PYTHONPATH", "")
     python_path = os.pathsep.join(p for p in (package_parent, path) if p)
     return {**os.environ, "PYTHONPATH": python_path, "PYTHONUNBUFFERED": "1"}

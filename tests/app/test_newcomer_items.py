@@ -44,7 +44,7 @@ def test_the_page_icon_is_a_local_file() -> None:
     assert app_nav.ICON.is_file() and Image.open(app_nav.ICON).size == (64, 64)
     assert (
         ":material/"
-        not in (ROOT / "cxr_app.navigation.py").read_text().split("set_page_config")[1][:200]
+        not in (ROOT / "cxr_app" / "navigation.py").read_text().split("set_page_config")[1][:200]
     )
 
 

@@ -48,9 +48,8 @@ def mixed_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _app_diagnose_probability(predictor: Predictor, path: str) -> float:
     from cxr_app import support as app_support
 
-    return app_support.analyse_bytes(predictor, Path(path).read_bytes(), Path(path).name)[
-        "probability"
-    ]
+    analysis = app_support.analyse_bytes(predictor, Path(path).read_bytes(), Path(path).name)
+    return analysis.probability
 
 
 def test_a_file_scores_the_same_on_every_path(
