@@ -1,14 +1,14 @@
 """CXR Pneumonia Lab: ``streamlit run streamlit_app.py``.
 
-The page list, the navigation and the error guard live in ``app_nav``; every page in ``pages/``
-is a short script that calls ``cxr_core`` through the cached helpers of ``app_support`` and
-its own page's parts (``app_diagnose``, ``app_evaluate``, ``app_train``).
-Research demo only.
+The page list, the navigation and the error guard live in ``cxr_app.navigation``; every page
+in ``pages/`` is a short script that calls ``cxr_core`` through the cached helpers of
+``cxr_app.support`` and its own page's parts (``cxr_app.diagnose``, ``cxr_app.evaluate``,
+``cxr_app.train``). Research demo only.
 
 Unexpected errors are logged server-side with a short id, and the page shows only that id
 (``client.showErrorDetails = "none"`` in ``.streamlit/config.toml`` hides what is not caught).
 """
 
-from app_nav import run_app
+from cxr_app.navigation import run_app
 
 run_app()

@@ -1,4 +1,4 @@
-"""Time cxr_core.evaluate on synthetic scores: bootstrap intervals and the full report.
+"""Time cxr_core.stats.metrics on synthetic scores: bootstrap intervals and the full report.
 
 Run from the repository root: ``python benchmarks/bench_evaluate.py [n_cases] [n_resamples]``.
 Prints seconds per call (best of three); the target is under 2 s for 1000 resamples of 1000 cases.
@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from cxr_core.evaluate import bootstrap_intervals, evaluation_report  # noqa: E402
+from cxr_core.stats.metrics import bootstrap_intervals, evaluation_report
 
 
 def best_of(repeats: int, function, *args, **kwargs) -> float:

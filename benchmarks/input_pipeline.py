@@ -16,20 +16,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
 
-from cxr_core import data  # noqa: E402
-from cxr_core.config import DataConfig, ModelConfig  # noqa: E402
-from cxr_core.model import build_model  # noqa: E402
+from cxr_core.config import DataConfig, ModelConfig
+from cxr_core.data import tables as data
+from cxr_core.model.build import build_model
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "chest_xray"
 

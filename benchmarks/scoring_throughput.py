@@ -1,6 +1,6 @@
 """Scoring throughput of the Evaluate page's path against a bare ``model.predict``.
 
-The page scores through :func:`cxr_core.eval_sets.predict_table` with a progress callback
+The page scores through :func:`cxr_core.evaluation.eval_sets.predict_table` with a progress callback
 (a Keras callback per batch) and the disk cache switched off here. The bare figure is one
 ``model.predict`` over the same ``tf.data`` pipeline (files decoded and resized the same way);
 a second figure predicts already-decoded arrays, to show what decoding costs. Each is the best
@@ -19,20 +19,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
+from cxr_core.data import tables as data
+from cxr_core.evaluation.eval_sets import predict_table, stratified_sample
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from cxr_core import data  # noqa: E402
-from cxr_core.eval_sets import predict_table, stratified_sample  # noqa: E402
 
 
 def _rate(n: int, function: Any) -> float:
@@ -100,7 +98,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
-    from cxr_core.model import load_model
+    from cxr_core.model.build import load_model
 
     model, metadata = load_model(args.model)
     table = data.scan(args.data)

@@ -30,7 +30,6 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "chest_xray"
 
@@ -54,8 +53,12 @@ def build_compiled_model(args: argparse.Namespace, replicas: int = 1):  # noqa: 
     import keras
 
     from cxr_core.config import ModelConfig
-    from cxr_core.devices import mixed_precision_policy, resolve_mixed_precision, resolve_xla
-    from cxr_core.model import build_model
+    from cxr_core.distributed.devices import (
+        mixed_precision_policy,
+        resolve_mixed_precision,
+        resolve_xla,
+    )
+    from cxr_core.model.build import build_model
 
     mixed, xla = resolve_mixed_precision("auto"), resolve_xla("auto", replicas)
     with mixed_precision_policy(mixed):
@@ -100,9 +103,9 @@ def synthetic_feed(batch_size: int, image_size: int):  # noqa: ANN201
 
 def pipeline_vs_synthetic(args: argparse.Namespace) -> float:
     """Part 1: print both rates and return their ratio."""
-    from cxr_core import data
     from cxr_core.config import DataConfig
-    from cxr_core.devices import describe_devices
+    from cxr_core.data import tables as data
+    from cxr_core.distributed.devices import describe_devices
 
     table = data.scan(args.data)
     train = table[table["split"] == "train"]
@@ -132,7 +135,7 @@ def run_worker(args: argparse.Namespace) -> None:
     workers = [f"127.0.0.1:{port}" for port in ports]
     task = {"type": "worker", "index": args.worker}
     os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": workers}, "task": task})
-    from cxr_core import cluster, multiworker
+    from cxr_core.distributed import cluster, multiworker
 
     strategy = cluster.connect(cluster.read_tf_config(), 120)
     with strategy.scope():

@@ -1,13 +1,17 @@
 """cxr_core: the library behind CXR Pneumonia Lab.
 
-Chest X-ray pneumonia classification with Keras transfer learning: dataset scanning and
-patient-grouped splits (``data``), model building and saving (``model``), two-phase training
-(``train``), metrics (``evaluate``), image decoding (``imaging``), Grad-CAM (``gradcam``) and
-background training jobs (``jobs``). The Streamlit app, the command line (``python -m cxr_core``)
-and the tests all use it. Research demo only: not a medical device.
+Chest X-ray pneumonia classification with Keras transfer learning, shared by the Streamlit app
+(``cxr_app``), the command line (``python -m cxr_core``) and the tests. Research demo only: not a
+medical device.
+
+At the top sit the modules every layer may use (``errors``, ``fields``, ``io``, ``markdown``,
+``config``, ``sidecar`` and its typed ``sidecar_sections``) and the command line (``cli``,
+``cli_calibrate``). The subpackages are layered: a module may import its own subpackage and the
+layers listed before its own in :data:`LAYERS`, never one after it
+(``tests/core/test_layers.py`` reads every import and checks it).
 """
 
-from .config import (
+from cxr_core.config import (
     BACKBONES,
     CLASS_NAMES,
     BackboneSpec,
@@ -17,7 +21,7 @@ from .config import (
     TrainConfig,
     backbone_spec,
 )
-from .errors import (
+from cxr_core.errors import (
     ConfigError,
     CXRError,
     DataError,
@@ -27,7 +31,30 @@ from .errors import (
     WeightsUnavailableError,
 )
 
+#: Import layers, lowest first. A module may import its own subpackage and the units of earlier
+#: layers, never a unit of its own layer or a later one; a top-level module is a unit of its own.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("errors", "markdown"),
+    ("fields", "io"),
+    ("config",),
+    ("stats",),
+    ("sidecar_sections",),
+    ("sidecar",),
+    ("imaging",),
+    ("explain",),
+    ("runs",),
+    ("data",),
+    ("distributed", "model"),
+    ("inference",),
+    ("evaluation",),
+    ("training",),
+    ("cli_calibrate",),
+    ("cli",),
+    ("__main__",),
+)
+
 __all__ = [
+    "LAYERS",
     "BACKBONES",
     "CLASS_NAMES",
     "BackboneSpec",

@@ -1,5 +1,6 @@
 """``python -m cxr_core``: see :mod:`cxr_core.cli`."""
 
+import os
 import signal
 import sys
 
@@ -14,8 +15,18 @@ class _EarlySigterm:
         self.received = True
 
 
-signal.signal(signal.SIGTERM, _EarlySigterm())
+def _run() -> int:
+    signal.signal(signal.SIGTERM, _EarlySigterm())
+    from cxr_core.cli import main  # after the handler: importing takes seconds
 
-from .cli import main  # noqa: E402
+    return main()
 
-sys.exit(main())
+
+status = _run()
+if status == 143:
+    # Terminated: skip TensorFlow's teardown, which can take seconds (or crash) on the way
+    # out; the one line is already written.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+sys.exit(status)

@@ -1,7 +1,9 @@
-"""Command line: ``python -m cxr_core {scan,train,evaluate,predict}``.
+"""Command line: ``python -m cxr_core {scan,train,evaluate,predict,stress,calibrate}``.
 
 Exit status 0 on success; 2 with one ``error: ...`` line on stderr for bad input (a missing
-folder, an empty class folder, an unreadable model, a bad option) - never a traceback.
+folder, an empty class folder, an unreadable model, a bad option, a full or read-only disk) -
+never a traceback. SIGTERM ends every command but ``train`` after the current step with one
+line and exit 143; ``train`` stops gracefully at the next batch and can be resumed.
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ import json
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, NoReturn
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from .config import (  # noqa: E402
+from cxr_core.cli_calibrate import add_calibrate, run_calibrate
+from cxr_core.config import (
     BACKBONES,
     CLASS_NAMES,
     DataConfig,
@@ -24,15 +26,16 @@ from .config import (  # noqa: E402
     RunConfig,
     TrainConfig,
 )
-from .errors import (  # noqa: E402
+from cxr_core.errors import (
     ClusterError,
     ConfigError,
     CXRError,
     DataError,
     InvalidImageError,
     NotAChestXrayError,
+    StorageError,
 )
-from .run_settings import run_config  # noqa: E402
+from cxr_core.training.run_settings import run_config
 
 __all__ = ["build_parser", "main", "train_settings"]
 
@@ -111,6 +114,18 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         default=d.acquisition_augment,
         help="blur/sharpen, resampling, JPEG, noise: 0 off .. 2 strong",
     )
+    train.add_argument(
+        "--framing-augment",
+        type=float,
+        default=d.framing_augment,
+        help="random-resized-crop: 0 off .. 1 (crops down to half the area)",
+    )
+    train.add_argument(
+        "--corruption-augment",
+        type=float,
+        default=d.corruption_augment,
+        help="share of images given one stress-suite corruption (choice families only)",
+    )
     train.add_argument("--horizontal-flip", action="store_true")
     train.add_argument("--val-fraction", type=float, default=d.val_fraction)
     train.add_argument("--seed", type=int, default=d.seed)
@@ -127,6 +142,11 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--batch-size", type=int, default=32)
     evaluate.add_argument("--bootstrap", type=int, default=1000, help="resamples for the CIs")
     evaluate.add_argument("--curves", action="store_true", help="include curve points in JSON")
+    evaluate.add_argument(
+        "--per-image",
+        action="store_true",
+        help="list each file's probability, label and decision (JSON: per_image)",
+    )
 
 
 def _add_predict(commands: argparse._SubParsersAction) -> None:
@@ -166,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="CXR Pneumonia Lab - research demo, not a medical device.",
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_add_scan, _add_train, _add_evaluate, _add_predict, _add_stress):
+    for add in (_add_scan, _add_train, _add_evaluate, _add_predict, _add_stress, add_calibrate):
         add(commands)
     return parser
 
@@ -200,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     closed: TensorFlow's cluster runtime logs its peers' departure, or its own failure again,
     while the interpreter shuts down, after the one line that matters.
     """
+    # Before any command imports TensorFlow: its C++ start-up chatter is not for users.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     handler = {
         "scan": _scan,
@@ -207,8 +229,12 @@ def main(argv: list[str] | None = None) -> int:
         "evaluate": _evaluate,
         "predict": _predict,
         "stress": _stress,
+        "calibrate": run_calibrate,
     }
+    previous = signal.getsignal(signal.SIGTERM)
     try:
+        if args.command != "train":
+            _end_on_sigterm()
         # A multi-worker run is guarded by the cluster (an agreed stop; only the chief writes
         # --out), and a worker that is not the chief must not create or lock that folder.
         if args.command == "train" and args.distribute != "multiworker":
@@ -223,6 +249,38 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("error: terminated (SIGTERM)", file=sys.stderr)
+        return 143
+    finally:
+        if args.command != "train" and _in_main_thread():
+            signal.signal(signal.SIGTERM, previous or signal.SIG_DFL)
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+class Terminated(BaseException):  # noqa: N818 - named for the signal, like KeyboardInterrupt
+    """Raised in the main thread by SIGTERM in every command but ``train`` (which stops
+    gracefully at a batch boundary instead). A ``BaseException``, like KeyboardInterrupt, so
+    that no ``except Exception`` on the way swallows it."""
+
+
+def _end_on_sigterm() -> None:
+    """Make SIGTERM end the command after the current Python step (between files or
+    batches): it prints one line and exits 143. A SIGTERM kept while importing counts."""
+
+    def terminate(*_: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second one ends the process at once
+        raise Terminated
+
+    if not _in_main_thread():
+        return  # signals reach only the main thread; a library caller handles its own
+    early = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, terminate)
+    if getattr(early, "received", False):
+        raise Terminated
 
 
 def _close_native_stderr() -> None:
@@ -237,7 +295,7 @@ def _emit(payload: dict[str, Any]) -> None:
 
 
 def _scan(args: argparse.Namespace) -> int:
-    from . import data
+    from cxr_core.data import tables as data
 
     table = data.scan(args.data)
     counts = data.count_table(table)
@@ -272,17 +330,20 @@ def _run_config(args: argparse.Namespace) -> RunConfig | None:
     if args.resume:
         return None
     if args.config:
+        from cxr_core.io import read_json
+
         try:
-            values = json.loads(Path(args.config).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise ConfigError(f"cannot read --config {args.config}: {error}") from None
+            values = read_json(args.config, ConfigError)
+        except FileNotFoundError:
+            raise ConfigError(f"cannot read --config {args.config}: it does not exist") from None
         return RunConfig.from_dict(values)
     if not args.data:
         raise ConfigError("--data is required unless --resume or --config is given")
     return run_config(train_settings(args))
 
 
-#: ``train`` options whose names differ from the setting they give (see cxr_core.run_settings).
+#: ``train`` options whose names differ from the setting they give (see
+#: cxr_core.training.run_settings).
 _RENAMED = {
     "data": "data_root",
     "epochs": "head_epochs",
@@ -301,7 +362,8 @@ _NOT_SETTINGS = {"command", "out", "resume", "config", "cluster_timeout", "stop"
 
 
 def train_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The plain run settings (:func:`cxr_core.run_settings.run_config`) of parsed ``train``
+    """The plain run settings (:func:`cxr_core.training.run_settings.run_config`) of parsed
+    ``train``
     options; ``--distribute`` left out means the default."""
     settings: dict[str, Any] = {}
     for option, value in vars(args).items():
@@ -315,7 +377,7 @@ def train_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .train import plan_phases, train_run
+    from cxr_core.training.train import plan_phases, train_run
 
     config = _run_config(args)
     note = _scratch_note(config, plan_phases)
@@ -367,8 +429,8 @@ def _guard_training(args: argparse.Namespace) -> Any:
         RunInUseError: Another process is training in ``--out``.
         ConfigError: The settings are invalid (checked before any folder is made).
     """
-    from .run_guard import StopRequest, lock_run, process_started_at
-    from .runs import RunPaths, cancelled_message, update_status
+    from cxr_core.runs.files import RunPaths, cancelled_message, update_status
+    from cxr_core.runs.guard import StopRequest, lock_run, process_started_at
 
     out = Path(args.out)
     if args.resume and not (out / "config.json").is_file():
@@ -376,6 +438,11 @@ def _guard_training(args: argparse.Namespace) -> Any:
     _run_config(args)
     lock_run(out)
     stop = StopRequest(out / "STOP", since=process_started_at())
+    if args.resume:
+        # The STOP file of the cancel that ended the last attempt: left in place, the watchdog
+        # below took it for a new request and cancelled the resumed run within seconds. One
+        # written after this process started is a new request and stays.
+        stop.clear_stale()
     early = signal.getsignal(signal.SIGTERM)  # python -m cxr_core's, if any
     stop.install()
     stop.signalled = bool(getattr(early, "received", False))
@@ -391,9 +458,10 @@ def _guard_training(args: argparse.Namespace) -> Any:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from . import data, evaluate
-    from .eval_sets import predict_table
-    from .model import load_model
+    from cxr_core.data import tables as data
+    from cxr_core.evaluation.eval_sets import per_image_rows, predict_table
+    from cxr_core.model.build import load_model
+    from cxr_core.stats import metrics as evaluate
 
     model, metadata = load_model(args.model)
     table = data.scan(args.data)
@@ -409,10 +477,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     if not args.curves:
         report.pop("curves", None)
     report.update(model=str(args.model), split=args.split)
+    if args.per_image:
+        report["per_image"] = per_image_rows(subset, scores, metadata.threshold)
     if args.json:
         _emit(report)
     else:
         _print_report(report)
+        for row in report.get("per_image", []):
+            print(f"  {row['file']}  {row['probability']:.6f}  {row['label']} -> {row['decision']}")
     return 0
 
 
@@ -431,27 +503,37 @@ def _print_report(report: dict[str, Any]) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from .gradcam import Predictor
-    from .imaging import read_image
+    from dataclasses import replace
+
+    from cxr_core.imaging.scoring import decode_for_model
+    from cxr_core.inference.population import with_age_check
+    from cxr_core.inference.predictor import Predictor
+    from cxr_core.io import write_reason
 
     predictor = Predictor.from_path(args.model)
     heatmap_dir = Path(args.heatmap_dir) if args.heatmap_dir else None
     if heatmap_dir is not None:
-        heatmap_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            heatmap_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StorageError(f"cannot write {heatmap_dir}: {write_reason(error)}") from None
     failures = 0
     for index, name in enumerate(args.files):
         try:
-            image = read_image(Path(name), filename=Path(name).name)
+            image = decode_for_model(Path(name), filename=Path(name).name)
             colour = float(image.info.get("colour", 0.0))
             if heatmap_dir is None:
                 result = predictor.predict(image.pixels, colour=colour)
             else:
                 result = predictor.explain(image.pixels, method=args.method, colour=colour)
+            result = replace(result, input_check=with_age_check(result.input_check, image.info))
             check = result.input_check
             if not check.accepted and not args.score_anyway:
                 raise NotAChestXrayError(check.reason)
             if heatmap_dir is not None:
                 _write_overlay(heatmap_dir, name, index, image.pixels, result.heatmap)
+        except StorageError:
+            raise  # a full or read-only --heatmap-dir fails every file alike: one line
         except CXRError as error:
             failures += 1
             _report_failure(args.json, name, error)
@@ -474,23 +556,31 @@ def _report_prediction(as_json: bool, name: str, result: Any) -> None:
         "probability": round(result.probability, 6),
         "label": result.label,
         "threshold": round(result.threshold, 6),
-        "input_check": "passed" if check.accepted else f"refused: {check.reason}",
+        "input_check": check.grade if check.accepted else f"refused: {check.reason}",
+        "prediction_set": list(result.prediction_set),
+        "decision": result.decision,
     }
     if check.distance is not None:
         payload["input_distance"] = round(check.distance, 3)
+    if check.warning:
+        payload["warning"] = check.warning
     if as_json:
         _emit(payload)
     else:
         refused = "" if check.accepted else " [REFUSED by the input check; scored anyway]"
+        uncertain = " UNCERTAIN: both are plausible;" if result.decision == "UNCERTAIN" else ""
         print(
-            f"{name}: {result.label} (P(pneumonia) = {result.probability:.3f}, "
+            f"{name}:{uncertain} {result.label} (P(pneumonia) = {result.probability:.3f}, "
             f"threshold {result.threshold:.3f}){refused} - research demo, not a diagnosis"
         )
+        if check.warning:
+            print(f"warning: {name}: {check.warning}", file=sys.stderr)
 
 
 def _stress(args: argparse.Namespace) -> int:
-    from . import data, eval_sets, stress
-    from .model import load_model
+    from cxr_core.data import tables as data
+    from cxr_core.evaluation import eval_sets, stress
+    from cxr_core.model.build import load_model
 
     model, metadata = load_model(args.model)
     table = data.scan(args.data)
@@ -533,13 +623,12 @@ def _print_stress(report: dict[str, Any]) -> None:
 def _write_overlay(folder: Path, name: str, index: int, pixels: Any, heatmap: Any) -> None:
     import cv2
 
-    from .gradcam import overlay
+    from cxr_core.inference.predictor import overlay
+    from cxr_core.io import write_bytes_atomic
 
     rgb = overlay(pixels, heatmap)
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise InvalidImageError(f"could not encode the heatmap of {name}")
     target = folder / f"{Path(name).stem}_{index:03d}_gradcam.png"
-    temporary = target.with_name(f".{target.name}.tmp")
-    temporary.write_bytes(encoded.tobytes())
-    temporary.replace(target)
+    write_bytes_atomic(target, encoded.tobytes())

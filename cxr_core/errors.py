@@ -13,7 +13,9 @@ catch that one class and show its message::
     ├── JobError             a background training run that cannot be started or stopped
     │   ├── RunFileError     a run folder file (status, history, config) that is malformed
     │   └── RunInUseError    a run folder that another training process holds
-    └── ClusterError         a multi-worker cluster that cannot be reached or lost a worker
+    ├── ClusterError         a multi-worker cluster that cannot be reached or lost a worker
+    └── StorageError         a file that cannot be written (disk full, read-only) or read
+                             safely (not a regular file, too large, too deeply nested)
 
 Errors from TensorFlow, Keras, OpenCV and pydicom are translated into these where they enter.
 """
@@ -31,6 +33,7 @@ __all__ = [
     "NotAChestXrayError",
     "RunFileError",
     "RunInUseError",
+    "StorageError",
     "WeightsUnavailableError",
 ]
 
@@ -77,3 +80,8 @@ class RunInUseError(JobError):
 
 class ClusterError(CXRError):
     """The workers of a multi-worker run cannot reach each other, or one of them was lost."""
+
+
+class StorageError(CXRError):
+    """A file cannot be written (disk full, read-only folder, no permission) or a stored file
+    cannot be read safely (not a regular file, too large, too deeply nested, not JSON)."""

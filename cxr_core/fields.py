@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .errors import CXRError
+from cxr_core.errors import CXRError
 
 __all__ = ["Fields", "is_number", "short_repr"]
 

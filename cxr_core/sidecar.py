@@ -10,17 +10,32 @@ zip (without loading it) for the input size and for truncation.
 
 from __future__ import annotations
 
+import io as _io
 import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import CLASS_NAMES, RunConfig
-from .errors import ConfigError, ModelLoadError
-from .fields import Fields, is_number, short_repr
+import numpy as np
+
+from cxr_core import io
+from cxr_core.config import CLASS_NAMES, RunConfig
+from cxr_core.errors import ConfigError, ModelLoadError
+from cxr_core.fields import Fields, is_number, short_repr
+from cxr_core.sidecar_sections import (
+    ConformalSets,
+    IndependentCheck,
+    PopulationCheck,
+    SiteCalibration,
+    read_conformal,
+    read_independent_records,
+    read_population_check,
+    read_site_calibration,
+)
 
 __all__ = [
+    "GATE_VERSION",
     "METRIC_NAMES",
     "Metrics",
     "ModelMetadata",
@@ -28,7 +43,17 @@ __all__ = [
     "keras_input_size",
     "read_metadata",
     "sidecar_path",
+    "unsafe_layer",
 ]
+
+#: Largest model configuration read from a ``.keras`` archive.
+MAX_KERAS_CONFIG_BYTES = 16 * 1024 * 1024
+#: Keras layers that run stored Python code: refused when a model is listed.
+UNSAFE_LAYERS = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda"})
+#: Version of the input check's file format (:mod:`cxr_core.inference.input_check`).
+GATE_VERSION = 1
+#: Largest input check file read (a 1,280-feature gate is about 6.5 MB).
+MAX_GATE_BYTES = 64 * 1024 * 1024
 
 #: Metrics a validation report may hold, each a number in [0, 1] or null.
 METRIC_NAMES = (
@@ -142,10 +167,17 @@ class ModelMetadata:
             ``hardware``, ``devices``, ``data_fingerprint``, ``saved_at``, ``name``, ...).
         training_seconds: Training time, or None.
         versions: Library name -> version at training time.
-        independent_checks: Sentences on checks beyond the validation split.
-        stress: The stress suite report (:func:`cxr_core.stress.stress_report`), or None.
+        independent_checks: Free-text sentences on checks beyond the validation split (the
+            strings of the sidecar's ``independent_checks`` list).
+        independent_records: The dated, typed records of that list
+            (:class:`cxr_core.sidecar_sections.IndependentCheck`).
+        stress: The stress suite report (:func:`cxr_core.evaluation.stress.stress_report`), or None.
         calibration: How probabilities were calibrated, or None.
-        input_gate: The input check's entry (:func:`cxr_core.gate.save_gate`), or None.
+        input_gate: The input check's entry (:func:`cxr_core.inference.input_check.save_gate`), or
+        None.
+        conformal: Class-conditional conformal bounds (``cxr_core.stats.conformal``), or None.
+        population_check: The input check's "unusual" grade, or None.
+        site_calibration: What fitting the model to a site did, or None.
         raw: The whole sidecar object, for re-saving it (not compared).
     """
 
@@ -165,6 +197,10 @@ class ModelMetadata:
     stress: dict[str, Any] | None = None
     calibration: dict[str, Any] | None = None
     input_gate: dict[str, Any] | None = None
+    independent_records: tuple[IndependentCheck, ...] = ()
+    conformal: ConformalSets | None = None
+    population_check: PopulationCheck | None = None
+    site_calibration: SiteCalibration | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     #: Descriptive string keys kept in ``texts``.
@@ -181,6 +217,7 @@ class ModelMetadata:
         "card_notes",
         "intended_use",
         "ensemble",
+        "site_fitting_note",
     )
 
     def text(self, key: str, default: str = "") -> str:
@@ -230,12 +267,24 @@ class ModelMetadata:
             texts={key: value for key, value in texts.items() if value is not None},
             training_seconds=f.number("training_seconds", low=0.0),
             versions=dict(versions),
-            independent_checks=f.texts("independent_checks"),
+            independent_checks=_notes(f),
+            independent_records=read_independent_records(f),
+            conformal=read_conformal(f),
+            population_check=read_population_check(f),
+            site_calibration=read_site_calibration(f),
             stress=_checked_report(f, "stress", "stress"),
             calibration=_checked_report(f, "calibration", "calibration"),
             input_gate=_checked_report(f, "input_gate", "input_gate"),
             raw=values,
         )
+
+
+def _notes(fields: Fields) -> tuple[str, ...]:
+    """The strings of ``independent_checks`` (its objects are records)."""
+    items = fields.values.get("independent_checks") or []
+    if not isinstance(items, list) or not all(isinstance(i, str | dict) for i in items):
+        fields.fail("independent_checks", "a list of sentences and records")
+    return tuple(item for item in items if isinstance(item, str))
 
 
 def _nonempty(fields: Fields, key: str) -> str:
@@ -253,12 +302,10 @@ def read_metadata(path: str | Path) -> ModelMetadata:
             names the key and the value received).
     """
     sidecar = sidecar_path(path)
-    if not sidecar.is_file():
-        raise ModelLoadError(f"model metadata file not found: {sidecar}")
     try:
-        values = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ModelLoadError(f"model metadata {sidecar.name} is not valid JSON: {error}") from None
+        values = io.read_json(sidecar, ModelLoadError)
+    except FileNotFoundError:
+        raise ModelLoadError(f"model metadata file not found: {sidecar.name}") from None
     return ModelMetadata.from_dict(values, source=f"model metadata {sidecar.name}")
 
 
@@ -271,17 +318,10 @@ def keras_input_size(path: str | Path) -> int | None:
     Raises:
         ModelLoadError: The file is missing, truncated or not a ``.keras`` zip archive.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelLoadError(f"model file not found: {path}")
-    damaged = ModelLoadError(
-        f"{path.name} is truncated or damaged: it is not a complete .keras (zip) archive"
-    )
-    try:
-        with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError, EOFError):
-        raise damaged from None
+    return _input_side(_keras_config(Path(path)))
+
+
+def _input_side(config: Any) -> int | None:
     try:
         layers = config["config"]["layers"]
         first = next(layer for layer in layers if layer.get("class_name") == "InputLayer")
@@ -292,15 +332,79 @@ def keras_input_size(path: str | Path) -> int | None:
     return side if isinstance(side, int) else None
 
 
+def _keras_config(path: Path) -> Any:
+    """The model configuration inside a ``.keras`` zip, read within a size and depth cap."""
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path.name}")
+    damaged = ModelLoadError(
+        f"{path.name} is truncated or damaged: it is not a complete .keras (zip) archive"
+    )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if archive.getinfo("config.json").file_size > MAX_KERAS_CONFIG_BYTES:
+                raise damaged
+            text = archive.read("config.json")
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError, EOFError, RuntimeError):
+        raise damaged from None
+    return io.parse_json(text, f"{path.name}'s config.json", ModelLoadError, max_depth=256)
+
+
+def unsafe_layer(config: Any) -> str | None:
+    """The class name of the first layer in a Keras model config that runs stored code
+    (``Lambda``, ``TFOpLambda``), which safe mode refuses to load; None when there is none."""
+    stack = [config]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            if value.get("class_name") in UNSAFE_LAYERS:
+                return str(value["class_name"])
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return None
+
+
+def _check_gate_file(path: Path) -> None:
+    """The input check's arrays are readable and consistent (the model's feature size is
+    checked again when the model is loaded)."""
+    unusable = f"the input check {path.name} is unusable"
+    try:
+        data = io.read_regular_bytes(path, MAX_GATE_BYTES, ModelLoadError)
+        with np.load(_io.BytesIO(data), allow_pickle=False) as stored:
+            version = int(stored["version"])
+            size = stored["location"].shape
+            square = stored["precision"].shape
+            threshold = float(stored["threshold"])
+    except FileNotFoundError:
+        raise ModelLoadError(f"{unusable}: the file is missing") from None
+    except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile):
+        raise ModelLoadError(f"{unusable}: the file is damaged") from None
+    if version != GATE_VERSION:
+        raise ModelLoadError(f"{unusable}: version {version}, not {GATE_VERSION}")
+    if len(size) != 1 or square != (size[0], size[0]) or not np.isfinite(threshold):
+        raise ModelLoadError(f"{unusable}: its arrays do not fit together")
+
+
 def check_model_file(path: str | Path) -> ModelMetadata:
     """Read a model's sidecar and check that it fits the ``.keras`` file, cheaply.
 
     Raises:
-        ModelLoadError: The model or its sidecar is missing, truncated or wrongly shaped, or
-            the sidecar's image size disagrees with the model's input.
+        ModelLoadError: The model or its sidecar is missing, truncated or wrongly shaped,
+            the model holds a layer that runs stored code (``Lambda``), its input check file
+            is missing or damaged, or the sidecar's image size disagrees with the model's
+            input.
     """
     metadata = read_metadata(path)
-    side = keras_input_size(path)
+    config = _keras_config(Path(path))
+    unsafe = unsafe_layer(config)
+    if unsafe:
+        raise ModelLoadError(
+            f"{Path(path).name} contains a {unsafe} layer, which runs stored code; "
+            "Keras safe mode never loads it"
+        )
+    if metadata.input_gate is not None:
+        _check_gate_file(Path(path).with_suffix(".gate.npz"))
+    side = _input_side(config)
     if side is not None and side != metadata.image_size:
         raise ModelLoadError(
             f"the metadata says {metadata.image_size} px but the model takes {side} px images. "

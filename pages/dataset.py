@@ -3,14 +3,15 @@
 No TensorFlow here: the counts, thumbnails and audit read folders, file headers and bytes.
 """
 
+from pathlib import Path
+
 import streamlit as st
 
-import app_access as access
-import app_charts as charts
-import app_nav
-import app_support as app
-from cxr_core import data
+from cxr_app import access, charts
+from cxr_app import navigation as app_nav
+from cxr_app import support as app
 from cxr_core.config import CLASS_NAMES
+from cxr_core.data import tables as data
 from cxr_core.errors import CXRError
 
 app_nav.ensure_app_navigation()
@@ -57,7 +58,11 @@ for label in CLASS_NAMES:
     sample = rows.sample(min(6, len(rows)), random_state=0) if len(rows) else rows
     st.markdown(f"**{label}** ({len(rows)} images)")
     try:
-        st.image([app.thumbnail(path, 200) for path in sample["path"]], width=150)
+        st.image(
+            [app.thumbnail(path, 200) for path in sample["path"]],
+            width=150,
+            alt=[f"{label} chest X-ray sample {Path(p).name}" for p in sample["path"]],
+        )
     except OSError:
         st.caption("These files cannot be shown as thumbnails (DICOM or unreadable).")
 

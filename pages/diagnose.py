@@ -2,11 +2,12 @@
 
 import streamlit as st
 
-import app_diagnose as ui
-import app_nav
-import app_support as app
+from cxr_app import diagnose as ui
+from cxr_app import navigation as app_nav
+from cxr_app import serving as app_serving
+from cxr_app import support as app
 from cxr_core.errors import CXRError
-from cxr_core.heatmap import DEFAULT_OPACITY
+from cxr_core.explain.heatmap import DEFAULT_OPACITY
 
 app_nav.ensure_app_navigation()
 
@@ -29,14 +30,18 @@ if entry is None:
     st.stop()
 try:
     app.model_metadata(entry)
-    app.predictor(entry)
 except CXRError as error:
     st.error(f"The model {app.md(entry.label)} cannot be used: {app.md(error)}")
     st.stop()
 
+ready = app_serving.loading_ui(entry)  # a fresh server: "loading the model" meanwhile
+if ready:
+    app_serving.served_or_stop(entry)
 uploads = ui.upload_ui()
 if not uploads:
-    st.info("Upload one or more frontal chest X-rays to see the model's output and heatmap.")
+    if ready:
+        st.info("Upload one or more frontal chest X-rays to see the model's output and heatmap.")
     st.stop()
+app_serving.served_or_stop(entry)  # waits for the model if it is still loading
 results = ui.analyse_ui(entry, ui.first_files(uploads))
 ui.results_ui(results, method, alpha, entry.label)

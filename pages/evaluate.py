@@ -2,10 +2,11 @@
 
 import streamlit as st
 
-import app_access as access
-import app_evaluate as ui
-import app_nav
-import app_support as app
+from cxr_app import access, site
+from cxr_app import evaluate as ui
+from cxr_app import faithfulness as faith
+from cxr_app import navigation as app_nav
+from cxr_app import support as app
 from cxr_core.errors import CXRError
 
 app_nav.ensure_app_navigation()
@@ -14,14 +15,7 @@ st.title("Evaluate")
 entries = app.discover_models()
 entry = app.model_picker(entries)
 root = access.dataset_folder_ui("Dataset folder", "eval_root", app.default_data_root(), st.sidebar)
-size = st.sidebar.number_input(
-    "Sample at most N images for speed (0 = the whole set)",
-    0,
-    1_000_000,
-    0,
-    100,
-    help="A sample keeps the set's own share of each class, so PPV, NPV and ECE stay honest.",
-)
+size = access.sample_size_ui(st.sidebar)
 log_fpr = st.sidebar.toggle("ROC: log false-positive axis", help="Spreads out the top-left corner.")
 if entry is None:
     st.info(app.no_model_message())
@@ -34,7 +28,8 @@ if not root:
     st.markdown(app.DATASET_GUIDE)
     st.stop()
 try:
-    chosen, table, scores = ui.scores_ui(root, entry, size)  # the "Images" picker, then scores
+    with access.scoring_slot():  # visitors: the server's bounded queue, one job each
+        chosen, table, scores = ui.scores_ui(root, entry, size)  # "Images" picker, scores
 except CXRError as error:
     st.error(app.md(error))
     st.stop()
@@ -51,8 +46,24 @@ except CXRError as error:
 ui.metrics_ui(point, len(table), len(chosen.table))
 ui.curves_ui(entries, entry, point, table, log_fpr)
 
+st.subheader("Uncertain answers: coverage and risk")
+site.uncertainty_section(app.model_metadata(entry), y, scores, threshold)
+
+st.subheader("Fit this model to this dataset")
+site.fit_section(entry, root, table, chosen.optimistic)
+
 st.subheader("Stress suite: the validation split under shift")
 ui.stress_section(app.model_metadata(entry))
 
 st.subheader("Predictions")
+st.download_button(
+    "Download every image's prediction (CSV)",
+    ui.per_image_csv(table, scores, threshold, entry.name),
+    f"predictions_{entry.name}_{chosen.key}.csv",
+    "text/csv",
+    on_click="ignore",
+)
 ui.gallery(entry, table, y, scores, threshold)
+
+st.subheader("Do the heatmaps say anything about the model?")
+faith.faithfulness_ui(entry, table)

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import streamlit as st
 
-import app_nav
-import app_support as app
-from cxr_core.data import count_table
+from cxr_app import access
+from cxr_app import home as app_home
+from cxr_app import navigation as app_nav
+from cxr_app import support as app
+from cxr_core.data.tables import count_table
 from cxr_core.errors import CXRError
-from cxr_core.model_card import (
+from cxr_core.evaluation.model_card import (
     format_metric,
     headline_metrics,
     render_model_card,
@@ -35,6 +37,8 @@ st.warning(
 
 entries = app.discover_models()
 entry = app.model_picker(entries)
+if entry is not None and entry.problem is None:
+    app_home.headline_ui(app.model_metadata(entry))
 model_col, data_col, device_col = st.columns(3)
 
 with model_col:
@@ -48,11 +52,12 @@ with model_col:
         st.markdown(f"**{app.md(entry.label)}**")
         details = f"{app.md(entry.details)}; " if entry.details else ""
         st.caption(f"{details}threshold {meta.threshold:.3f} on the PNEUMONIA probability")
+        st.markdown("Validation figures (**flattering**: carved from the training hospital)")
         for name, (value, interval) in headline_metrics(meta).items():
             if value is None:
                 continue
             extra = f" (95% CI {interval[0]:.3f}-{interval[1]:.3f})" if interval else ""
-            st.markdown(f"{name}: **{format_metric(value)}**{extra}")
+            st.markdown(f"{name}: {format_metric(value)}{extra}")
         if meta.validation:
             st.caption(
                 f"Validation (carved from train, flatters every model): {app.md(meta.validation)}"
@@ -60,7 +65,7 @@ with model_col:
         for line in robustness_lines(meta):
             st.text(line)
         for check in meta.independent_checks:
-            st.caption(f"Independent check: {app.md(check)}")
+            st.caption(f"Earlier note: {app.md(check)}")
         if not meta.metrics.values:
             st.caption("This model's metadata holds no validation metrics.")
 
@@ -72,10 +77,12 @@ with data_col:
     else:
         try:
             table = app.scan_dataset(root)
-            st.text(root)
+            if access.may_administer():  # visitors never see the server's folders
+                st.text(root)
             st.dataframe(app.display_table(count_table(table)))
         except CXRError as error:
-            st.error(f"The dataset at {app.md(root)} cannot be used: {app.md(error)}")
+            where = f" at {app.md(root)}" if access.may_administer() else ""
+            st.error(f"The dataset{where} cannot be used: {app.md(error)}")
 
 with device_col:
     st.subheader("Devices")

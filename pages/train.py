@@ -2,11 +2,11 @@
 
 import streamlit as st
 
-import app_nav
-import app_support as app
-import app_train as ui
-from cxr_core import jobs
+from cxr_app import navigation as app_nav
+from cxr_app import support as app
+from cxr_app import train as ui
 from cxr_core.errors import CXRError, DataError
+from cxr_core.runs import jobs
 
 app_nav.ensure_app_navigation()
 

@@ -1,6 +1,6 @@
 """Join finished runs into one ensemble model (mean of calibrated logits) for bundling.
 
-    python scripts/build_ensemble.py runs/A/model.keras runs/B/model.keras --out runs/ensemble
+    python -m scripts.build_ensemble runs/A/model.keras runs/B/model.keras --out runs/ensemble
 
 Writes ``OUT/model.keras`` and its sidecar: member 0's run configuration (its image size is the
 ensemble's input size; other members resize inside), the layers Grad-CAM explains together, one
@@ -12,18 +12,14 @@ provisional until ``scripts/bundle_model.py OUT --finalize`` works them out for 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from cxr_core.config import RunConfig
+from cxr_core.model.build import load_model, save_model
+from cxr_core.model.ensemble import build_ensemble, explained_layers
+from scripts.bundle_model import training_command
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
-
-from bundle_model import training_command  # noqa: E402
-
-from cxr_core.config import RunConfig  # noqa: E402
-from cxr_core.ensemble import build_ensemble, explained_layers  # noqa: E402
-from cxr_core.model import load_model, save_model  # noqa: E402
 
 
 def describe(metadata, config: RunConfig) -> str:
@@ -64,7 +60,7 @@ def main() -> None:
             training_command(config).replace("runs/NAME", f"runs/member{index}")
             for index, config in enumerate(configs)
         )
-        + " ; python scripts/build_ensemble.py "
+        + " ; python -m scripts.build_ensemble "
         + " ".join(f"runs/member{index}/model.keras" for index in range(len(configs)))
         + " --out runs/NAME",
         training_seconds=sum(metadata.training_seconds or 0.0 for _, metadata in loaded),

@@ -1,12 +1,13 @@
 """Copy a finished training run into assets/models/ with its sidecar and a model card.
 
-    python scripts/bundle_model.py runs/NAME --name cxr_lite0 [--notes NOTES.md] \
+    python -m scripts.bundle_model runs/NAME --name cxr_lite0 [--notes NOTES.md] \
         [--finalize --data DATA/chest_xray] [--independent CHECKS.txt]
 
 Re-saves the model as ``assets/models/<name>.keras`` (weights only) with its sidecar
 ``<name>.json`` (the run's, plus the training command, hardware and threshold rule in words),
 its input check ``<name>.gate.npz`` and ``MODEL_CARD.md`` rendered from that sidecar.
-``--finalize`` re-runs :func:`cxr_core.finalize.finalize_model` (calibration, threshold on the
+``--finalize`` re-runs :func:`cxr_core.training.finalize.finalize_model` (calibration, threshold on
+the
 stressed validation scores, stress suite, input check) for a run trained before it existed.
 The input check's refusal rate on the generated non-X-ray corpus and its acceptance of the
 dataset's ``val`` files are measured and stored in the sidecar. ``--independent`` adds lines
@@ -18,17 +19,16 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from cxr_core.config import RunConfig
+from cxr_core.data import tables as data
+from cxr_core.evaluation.model_card import render_model_card
+from cxr_core.inference import input_check as gate
+from cxr_core.model.build import load_model, read_metadata, save_model
+from cxr_core.training.finalize import finalize_model, save_finalized
 
-from cxr_core import data, gate  # noqa: E402
-from cxr_core.config import RunConfig  # noqa: E402
-from cxr_core.finalize import finalize_model, save_finalized  # noqa: E402
-from cxr_core.model import load_model, read_metadata, save_model  # noqa: E402
-from cxr_core.model_card import render_model_card  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def training_command(config: RunConfig) -> str:
@@ -51,6 +51,10 @@ def training_command(config: RunConfig) -> str:
         parts.append("--no-class-weights")
     if d.horizontal_flip:
         parts.append("--horizontal-flip")
+    if d.framing_augment:
+        parts.append(f"--framing-augment {d.framing_augment}")
+    if d.corruption_augment:
+        parts.append(f"--corruption-augment {d.corruption_augment}")
     if not t.input_gate:
         parts.append("--no-input-gate")
     return " ".join(parts) + " --out runs/NAME"
@@ -58,6 +62,17 @@ def training_command(config: RunConfig) -> str:
 
 def threshold_rule_text(config: RunConfig) -> str:
     """The threshold rule in one sentence."""
+    if config.train.threshold_rule == "worst_sensitivity":
+        return (
+            "the highest threshold at which the lowest sensitivity over the stress suite's "
+            f"choice keys is at least {config.train.target_sensitivity:.2f} (held-out families "
+            "unused)."
+        )
+    if config.train.threshold_rule == "worst_balanced":
+        return (
+            "the threshold maximising the lowest balanced accuracy over the stress suite's "
+            "choice keys (held-out families unused)."
+        )
     if config.train.threshold_rule == "sensitivity":
         return (
             "the highest threshold at which the validation split's sensitivity is at least "
@@ -81,10 +96,8 @@ def hardware() -> str:
 
 def gate_figures(model_path: Path, data_root: Path | None) -> str:
     """The input check's refusals on the non-X-ray corpus and acceptance of the val files."""
-    sys.path.insert(0, str(REPO / "scripts"))
-    from input_check_figures import corpus_figures, xray_acceptance
-
-    from cxr_core.gradcam import Predictor
+    from cxr_core.inference.predictor import Predictor
+    from scripts.input_check_figures import corpus_figures, xray_acceptance
 
     predictor = Predictor.from_path(model_path)
     corpus = corpus_figures(predictor)

@@ -1,11 +1,12 @@
 """Compare trained models - and the average of their logits - on the stress suite.
 
-    python scripts/compare_recipes.py --data DATA/chest_xray MODEL.keras [MODEL.keras ...] \
+    python -m scripts.compare_recipes --data DATA/chest_xray MODEL.keras [MODEL.keras ...] \
         [--json OUT.json]
 
 Every model is scored on the same validation split (rebuilt from the first model's sidecar;
 the models must share the split's seed and fraction) clean and under every perturbation of
-``cxr_core.stress``, each at its own input size. With two or more models the mean of their
+``cxr_core.evaluation.stress``, each at its own input size. With two or more models the mean of
+their
 logits is scored too, as an ensemble would be. Each row gets the threshold its own scores give
 under the first model's rule on the pooled stressed scores, so that the comparison is of
 recipes, not of stored thresholds. The criterion for choosing the bundled recipe is the worst
@@ -16,17 +17,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from cxr_core.config import RunConfig
+from cxr_core.data import tables as data
+from cxr_core.evaluation import (
+    eval_sets,
+    stress,
+)
+from cxr_core.model.build import load_model
+from cxr_core.training.finalize import choose_suite_threshold
 
-from cxr_core import data, eval_sets, evaluate, stress  # noqa: E402
-from cxr_core.config import RunConfig  # noqa: E402
-from cxr_core.model import load_model  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def score(paths: list[Path], data_root: Path) -> tuple[np.ndarray, dict[str, dict], RunConfig]:
@@ -46,14 +50,9 @@ def score(paths: list[Path], data_root: Path) -> tuple[np.ndarray, dict[str, dic
 
 
 def summarise(labels: np.ndarray, logits: dict[str, np.ndarray], config: RunConfig) -> dict:
-    """Threshold on the pooled stressed scores, then the stress report's summary."""
-    pooled_labels, pooled_logits = stress.pooled(labels, logits)
-    threshold = evaluate.choose_threshold(
-        pooled_labels,
-        stress.sigmoid(pooled_logits),
-        rule=config.train.threshold_rule,
-        target_sensitivity=config.train.target_sensitivity,
-    )
+    """Threshold by the run's rule on the clean and choice-family scores (as finalizing
+    chooses it), then the stress report's summary."""
+    threshold = choose_suite_threshold(config, labels, logits)
     report = stress.stress_report(labels, logits, threshold, n_resamples=50)
     clean = report["clean"]
     return {
@@ -62,6 +61,7 @@ def summarise(labels: np.ndarray, logits: dict[str, np.ndarray], config: RunConf
         "worst": report["summary"]["worst"],
         "worst_perturbation": report["summary"]["worst_perturbation"],
         "mean": report["summary"]["mean"],
+        "worst_held_out": report["summary"]["worst_held_out"],
     }
 
 

@@ -1,6 +1,6 @@
 """How well a model's input check tells chest X-rays from everything else.
 
-    python scripts/input_check_figures.py --model assets/models/cxr_lite0.keras \
+    python -m scripts.input_check_figures --model assets/models/cxr_lite0.keras \
         --data ../shared/data/chest_xray [--json]
 
 Refusal rate on a generated corpus of non-X-rays (``scripts/non_xray_corpus.py``: photos,
@@ -15,21 +15,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
+from cxr_core.data import tables as data
+from cxr_core.evaluation import (
+    eval_sets,
+    stress,
+)
+from cxr_core.imaging import decode as imaging
+from cxr_core.inference.predictor import Predictor
+from scripts.non_xray_corpus import make_corpus
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
-
-from non_xray_corpus import make_corpus  # noqa: E402
-
-from cxr_core import data, eval_sets, imaging, stress  # noqa: E402
-from cxr_core.gradcam import Predictor  # noqa: E402
 
 
 def corpus_figures(predictor: Predictor) -> dict[str, dict[str, int]]:
@@ -67,7 +68,7 @@ def stressed_acceptance(predictor: Predictor, table) -> dict[str, float]:
 
 def data_image(path: str, size: int) -> np.ndarray:
     """A file as the model sees it before its own layers: grey, resized, 0-255 float32."""
-    from cxr_core.preprocess import to_model_input
+    from cxr_core.imaging.preprocess import to_model_input
 
     return to_model_input(imaging.read_image(path).pixels, size).numpy()[..., 0]
 

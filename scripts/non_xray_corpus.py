@@ -20,7 +20,7 @@ ultrasound-like fan of speckle on black, a hand/bone-like radiograph and an axia
 No chest X-ray is read, copied or written. The output is deterministic for a given seed (on one
 install: JPEG encoders and font rasterisers may differ between library builds).
 
-    python scripts/non_xray_corpus.py OUT_DIR [--seed N]
+    python -m scripts.non_xray_corpus OUT_DIR [--seed N]
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ def make_tiny_model(folder: Path, data_root: Path, name: str = "tiny") -> Path:
     Its sidecar holds a 0.5 threshold, :data:`TINY_METRICS` and a ``run_config`` on
     ``data_root``, as a trained model's would.
     """
-    from cxr_core.model import build_model, save_model
+    from cxr_core.model.build import build_model, save_model
 
     config = RunConfig(
         data_root=str(data_root),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,9 @@ import pytest
 from PIL import Image
 
 #: The shared Kaggle copy, outside the repository; tests that need it skip when it is absent.
+# No background warm-up in AppTest runs: each page loads its model in place, as before
+# (tests/test_diagnose_page.py turns it on where it tests the loading state).
+os.environ.setdefault("CXR_WARM_UP", "0")
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chest_xray"
 
 # (split, class) -> (file name, patient) pairs in Kaggle's naming: several images per patient,
@@ -112,7 +116,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Path) -> Path:
     """A folder holding one untrained small_cnn model (64 px) with a complete sidecar."""
-    from app_helpers import make_tiny_model
+    from tests.app_helpers import make_tiny_model
 
     folder = tmp_path_factory.mktemp("models")
     make_tiny_model(folder, tiny_dataset)

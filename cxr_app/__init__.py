@@ -1,0 +1,1 @@
+"""cxr_app: TODO."""

@@ -1,0 +1,116 @@
+"""The app's side of serving: one model pool for the process, the warm-up, the loading state.
+
+- :func:`model_pool`: the process's :class:`cxr_core.inference.serving.ModelPool`; every page gets
+its
+  models, predictors and inference workers there, so each model loads once and all sessions'
+  uploads queue through one worker that batches them.
+- :func:`start_warm_up`: called on every page run (once per session does anything). As soon
+  as the server runs any page - Home renders at once without TensorFlow - a background thread
+  imports TensorFlow, loads the default model and traces its Diagnose steps, so a visitor who
+  goes on to Diagnose finds it ready. ``CXR_WARM_UP=0`` turns it off (the tests do).
+- :func:`loading_ui`: what Diagnose shows while the model loads: a short "loading the model"
+  state under an uploader that works at once, replaced by the page when the model is ready.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import streamlit as st
+
+from cxr_app import support as app
+from cxr_core.inference.serving import ModelPool, Served, WarmState
+
+__all__ = [
+    "WARM_UP_ENV",
+    "loading_ui",
+    "model_pool",
+    "served",
+    "served_or_stop",
+    "start_warm_up",
+    "warm",
+    "warm_up_enabled",
+]
+
+#: ``0`` turns the background warm-up off.
+WARM_UP_ENV = "CXR_WARM_UP"
+_STARTED = "_warm_up_started"
+_POOL_LOCK = threading.Lock()
+_POOL: list[ModelPool] = []
+
+
+def model_pool() -> ModelPool:
+    """The process's model pool (made on first use)."""
+    with _POOL_LOCK:
+        if not _POOL:
+            _POOL.append(ModelPool())
+        return _POOL[0]
+
+
+def served(entry: app.ModelEntry) -> Served:
+    """The entry's loaded model, predictor and worker; waits while it loads.
+
+    Raises:
+        CXRError: The model cannot be loaded.
+    """
+    return model_pool().get(entry.path, entry.mtime)
+
+
+def served_or_stop(entry: app.ModelEntry) -> Served:
+    """:func:`served` under a "Loading the model..." spinner; a model that cannot be loaded
+    gets one error line and stops the page."""
+    from cxr_core.errors import CXRError
+
+    try:
+        with st.spinner("Loading the model..."):
+            return served(entry)
+    except CXRError as error:
+        st.error(f"The model {app.md(entry.label)} cannot be used: {app.md(error)}")
+        st.stop()
+
+
+def warm(entry: app.ModelEntry) -> WarmState:
+    """Start loading ``entry`` in the background if nothing has; where it stands."""
+    return model_pool().warm(entry.path, entry.mtime)
+
+
+def start_warm_up() -> None:
+    """Once per session (the first does the work), start loading the default model in the
+    background, unless ``CXR_WARM_UP=0``. Costs no TensorFlow import on this thread."""
+    if not warm_up_enabled() or st.session_state.get(_STARTED):
+        return
+    st.session_state[_STARTED] = True
+    entry = app.active_model(app.discover_models())
+    if entry is not None and entry.problem is None:
+        warm(entry)
+
+
+@st.fragment(run_every=0.5)
+def _wait_for(entry: app.ModelEntry, since: float) -> None:
+    if model_pool().state(entry.path, entry.mtime) is WarmState.LOADING:
+        st.info(
+            f"Loading the model ({time.monotonic() - since:.0f} s): TensorFlow and the model "
+            "load once after the server starts. You can choose files meanwhile.",
+            icon=":material/hourglass_top:",
+        )
+        return
+    st.rerun()  # the whole page, now with the model ready
+
+
+def warm_up_enabled() -> bool:
+    """Whether models load in the background (``CXR_WARM_UP`` is not ``0``)."""
+    return os.environ.get(WARM_UP_ENV, "1") != "0"
+
+
+def loading_ui(entry: app.ModelEntry) -> bool:
+    """Start loading ``entry`` and, while it loads, show the loading state (refreshed until
+    the model is ready, then the page reruns). True when the model is ready or failed, or
+    when the warm-up is off (the caller then loads it in place: :func:`served_or_stop`)."""
+    if not warm_up_enabled() or warm(entry) is not WarmState.LOADING:
+        return True
+    key = f"_loading_since_{entry.path}"
+    since = st.session_state.setdefault(key, time.monotonic())
+    _wait_for(entry, since)
+    return False
