@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cxr_core.config import DataConfig, ModelConfig, RunConfig
+from cxr_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from cxr_core.runs.files import RunPaths, update_status, write_json_atomic
 
 #: Validation metrics written into the tiny model's sidecar (shown on the Home page).
 TINY_METRICS = {
@@ -59,3 +60,19 @@ def point_app_at(monkeypatch, models: Path, runs: Path, data_root: Path) -> None
     monkeypatch.setenv("CXR_DATA", str(data_root))
     monkeypatch.setenv("CXR_RAISE_ERRORS", "1")
     monkeypatch.chdir(Path(__file__).resolve().parents[1])  # runs start `python -m cxr_core` here
+
+
+def fake_run(runs: Path, name: str, data_root: Path, **status: object) -> RunPaths:
+    """A run folder with a tiny config and the given status.json fields (no process)."""
+    paths = RunPaths(runs / name)
+    paths.root.mkdir(parents=True)
+    config = RunConfig(
+        str(data_root),
+        ModelConfig("small_cnn", "none", 32),
+        DataConfig(batch_size=8, min_val_images=0),
+        TrainConfig(head_epochs=1, finetune_epochs=0, calibration="none"),
+    )
+    write_json_atomic(paths.config, config.to_dict())
+    if status:
+        update_status(paths, **status)
+    return paths

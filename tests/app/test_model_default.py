@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cxr_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from cxr_core.evaluation.model_compare import compare_models
 from cxr_core.runs.app_settings import SETTINGS_FILE
 from cxr_core.runs.files import RunPaths, update_status, write_json_atomic
 from cxr_core.sidecar import ModelMetadata
-from tests.app_helpers import make_tiny_model, point_app_at
+from tests.app_helpers import fake_run, make_tiny_model, point_app_at
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "streamlit_app.py")
@@ -52,15 +51,7 @@ def runs(tmp_path: Path, monkeypatch, tiny_model_dir: Path, tiny_dataset: Path) 
 
 
 def finished_run(runs: Path, data_root: Path, name: str, metrics: dict) -> RunPaths:
-    paths = RunPaths(runs / name)
-    paths.root.mkdir(parents=True)
-    config = RunConfig(
-        str(data_root),
-        ModelConfig("small_cnn", "none", 32),
-        DataConfig(batch_size=8, min_val_images=0),
-        TrainConfig(head_epochs=1, finetune_epochs=0, calibration="none"),
-    )
-    write_json_atomic(paths.config, config.to_dict())
+    paths = fake_run(runs, name, data_root)
     make_tiny_model(paths.root, data_root, name="model")
     sidecar = json.loads(paths.model.with_suffix(".json").read_text())
     write_json_atomic(paths.model.with_suffix(".json"), {**sidecar, "metrics": metrics})

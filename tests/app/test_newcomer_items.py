@@ -19,11 +19,10 @@ from cxr_app import charts as app_charts
 from cxr_app import evaluate as app_evaluate
 from cxr_app import navigation as app_nav
 from cxr_app import train as app_train
-from cxr_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from cxr_core.data import tables as data
 from cxr_core.runs import jobs
-from cxr_core.runs.files import RunPaths, update_status, write_json_atomic
 from tests.app.test_app_pages import APP, app_env, open_page, png_bytes
+from tests.app_helpers import fake_run
 from tests.conftest import synthetic_xray
 
 __all__ = ["app_env"]  # a fixture used here, defined in test_app_pages
@@ -46,20 +45,6 @@ def test_the_page_icon_is_a_local_file() -> None:
         ":material/"
         not in (ROOT / "cxr_app" / "navigation.py").read_text().split("set_page_config")[1][:200]
     )
-
-
-def fake_run(runs: Path, name: str, data_root: Path, **status) -> RunPaths:
-    paths = RunPaths(runs / name)
-    paths.root.mkdir(parents=True)
-    config = RunConfig(
-        str(data_root),
-        ModelConfig("small_cnn", "none", 32),
-        DataConfig(batch_size=8, min_val_images=0),
-        TrainConfig(head_epochs=1, finetune_epochs=0, calibration="none"),
-    )
-    write_json_atomic(paths.config, config.to_dict())
-    update_status(paths, **status)
-    return paths
 
 
 def test_past_runs_table_has_no_none_and_says_what_the_monitor_says(tmp_path, tiny_dataset):

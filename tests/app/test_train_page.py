@@ -12,11 +12,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cxr_app import support as app_support
-from cxr_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from cxr_core.runs import jobs
 from cxr_core.runs.app_settings import SETTINGS_FILE
-from cxr_core.runs.files import RunPaths, update_status, write_json_atomic
+from cxr_core.runs.files import RunPaths
 from cxr_core.runs.guard import lock_run, unlock_run
+from tests import app_helpers
 from tests.app_helpers import make_tiny_model, point_app_at
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,18 +49,10 @@ def metric(at: AppTest, label: str) -> str:
 
 
 def fake_run(runs: Path, name: str, data_root: Path, **status: object) -> RunPaths:
-    """A run folder with a tiny config and the given status.json fields (no process)."""
-    paths = RunPaths(runs / name)
-    paths.root.mkdir(parents=True)
-    config = RunConfig(
-        str(data_root),
-        ModelConfig("small_cnn", "none", 32),
-        DataConfig(batch_size=8, min_val_images=0),
-        TrainConfig(head_epochs=1, finetune_epochs=0, calibration="none"),
+    """A run folder (``tests.app_helpers.fake_run``) that started on 2026-01-01 10:00 UTC."""
+    return app_helpers.fake_run(
+        runs, name, data_root, started_at="2026-01-01T10:00:00+00:00", **status
     )
-    write_json_atomic(paths.config, config.to_dict())
-    update_status(paths, started_at="2026-01-01T10:00:00+00:00", **status)
-    return paths
 
 
 def test_a_starting_run_says_what_it_does_not_epoch_1_of_1(runs, tiny_dataset) -> None:
