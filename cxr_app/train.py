@@ -18,14 +18,17 @@ import streamlit as st
 from cxr_app import access, charts, models
 from cxr_app import support as app
 from cxr_app.state import remember_settings, restore_settings
-from cxr_core.config import BACKBONES, RunConfig
+from cxr_core.config import BACKBONES, RunConfig, TrainConfig
 from cxr_core.data import tables as data
 from cxr_core.errors import CXRError, JobError
 from cxr_core.runs import jobs
 from cxr_core.runs.files import RunState
 from cxr_core.runs.progress import monitor_view
+from cxr_core.training.run_settings import default_settings
 
 __all__ = [
+    "CPU_QUICK_RUN",
+    "GPU_RUN",
     "GPU_TRAIN_DEFAULTS",
     "MESSAGE",
     "SHOWN_RUN",
@@ -48,23 +51,6 @@ SIZES = [64, 96, 128, 160, 192, 224, 256, 320]
 # ---------------------------------------------------------------------------------------------
 # Settings and estimates
 
-#: Train page widget keys and their first values: a run that finishes in minutes on a CPU.
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "t_data": "", "t_backbone": "efficientnet_lite0", "t_weights": "imagenet", "t_weights_file": "",
-    "t_size": 128, "t_head_epochs": 1, "t_finetune_epochs": 1, "t_batch": 32,
-    "t_head_lr": 1e-3, "t_finetune_lr": 1e-4, "t_layers": 60, "t_class_weights": True,
-    "t_augment": 1.0, "t_val_fraction": 0.15, "t_seed": 42, "t_limit": 300,
-    "t_dropout": 0.2, "t_patience": 3, "t_rule": "youden",
-    "t_contrast": "clahe", "t_acquisition": 1.0, "t_threshold_scores": "stressed",
-    "t_calibration": "platt",
-}  # fmt: skip
-
-
-#: Train page widget values on a machine where TensorFlow sees a GPU: full-size images, all of
-#: them, larger batches and the library's default epochs.
-GPU_TRAIN_DEFAULTS: dict[str, Any] = {
-    "t_size": 224, "t_batch": 64, "t_limit": 0, "t_head_epochs": 2, "t_finetune_epochs": 4,
-}  # fmt: skip
 #: Train page widget keys -> the settings of :func:`cxr_core.training.run_settings.run_config`.
 TRAIN_SETTINGS = {
     "t_data": "data_root", "t_backbone": "backbone", "t_size": "image_size",
@@ -77,6 +63,33 @@ TRAIN_SETTINGS = {
     "t_rule": "threshold_rule", "t_threshold_scores": "threshold_scores",
     "t_calibration": "calibration",
 }  # fmt: skip
+
+
+#: What the Train page changes from the library's defaults
+#: (:func:`cxr_core.training.run_settings.default_settings`, the dataclasses' own) for a run that
+#: finishes in minutes on a CPU. Every other widget starts at the library's default.
+CPU_QUICK_RUN: dict[str, Any] = {
+    "image_size": 128, "head_epochs": 1, "finetune_epochs": 1, "limit_per_class": 300,
+}  # fmt: skip
+#: The same where TensorFlow sees a GPU: the library's defaults, every image, batches of 64.
+GPU_RUN: dict[str, Any] = {
+    "batch_size": 64, "limit_per_class": 0, "finetune_epochs": TrainConfig.finetune_epochs,
+}  # fmt: skip
+
+
+def _widget_values(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Widget key -> first value: the library's default for each setting, then ``overrides``."""
+    library = {**default_settings(), "data_root": ""}
+    values = {key: overrides.get(name, library[name]) for key, name in TRAIN_SETTINGS.items()}
+    return {**values, "t_weights": library["weights"], "t_weights_file": ""}
+
+
+#: Train page widget keys and their first values on a CPU.
+TRAIN_DEFAULTS: dict[str, Any] = _widget_values(CPU_QUICK_RUN)
+#: The widget values that differ on a machine with a GPU.
+GPU_TRAIN_DEFAULTS: dict[str, Any] = {
+    key: value for key, value in _widget_values(GPU_RUN).items() if value != TRAIN_DEFAULTS[key]
+}
 
 
 def train_defaults(devices: dict[str, Any]) -> dict[str, Any]:
@@ -226,12 +239,18 @@ def _backbone_changed() -> None:
 
 def _device_note(devices: dict[str, Any]) -> str:
     if not devices.get("gpus"):
-        return "No GPU visible: quick CPU defaults (128 px, 300 images per class, 1 + 1 epochs)."
+        quick = TRAIN_DEFAULTS
+        return (
+            f"No GPU visible: quick CPU defaults ({quick['t_size']} px, {quick['t_limit']} images "
+            f"per class, {quick['t_head_epochs']} + {quick['t_finetune_epochs']} epochs)."
+        )
     memory = [gpu.get("memory_gb") for gpu in devices["gpus"] if gpu.get("memory_gb")]
     size = f" ({memory[0]:.0f} GB)" if memory else ""
+    gpu = train_defaults(devices)
     return (
         f"Training runs on {app.md(devices.get('summary', 'a GPU'))}{size}: defaults of "
-        "224 px, batch 64, every image, 2 + 4 epochs."
+        f"{gpu['t_size']} px, batch {gpu['t_batch']}, every image, {gpu['t_head_epochs']} + "
+        f"{gpu['t_finetune_epochs']} epochs."
     )
 
 

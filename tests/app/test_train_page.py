@@ -193,3 +193,20 @@ def test_on_cpu_the_quick_defaults_stay(runs) -> None:
     assert at.sidebar.select_slider(key="t_size").value == 128
     assert at.sidebar.number_input(key="t_limit").value == 300
     assert "x 2 epochs" in texts(at)
+
+
+def test_the_widget_defaults_are_the_librarys_except_the_quick_run_settings() -> None:
+    from cxr_app import train as app_train
+    from cxr_core.training.run_settings import default_settings
+
+    library = default_settings()
+    for key, name in app_train.TRAIN_SETTINGS.items():
+        if name in app_train.CPU_QUICK_RUN:
+            assert app_train.TRAIN_DEFAULTS[key] == app_train.CPU_QUICK_RUN[name]
+        elif name != "data_root":
+            assert app_train.TRAIN_DEFAULTS[key] == library[name], key
+    # The widgets' first values make the same RunConfig as the library's defaults would.
+    values = {**app_train.TRAIN_DEFAULTS, "t_data": "/tmp"}
+    config = app_train.run_config_from(values)
+    assert config.train.head_epochs == app_train.CPU_QUICK_RUN["head_epochs"]
+    assert config.data.batch_size == library["batch_size"]

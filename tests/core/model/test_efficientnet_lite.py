@@ -297,7 +297,7 @@ def test_bad_arguments_raise_config_error_naming_them(arguments: dict, field: st
 # -- linear probe on chest X-rays ------------------------------------------------------------
 
 
-def _probe_images(per_class: int = 300) -> tuple[tf.Tensor, np.ndarray, np.ndarray]:
+def _probe_images(per_class: int = 100) -> tuple[tf.Tensor, np.ndarray, np.ndarray]:
     """``per_class`` train images of each class as model input, labels and patient ids."""
     data = pytest.importorskip("cxr_core.data.tables")
     if not SHARED_DATA.is_dir():
