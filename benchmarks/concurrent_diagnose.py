@@ -54,12 +54,13 @@ def lone_verdicts(files: list[Path]) -> dict[str, tuple[str, str]]:
     from cxr_app import support as app_support
     from cxr_core.explain.verdict import score_texts
     from cxr_core.inference.predictor import Predictor
+    from cxr_core.inference.upload import analyse_upload
 
     model = sorted((Path(app_support.models_dir())).glob("*.keras"))[0]
     predictor = Predictor.from_path(model)
     verdicts = {}
     for path in files:
-        result = app_support.analyse_bytes(predictor, path.read_bytes(), path.name)
+        result = analyse_upload(predictor, path.read_bytes(), path.name)
         shown, _ = score_texts(result.probability, result.threshold)
         verdicts[path.name] = (result.decision, shown)
     return verdicts

@@ -6,8 +6,8 @@ and warmed up, runs the page's analysis of it and samples the process's resident
 
 1. **jpeg_before**: an RGB JPEG on the path this project used until the upload limits (full
    decode, ``Predictor.explain`` on the full image, then shrinking pixels and heatmap);
-2. **jpeg**: the same JPEG through ``app_support.analyse_bytes`` (decoded reduced by libjpeg's
-   DCT scaling, everything at most ``DISPLAY_SIDE`` pixels on a side);
+2. **jpeg**: the same JPEG through ``cxr_core.inference.upload.analyse_upload`` (decoded
+   reduced by libjpeg's DCT scaling, everything at most ``DISPLAY_SIDE`` pixels on a side);
 3. **rgba_png**: an 8-bit RGBA PNG (a few hundred KB: a decompression bomb in all but name);
 4. **png16_rgba**: a 16-bit RGBA PNG (Pillow cannot hold it; OpenCV decodes it as uint16);
 5. **rle_dicom**: an RLE Lossless DICOM, 16 bits allocated, 12 stored;
@@ -159,9 +159,9 @@ def measure(case: str, path: Path) -> float:
     """One measurement in this process (see the module docstring for the cases)."""
     import numpy as np
 
-    from cxr_app import support as app_support
     from cxr_core.imaging.decode import read_image
     from cxr_core.imaging.scoring import shrink
+    from cxr_core.inference.upload import analyse_upload
 
     model = predictor()
     content = path.read_bytes()
@@ -175,7 +175,7 @@ def measure(case: str, path: Path) -> float:
         shrink(result.heatmap)
 
     def after() -> None:
-        app_support.analyse_bytes(model, content, path.name)
+        analyse_upload(model, content, path.name)
 
     def three() -> None:
         threads = [threading.Thread(target=after) for _ in range(3)]

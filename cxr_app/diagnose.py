@@ -127,6 +127,8 @@ def view_change_seconds(
     """
     import time
 
+    from cxr_core.inference.upload import analyse_upload
+
     def median_seconds(views: list[tuple[str, float]]) -> float:
         times = []
         for method, alpha in views:
@@ -136,7 +138,7 @@ def view_change_seconds(
         return float(np.median(times))
 
     start = time.perf_counter()
-    result = app.analyse_bytes(predictor, content, name)
+    result = analyse_upload(predictor, content, name)
     analyse_s = time.perf_counter() - start
     opacities = [("Grad-CAM", 0.2 + 0.1 * (i % 7)) for i in range(repeats)]
     methods = [(("Grad-CAM++", "Grad-CAM")[i % 2], 0.6) for i in range(repeats)]

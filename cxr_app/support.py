@@ -6,17 +6,17 @@ uses lives in its module; what several share lives here. This is the one module 
 reads the environment:
 
 - ``CXR_MODELS_DIR``: folder of bundled models (``*.keras`` with a ``.json`` sidecar);
-  default ``assets/models`` beside this file.
-- ``CXR_RUNS_DIR``: folder of training runs; default ``runs`` beside this file. Every finished
-  run's ``model.keras`` is offered as a model too.
+  default ``assets/models`` in the project folder.
+- ``CXR_RUNS_DIR``: folder of training runs; default ``runs`` in the project folder. Every
+  finished run's ``model.keras`` is offered as a model too.
 - ``CXR_DATA``: the dataset folder pages start from; default ``data/chest_xray`` when present.
 
-Models and TensorFlow load once per process (``app_serving.model_pool``, keyed by path and
+Models and TensorFlow load once per process (``cxr_app.serving.model_pool``, keyed by path and
 file time, so a retrained model is picked up; warmed up in the background from the first
 page); tables and audits are cached with ``st.cache_data``, an upload's analysis by content
 and model (:func:`analyse_upload`). Nothing here imports
 TensorFlow before a page needs a model: Home, Dataset and the Train monitor read JSON sidecars
-and folders only (``tests/test_app_speed.py``).
+and folders only (``tests/app/test_app_speed.py``).
 """
 
 from __future__ import annotations
@@ -58,7 +58,6 @@ __all__ = [
     "METHODS",
     "ModelEntry",
     "active_model",
-    "analyse_bytes",
     "analyse_upload",
     "audit_dataset",
     "dataset_guide",
@@ -383,23 +382,16 @@ def predictor(entry: ModelEntry) -> Any:
     return _predictor(entry.path, entry.mtime)
 
 
-def analyse_bytes(predictor: Any, content: bytes, name: str) -> UploadAnalysis:
-    """The Diagnose page's analysis of one file, uncached: :func:`analyse_upload` without the
-    cache (``cxr_core.inference.upload.analyse_upload``)."""
-    from cxr_core.inference.upload import analyse_upload as analyse
-
-    return analyse(predictor, content, name)
-
-
 @st.cache_data(show_spinner=False, max_entries=MAX_CACHED_ANALYSES)
 def _analyse(path: str, mtime: float, digest: str, _content: bytes, name: str):
     from cxr_app.serving import model_pool
+    from cxr_core.inference.upload import analyse_upload as analyse
 
     # Only a cache miss decodes: it takes one of the server's few analysis slots.
     if not _ANALYSIS_SLOTS.acquire(timeout=ANALYSIS_WAIT_SECONDS):
         raise JobError("The server is busy analysing other uploads; try again in a minute.")
     try:
-        return analyse_bytes(model_pool().get(path, mtime).worker, _content, name)
+        return analyse(model_pool().get(path, mtime).worker, _content, name)
     finally:
         _ANALYSIS_SLOTS.release()
         _return_freed_memory()

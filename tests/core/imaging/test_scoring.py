@@ -46,9 +46,10 @@ def mixed_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _app_diagnose_probability(predictor: Predictor, path: str) -> float:
-    from cxr_app import support as app_support
+    # What the Diagnose page's cached analysis runs (cxr_app.support._analyse).
+    from cxr_core.inference.upload import analyse_upload
 
-    analysis = app_support.analyse_bytes(predictor, Path(path).read_bytes(), Path(path).name)
+    analysis = analyse_upload(predictor, Path(path).read_bytes(), Path(path).name)
     return analysis.probability
 
 
