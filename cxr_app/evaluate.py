@@ -92,7 +92,7 @@ def predictions(entry: app.ModelEntry, table: pd.DataFrame, progress: Any = None
 
     Cached on disk by model file version and image list (``cxr_core.evaluation.score_cache``), so a
     restart does not score again; the model loads only on a miss. Scoring takes the model's
-    shared worker (``app_serving``) for itself and lets uploads queued meanwhile run between
+    shared worker (``cxr_app.serving``) for itself and lets uploads queued meanwhile run between
     its batches: it queues with Diagnose rather than competing for the cores.
 
     Args:

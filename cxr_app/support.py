@@ -250,7 +250,7 @@ def _entry(path: Path, name: str, source: str) -> ModelEntry:
     auc = metadata.metrics.value("roc_auc")
     if auc is not None:
         parts.append(f"val AUC {auc:.3f}")
-    if metadata.site_calibration is not None:  # a model fitted to a site (app_site.py)
+    if metadata.site_calibration is not None:  # a model fitted to a site (cxr_app/site.py)
         name = Path(metadata.site_calibration.original_model).stem or name
         source = f"fitted to {metadata.site_calibration.site}"
     label = f"{name} - {source}"  # cxr_app/evaluate.py takes the name before " - "
@@ -366,7 +366,7 @@ def _loaded(path: str, mtime: float) -> tuple[Any, ModelMetadata]:
 
 def load_model(entry: ModelEntry) -> tuple[Any, ModelMetadata]:
     """``(keras.Model, metadata)``, loaded once per file version for the whole process (the
-    model pool of ``app_serving``, shared with the warm-up); raises ModelLoadError."""
+    model pool of ``cxr_app.serving``, shared with the warm-up); raises ModelLoadError."""
     return _loaded(entry.path, entry.mtime)
 
 
