@@ -157,8 +157,9 @@ def test_heat_table_lays_a_metric_out_as_family_by_severity() -> None:
         },
     }
     from cxr_core.evaluation.model_card import stress_heat_table
+    from cxr_core.sidecar_reports import StressReport
 
-    table = stress_heat_table(report, "specificity")
+    table = stress_heat_table(StressReport.from_dict(report), "specificity")
     assert list(table.index) == ["pixelate", "zoom_in", "blur"]
     assert list(table.columns) == ["clean", 1, 2, 3, 4, 5]
     assert table.loc["pixelate", 5] == 0.5 and table.loc["zoom_in", 2] == 0.7
