@@ -116,6 +116,20 @@ def test_stress_json_has_every_perturbation_with_evaluate_keys(
     assert report["split"] == "val" and report["threshold"] == 0.5
 
 
+def test_stress_text_output_reads_the_typed_report(capsys: pytest.CaptureFixture[str]) -> None:
+    from cxr_core.cli import _print_stress
+    from cxr_core.sidecar_reports import StressReport
+
+    labels = np.array([0, 1] * 10)
+    logits = {"clean": 3.0 * labels - 1.5, "pixelate@5": np.zeros(20)}
+    _print_stress(StressReport.from_dict(stress.stress_report(labels, logits, 0.5, 10)), "val", 20)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "val: 20 images, threshold 0.500"
+    assert lines[2].split() == ["clean", "1.000", "1.000", "1.000", lines[2].split()[4], "0.000"]
+    assert lines[3].split()[0] == "pixelate@5" and lines[3].split()[-1] == "0.500"
+    assert lines[4].startswith("  worst: roc_auc 0.500 (pixelate@5)")
+
+
 def test_stress_on_a_split_the_dataset_lacks_is_one_error_line(
     tiny_dataset: Path, untrained_model: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
