@@ -35,6 +35,7 @@ from cxr_core.errors import (
     NotAChestXrayError,
     StorageError,
 )
+from cxr_core.sidecar_reports import StressReport
 from cxr_core.training.run_settings import run_config
 
 __all__ = ["build_parser", "main", "train_settings"]
@@ -598,25 +599,26 @@ def _stress(args: argparse.Namespace) -> int:
         metadata.threshold,
         n_resamples=args.bootstrap,
     )
-    report.update(model=str(args.model), split=args.split, n=len(subset))
+    suite = StressReport.from_dict(report, "stress report", DataError)
     if args.json:
-        _emit(report)
+        _emit({**suite.to_dict(), "model": str(args.model), "split": args.split, "n": len(subset)})
     else:
-        _print_stress(report)
+        _print_stress(suite, args.split, len(subset))
     return 0
 
 
-def _print_stress(report: dict[str, Any]) -> None:
-    print(f"{report['split']}: {report['n']} images, threshold {report['threshold']:.3f}")
+def _print_stress(suite: StressReport, split: str, n: int) -> None:
+    print(f"{split}: {n} images, threshold {suite.threshold:.3f}")
     print(f"  {'perturbation':<16} {'AUC':>6} {'sens':>6} {'spec':>6} {'ECE':>6} {'flips':>6}")
-    rows = {"clean": {**report["clean"], "flip_rate": 0.0}, **report["perturbations"]}
+    rows = {"clean": {**suite.clean.values, "flip_rate": 0.0}}
+    rows.update({name: metrics.values for name, metrics in suite.perturbations.items()})
     for name, m in rows.items():
         auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
         print(
             f"  {name:<16} {auc:>6} {m['sensitivity']:>6.3f} {m['specificity']:>6.3f} "
             f"{m['ece']:>6.3f} {m['flip_rate']:>6.3f}"
         )
-    worst, which = report["summary"]["worst"], report["summary"]["worst_perturbation"]
+    worst, which = suite.summary.worst, suite.summary.worst_perturbation
     print("  worst: " + ", ".join(f"{k} {v:.3f} ({which[k]})" for k, v in worst.items()))
 
 

@@ -23,6 +23,15 @@ from cxr_core import io
 from cxr_core.config import CLASS_NAMES, RunConfig
 from cxr_core.errors import ConfigError, ModelLoadError
 from cxr_core.fields import Fields, is_number, short_repr
+from cxr_core.sidecar_reports import (
+    METRIC_NAMES,
+    CalibrationEntry,
+    InputGateEntry,
+    StressReport,
+    read_calibration,
+    read_input_gate,
+    read_stress,
+)
 from cxr_core.sidecar_sections import (
     ConformalSets,
     IndependentCheck,
@@ -55,20 +64,6 @@ GATE_VERSION = 1
 #: Largest input check file read (a 1,280-feature gate is about 6.5 MB).
 MAX_GATE_BYTES = 64 * 1024 * 1024
 
-#: Metrics a validation report may hold, each a number in [0, 1] or null.
-METRIC_NAMES = (
-    "roc_auc",
-    "pr_auc",
-    "accuracy",
-    "sensitivity",
-    "specificity",
-    "precision",
-    "npv",
-    "f1",
-    "ece",
-    "brier",
-    "prevalence",
-)
 _CONFUSION = ("tn", "fp", "fn", "tp")
 
 
@@ -123,30 +118,6 @@ class Metrics:
         return cls(values, intervals, confusion, fields.integer("n", low=0))
 
 
-def _checked_report(fields: Fields, key: str, shape: str) -> dict[str, Any] | None:
-    """A nested report kept as a dict after its numbers are checked (None when absent)."""
-    value = fields.values.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        fields.fail(key, "a JSON object")
-    sub = Fields(value, f"{fields.source} {key}", fields.error)
-    if shape == "stress":
-        Metrics.from_fields(sub.sub("clean"))
-        for name, report in sub.mapping("perturbations").items():
-            Metrics.from_fields(Fields(report, f"{sub.source} {name}", fields.error))
-        summary = sub.sub("summary")
-        summary.numbers("worst"), summary.numbers("mean")
-        if not all(isinstance(v, str) for v in summary.mapping("worst_perturbation").values()):
-            summary.fail("worst_perturbation", "an object of names")
-    elif shape == "calibration":
-        sub.text("method"), sub.text("fitted_on"), sub.number("scale"), sub.number("bias")
-        sub.numbers("ece_before"), sub.numbers("ece_after"), sub.numbers("ece")
-    else:
-        sub.text("method"), sub.text("figures"), sub.text("file"), sub.number("threshold")
-    return value
-
-
 @dataclass(frozen=True)
 class ModelMetadata:
     """What the sidecar of a saved model says, checked.
@@ -173,8 +144,8 @@ class ModelMetadata:
             (:class:`cxr_core.sidecar_sections.IndependentCheck`).
         stress: The stress suite report (:func:`cxr_core.evaluation.stress.stress_report`), or None.
         calibration: How probabilities were calibrated, or None.
-        input_gate: The input check's entry (:func:`cxr_core.inference.input_check.save_gate`), or
-        None.
+        input_gate: The input check's entry (:func:`cxr_core.inference.input_check.save_gate`),
+            or None (``cxr_core.sidecar_reports`` types these three).
         conformal: Class-conditional conformal bounds (``cxr_core.stats.conformal``), or None.
         population_check: The input check's "unusual" grade, or None.
         site_calibration: What fitting the model to a site did, or None.
@@ -194,9 +165,9 @@ class ModelMetadata:
     training_seconds: float | None = None
     versions: dict[str, str] = field(default_factory=dict)
     independent_checks: tuple[str, ...] = ()
-    stress: dict[str, Any] | None = None
-    calibration: dict[str, Any] | None = None
-    input_gate: dict[str, Any] | None = None
+    stress: StressReport | None = None
+    calibration: CalibrationEntry | None = None
+    input_gate: InputGateEntry | None = None
     independent_records: tuple[IndependentCheck, ...] = ()
     conformal: ConformalSets | None = None
     population_check: PopulationCheck | None = None
@@ -272,9 +243,9 @@ class ModelMetadata:
             conformal=read_conformal(f),
             population_check=read_population_check(f),
             site_calibration=read_site_calibration(f),
-            stress=_checked_report(f, "stress", "stress"),
-            calibration=_checked_report(f, "calibration", "calibration"),
-            input_gate=_checked_report(f, "input_gate", "input_gate"),
+            stress=read_stress(f),
+            calibration=read_calibration(f),
+            input_gate=read_input_gate(f),
             raw=values,
         )
 

@@ -22,6 +22,7 @@ from cxr_core.imaging.corruptions import FAMILIES, HELD_OUT_FAMILIES, SEVERITIES
 from cxr_core.markdown import code_span
 from cxr_core.markdown import escape_markdown as md
 from cxr_core.sidecar import ModelMetadata
+from cxr_core.sidecar_reports import StressReport, SuiteSummary
 
 __all__ = [
     "CARD_METRICS",
@@ -126,9 +127,10 @@ def stress_rows(metadata: ModelMetadata) -> list[dict[str, Any]]:
         ``verdicts flipped``; empty when the model was saved without a stress suite.
     """
     suite = metadata.stress
-    if not isinstance(suite, dict) or not isinstance(suite.get("perturbations"), dict):
+    if suite is None or not suite.perturbations:
         return []
-    measured = {"clean": {**suite.get("clean", {}), "flip_rate": 0.0}, **suite["perturbations"]}
+    measured = {"clean": {**suite.clean.values, "flip_rate": 0.0}}
+    measured.update({name: m.values for name, m in suite.perturbations.items()})
     return [
         {
             "perturbation": name,
@@ -139,15 +141,14 @@ def stress_rows(metadata: ModelMetadata) -> list[dict[str, Any]]:
             "verdicts flipped": values.get("flip_rate"),
         }
         for name, values in measured.items()
-        if isinstance(values, dict)
     ]
 
 
-def stress_heat_table(suite: dict[str, Any] | None, metric: str = "specificity") -> pd.DataFrame:
+def stress_heat_table(suite: StressReport | None, metric: str = "specificity") -> pd.DataFrame:
     """One metric of a stress report (a sidecar's ``stress``) as a family x severity table.
 
     Args:
-        suite: A :func:`cxr_core.evaluation.stress.stress_report` (or None).
+        suite: A sidecar's stress report (:attr:`ModelMetadata.stress`), or None.
         metric: A key of each perturbation's metrics, e.g. ``"specificity"``.
 
     Returns:
@@ -157,13 +158,13 @@ def stress_heat_table(suite: dict[str, Any] | None, metric: str = "specificity")
         when there is no suite.
     """
     columns = ["clean", *SEVERITIES]
-    if not isinstance(suite, dict) or not isinstance(suite.get("perturbations"), dict):
+    if suite is None or not suite.perturbations:
         return pd.DataFrame(columns=columns, dtype=float)
-    clean = (suite.get("clean") or {}).get(metric)
+    clean = suite.clean.value(metric)
     rows: dict[str, dict[Any, float]] = {}
-    for name, metrics in suite["perturbations"].items():
+    for name, metrics in suite.perturbations.items():
         family, _, severity = str(name).partition("@")
-        value = metrics.get(metric) if isinstance(metrics, dict) else None
+        value = metrics.value(metric)
         row = rows.setdefault(family, {"clean": np.nan if clean is None else float(clean)})
         row[int(severity) if severity.isdigit() else 1] = np.nan if value is None else value
     table = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=columns).astype(float)
@@ -190,8 +191,8 @@ def _heat_markdown(metadata: ModelMetadata, metric: str, label: str) -> list[str
 def robustness_lines(metadata: ModelMetadata) -> list[str]:
     """Plain sentences on the stress suite's worst case, calibration and the input check."""
     lines = []
-    summary = (metadata.stress or {}).get("summary") or {}
-    worst, which = summary.get("worst") or {}, summary.get("worst_perturbation") or {}
+    summary = metadata.stress.summary if metadata.stress is not None else SuiteSummary()
+    worst, which = summary.worst, summary.worst_perturbation
     if worst:
         parts = [
             f"{label} {format_metric(worst.get(key))} ({which.get(key)})"
@@ -200,7 +201,7 @@ def robustness_lines(metadata: ModelMetadata) -> list[str]:
             if key in worst
         ]
         lines.append("Stress suite worst case: " + ", ".join(parts) + ".")
-    held = summary.get("worst_held_out") or {}
+    held = summary.worst_held_out
     if held:
         parts = [
             f"{label} {format_metric(held.get(key))}"
@@ -209,7 +210,7 @@ def robustness_lines(metadata: ModelMetadata) -> list[str]:
             if key in held
         ]
         lines.append("Worst case over the held-out families only: " + ", ".join(parts) + ".")
-    medmnist = summary.get("medmnist_c") or {}
+    medmnist = summary.medmnist_c
     if medmnist.get("relative_balanced_error") is not None:
         lines.append(
             "MedMNIST-C (13 corruptions x 5 severities): relative balanced error "
@@ -217,19 +218,18 @@ def robustness_lines(metadata: ModelMetadata) -> list[str]:
             f"{format_metric(medmnist.get('balanced_error'))} (both relative to its AlexNet "
             "baseline; below 1 is more robust)."
         )
-    calibration = metadata.calibration or {}
-    if calibration.get("method") == "platt":
-        before, after = calibration.get("ece_before", {}), calibration.get("ece_after", {})
+    calibration = metadata.calibration
+    if calibration is not None and calibration.method == "platt":
+        before, after = calibration.ece_before or {}, calibration.ece_after or {}
         lines.append(
-            f"Calibration (Platt, on {calibration.get('fitted_on')}): ECE clean "
+            f"Calibration (Platt, on {calibration.fitted_on}): ECE clean "
             f"{format_metric(before.get('clean'))} -> {format_metric(after.get('clean'))}, "
             f"stressed {format_metric(before.get('stressed'))} -> "
             f"{format_metric(after.get('stressed'))}."
         )
-    gate = metadata.input_gate or {}
-    if gate:
-        figures = gate.get("figures") or ""
-        lines.append(f"Input check: {gate.get('method')}. {figures}".strip())
+    gate = metadata.input_gate
+    if gate is not None and gate.to_dict():
+        lines.append(f"Input check: {gate.method}. {gate.figures or ''}".strip())
     else:
         lines.append("Input check: pixel checks only (this model has no fitted feature check).")
     return lines

@@ -35,6 +35,7 @@ from cxr_core.errors import DataError, ModelLoadError
 from cxr_core.inference import population
 from cxr_core.io import write_npz_atomic
 from cxr_core.model.build import FEATURE_LAYER
+from cxr_core.sidecar_reports import InputGateEntry
 
 __all__ = [
     "GATE_VERSION",
@@ -204,7 +205,7 @@ def gate_path(model_path: str | Path) -> Path:
 
 
 def save_gate(gate: InputGate, path: str | Path) -> dict[str, Any]:
-    """Write the gate atomically; return its sidecar entry (file name, version, figures)."""
+    """Write the gate atomically; return its sidecar entry (:class:`InputGateEntry` as JSON)."""
     path = Path(path)
     write_npz_atomic(
         path,
@@ -215,17 +216,17 @@ def save_gate(gate: InputGate, path: str | Path) -> dict[str, Any]:
         threshold=np.array(gate.threshold),
         fitted_on=np.array(gate.fitted_on),
     )
-    return {
-        "file": path.name,
-        "version": GATE_VERSION,
-        "method": "Mahalanobis distance of pooled features, Ledoit-Wolf covariance",
-        "feature_layer": FEATURE_LAYER,
-        "threshold": gate.threshold,
-        "fitted_on": gate.fitted_on,
-        "accept_quantile": ACCEPT_QUANTILE,
-        "min_contrast": MIN_CONTRAST,
-        "max_colour": MAX_COLOUR,
-    }
+    return InputGateEntry(
+        file=path.name,
+        version=GATE_VERSION,
+        method="Mahalanobis distance of pooled features, Ledoit-Wolf covariance",
+        feature_layer=FEATURE_LAYER,
+        threshold=gate.threshold,
+        fitted_on=gate.fitted_on,
+        accept_quantile=ACCEPT_QUANTILE,
+        min_contrast=MIN_CONTRAST,
+        max_colour=MAX_COLOUR,
+    ).to_dict()
 
 
 def load_gate(path: str | Path, feature_size: int) -> InputGate:

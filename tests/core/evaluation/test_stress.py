@@ -116,6 +116,20 @@ def test_stress_json_has_every_perturbation_with_evaluate_keys(
     assert report["split"] == "val" and report["threshold"] == 0.5
 
 
+def test_stress_text_output_reads_the_typed_report(capsys: pytest.CaptureFixture[str]) -> None:
+    from cxr_core.cli import _print_stress
+    from cxr_core.sidecar_reports import StressReport
+
+    labels = np.array([0, 1] * 10)
+    logits = {"clean": 3.0 * labels - 1.5, "pixelate@5": np.zeros(20)}
+    _print_stress(StressReport.from_dict(stress.stress_report(labels, logits, 0.5, 10)), "val", 20)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "val: 20 images, threshold 0.500"
+    assert lines[2].split() == ["clean", "1.000", "1.000", "1.000", lines[2].split()[4], "0.000"]
+    assert lines[3].split()[0] == "pixelate@5" and lines[3].split()[-1] == "0.500"
+    assert lines[4].startswith("  worst: roc_auc 0.500 (pixelate@5)")
+
+
 def test_stress_on_a_split_the_dataset_lacks_is_one_error_line(
     tiny_dataset: Path, untrained_model: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -157,8 +171,9 @@ def test_heat_table_lays_a_metric_out_as_family_by_severity() -> None:
         },
     }
     from cxr_core.evaluation.model_card import stress_heat_table
+    from cxr_core.sidecar_reports import StressReport
 
-    table = stress_heat_table(report, "specificity")
+    table = stress_heat_table(StressReport.from_dict(report), "specificity")
     assert list(table.index) == ["pixelate", "zoom_in", "blur"]
     assert list(table.columns) == ["clean", 1, 2, 3, 4, 5]
     assert table.loc["pixelate", 5] == 0.5 and table.loc["zoom_in", 2] == 0.7

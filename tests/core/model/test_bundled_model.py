@@ -32,19 +32,19 @@ def test_bundled_sidecar_records_the_shift_robust_recipe() -> None:
     metadata = read_metadata(BUNDLED)
     config = metadata.run_config
     assert config["model"]["contrast"] == "clahe" and config["data"]["acquisition_augment"] > 0
-    assert metadata.calibration["method"] == "platt"
-    after, before = metadata.calibration["ece_after"], metadata.calibration["ece_before"]
+    assert metadata.calibration.method == "platt"
+    after, before = metadata.calibration.ece_after, metadata.calibration.ece_before
     # Fitted on the pooled stressed scores, so those must improve; clean must stay calibrated.
     assert after["stressed"] < before["stressed"] and after["clean"] < 0.05
     # Suite v2 (re-finalized on a subset of its keys: choice families at 1, 3, 5, held out 3, 5).
-    assert set(metadata.stress["perturbations"]) >= {
+    assert set(metadata.stress.perturbations) >= {
         "pixelate@5", "gaussian_blur@1", "jpeg_compression@3", "lung_crop@5", "markers@5",
     }  # fmt: skip
-    assert metadata.stress["summary"]["medmnist_c"]["families"] == 13
+    assert metadata.stress.summary.medmnist_c["families"] == 13
     assert metadata.text("threshold_rule") == "worst_sensitivity"
     assert any("previous operating point" in line for line in metadata.independent_checks)
-    assert metadata.input_gate["version"] == 1
-    assert "Refuses" in metadata.input_gate["figures"]
+    assert metadata.input_gate.version == 1
+    assert "Refuses" in metadata.input_gate.figures
     assert any("0.936" in line for line in metadata.independent_checks)
 
 
@@ -116,7 +116,7 @@ def test_bundled_sidecar_carries_conformal_sets_grades_and_dated_records() -> No
     assert sets.coverage == 0.95 and sets.n_normal + sets.n_pneumonia == metadata.metrics.n
     assert 0.0 < sets.normal_max < sets.pneumonia_min < 1.0
     grades = metadata.population_check
-    assert 0.0 < grades.unusual_threshold < metadata.input_gate["threshold"]
+    assert 0.0 < grades.unusual_threshold < metadata.input_gate.threshold
     records = metadata.independent_records
     assert records[0].threshold == 0.871 and records[0].figures["specificity"] == 0.739
     assert any(r.setting.startswith("after site fitting") for r in records)
