@@ -15,8 +15,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from cxr_app import access, charts, models
-from cxr_app import support as app
+from cxr_app import access, charts, environment, loaders, models, texts
 from cxr_app.state import remember_settings, restore_settings
 from cxr_core.config import BACKBONES, RunConfig, TrainConfig
 from cxr_core.data import tables as data
@@ -95,7 +94,7 @@ GPU_TRAIN_DEFAULTS: dict[str, Any] = {
 def train_defaults(devices: dict[str, Any]) -> dict[str, Any]:
     """The Train page's first widget values: :data:`TRAIN_DEFAULTS`, with
     :data:`GPU_TRAIN_DEFAULTS` over them when ``devices``
-    (:func:`cxr_app.support.device_summary`) has a GPU."""
+    (:func:`cxr_app.loaders.device_summary`) has a GPU."""
     return {**TRAIN_DEFAULTS, **(GPU_TRAIN_DEFAULTS if devices.get("gpus") else {})}
 
 
@@ -147,8 +146,8 @@ def training_estimate(config: Any, table: pd.DataFrame, runs: list[jobs.Run]) ->
         scaled = rate * (run.config.model.image_size / config.model.image_size) ** 2
         seconds = remaining_seconds(work, 1, 0, scaled)
         return (
-            f"{text}: roughly {app.format_seconds(seconds)} at ~{scaled:.0f} training images/s "
-            f"(the speed of run {app.md(run.name)}), plus ~20 s to start."
+            f"{text}: roughly {texts.format_seconds(seconds)} at ~{scaled:.0f} training images/s "
+            f"(the speed of run {texts.md(run.name)}), plus ~20 s to start."
         )
     return f"{text}; the first run of this backbone measures the speed for an estimate."
 
@@ -218,15 +217,17 @@ def _launch() -> None:
         if config.model.weights not in ("imagenet", "none") and not access.may_administer():
             raise JobError("A weights file needs the administrator password.")
         access.training_limits().check(config)
-        app.scan_dataset(config.data_root)  # a bad folder is refused here, not in the run
-        access.visitor_quota_check(app.runs_dir(), lambda folder: jobs.read_run(folder).active)
-        run = jobs.start_run(app.runs_dir(), s.t_name.strip(), config)
+        loaders.scan_dataset(config.data_root)  # a bad folder is refused here, not in the run
+        access.visitor_quota_check(
+            environment.runs_dir(), lambda folder: jobs.read_run(folder).active
+        )
+        run = jobs.start_run(environment.runs_dir(), s.t_name.strip(), config)
         access.mark_if_visitor(run.path)
     except CXRError as error:
-        s[MESSAGE] = ("error", f"Not started: {app.md(error)}")
+        s[MESSAGE] = ("error", f"Not started: {texts.md(error)}")
         return
     access.remember_own_run(run.name)
-    s[MESSAGE] = ("success", f"Run {app.md(run.name)} started in the background.")
+    s[MESSAGE] = ("success", f"Run {texts.md(run.name)} started in the background.")
     s[SHOWN_RUN] = str(run.path)
     s.t_name = _fresh_name()
 
@@ -248,7 +249,7 @@ def _device_note(devices: dict[str, Any]) -> str:
     size = f" ({memory[0]:.0f} GB)" if memory else ""
     gpu = train_defaults(devices)
     return (
-        f"Training runs on {app.md(devices.get('summary', 'a GPU'))}{size}: defaults of "
+        f"Training runs on {texts.md(devices.get('summary', 'a GPU'))}{size}: defaults of "
         f"{gpu['t_size']} px, batch {gpu['t_batch']}, every image, {gpu['t_head_epochs']} + "
         f"{gpu['t_finetune_epochs']} epochs."
     )
@@ -257,7 +258,7 @@ def _device_note(devices: dict[str, Any]) -> str:
 def _set_defaults(limits: Any, options: dict[str, list]) -> None:
     """First values (GPU-aware), then every value brought within this session's limits."""
     s = st.session_state
-    values = {**train_defaults(app.device_summary()), "t_data": app.default_data_root()}
+    values = {**train_defaults(loaders.device_summary()), "t_data": environment.default_data_root()}
     values["t_name"] = _fresh_name()
     for key, value in values.items():  # re-set, so that values survive switching pages
         s[key] = s.get(key, value)
@@ -281,17 +282,17 @@ def run_config_ui() -> RunConfig:
     backbones = [b for b in BACKBONES if limits.backbones is None or b in limits.backbones]
     sizes = [x for x in SIZES if limits.max_image_size is None or x <= limits.max_image_size]
     weights = ["imagenet", "none", "file"] if access.may_administer() else ["imagenet", "none"]
-    kept = {k: v for k, v in train_defaults(app.device_summary()).items() if k != "t_data"}
+    kept = {k: v for k, v in train_defaults(loaders.device_summary()).items() if k != "t_data"}
     restore_settings(kept)  # the settings of the page before a reload, from its URL
     _set_defaults(limits, {"t_backbone": backbones, "t_size": sizes, "t_weights": weights})
     max_epochs = limits.max_epochs or 200
     with st.sidebar:
         st.header("New training run")
-        st.caption(_device_note(app.device_summary()))
+        st.caption(_device_note(loaders.device_summary()))
         if not access.may_launch():
             st.info("Training is open to the administrator on this server (sign in below).")
         st.text_input("Run name", key="t_name")
-        access.dataset_folder_ui("Dataset folder", "t_data", app.default_data_root())
+        access.dataset_folder_ui("Dataset folder", "t_data", environment.default_data_root())
         # At the top, not under some 25 settings: their values are read when it is clicked.
         st.button("Launch training", type="primary", on_click=_launch, width="stretch",
                   disabled=not access.may_launch())  # fmt: skip
@@ -379,7 +380,7 @@ def _act(action: Any, run: jobs.Run, said: str) -> None:
     try:
         action(run.path)
     except CXRError as error:
-        st.session_state[MESSAGE] = ("error", app.md(error))
+        st.session_state[MESSAGE] = ("error", texts.md(error))
         return
     if said:
         st.session_state[MESSAGE] = ("success", said)
@@ -388,7 +389,7 @@ def _act(action: Any, run: jobs.Run, said: str) -> None:
 def _time_left(seconds: float | None) -> str:
     if seconds is None:
         return "measuring..."
-    return app.format_seconds(seconds) if seconds >= 1 else "any moment"
+    return texts.format_seconds(seconds) if seconds >= 1 else "any moment"
 
 
 def _show_active(run: jobs.Run, view: Any) -> None:
@@ -397,7 +398,7 @@ def _show_active(run: jobs.Run, view: Any) -> None:
     rate = run.status.images_per_second
     speed.metric("Images/s (training)", f"{rate:.1f}" if rate else "measuring...")
     left.metric("Time left (estimate)", _time_left(view.seconds_left))
-    device.metric("Device", app.md(run.status.device or "-"))
+    device.metric("Device", texts.md(run.status.device or "-"))
     if access.may_cancel(run.name) and st.button("Cancel run"):
         _act(jobs.cancel_run, run, "")
         st.info("Stopping within a few seconds...")
@@ -406,7 +407,7 @@ def _show_active(run: jobs.Run, view: Any) -> None:
 def _show_outcome(run: jobs.Run) -> None:
     status, state = run.status, run.state
     if state == RunState.FAILED:
-        st.error(f"The run failed: {app.md(status.error or 'no message')}")
+        st.error(f"The run failed: {texts.md(status.error or 'no message')}")
     elif state == RunState.CANCELLED:
         if access.may_administer():  # a visitor never sees the server's folders
             st.warning("The run was cancelled. Resume it here or with:")
@@ -418,7 +419,7 @@ def _show_outcome(run: jobs.Run) -> None:
         st.success(f"Finished: {finished_line(metrics, threshold)}")
         models.use_model_ui(str(run.path / "model.keras"))
     if state in (RunState.CANCELLED, RunState.FAILED) and _may_resume(run):
-        said = f"Run {app.md(run.name)} resumed in the background from its last finished epoch."
+        said = f"Run {texts.md(run.name)} resumed in the background from its last finished epoch."
         st.button("Resume run", type="primary", on_click=_act, args=(jobs.resume_run, run, said))
 
 
@@ -443,16 +444,16 @@ def _show_run(path: str) -> None:
     """State, progress, speed, curves and outcome of one run, read from its folder."""
     run = jobs.read_run(path)
     view = monitor_view(run.status)
-    st.markdown(f"**{app.md(run.name)}**: {app.md(view.headline)}")
+    st.markdown(f"**{texts.md(run.name)}**: {texts.md(view.headline)}")
     if run.problem:
-        st.error(f"This run's files cannot be read: {app.md(run.problem)}")
+        st.error(f"This run's files cannot be read: {texts.md(run.problem)}")
     elif run.active:
         _show_active(run, view)
     else:
         _show_outcome(run)
     if run.status.validation:
         st.caption(
-            f"Data: {app.md(run.status.validation)}. Device: {app.md(run.status.device or '-')}"
+            f"Data: {texts.md(run.status.validation)}. Device: {texts.md(run.status.device or '-')}"
         )
     if run.history:
         st.plotly_chart(charts.history_figure(run.history))

@@ -193,7 +193,7 @@ def test_visitors_train_within_limits_and_cancel_only_their_own_run(env, monkeyp
 def test_a_page_error_shows_an_id_not_a_traceback(env, monkeypatch) -> None:
     import logging
 
-    from cxr_app import support as app_support
+    from cxr_app import loaders
 
     monkeypatch.delenv("CXR_RAISE_ERRORS")
     logged: list[str] = []
@@ -203,7 +203,7 @@ def test_a_page_error_shows_an_id_not_a_traceback(env, monkeypatch) -> None:
     def broken() -> dict:
         raise RuntimeError("secret detail /srv/app/internal.py")
 
-    monkeypatch.setattr(app_support, "device_summary", broken)
+    monkeypatch.setattr(loaders, "device_summary", broken)
     at = open_page("pages/home.py")
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and "error id" in errors[0]

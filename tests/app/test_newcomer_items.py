@@ -124,6 +124,7 @@ def test_gallery_orders_by_confidence_and_the_csv_lists_every_image(tiny_dataset
 
 def test_diagnose_batch_exports_and_alt_text(app_env) -> None:
     from cxr_app import diagnose as app_diagnose
+    from cxr_app import loaders
 
     at = open_page("pages/diagnose.py")
     files = [(f"scan{i}.png", png_bytes(synthetic_xray(i % 2, np.random.default_rng(i), 96)),
@@ -134,7 +135,7 @@ def test_diagnose_batch_exports_and_alt_text(app_env) -> None:
     assert "Download all reports (ZIP)" in labels and "Download results (CSV)" in labels
     images = at.get("image")
     assert images and all(alt for i in images for alt in i.proto.imgs[0].alt.split("\x00"))
-    results = [(name, app_diagnose.app.analyse_upload(
+    results = [(name, loaders.analyse_upload(
         _entry(), content, name)) for name, content, _ in files]  # fmt: skip
     archive = zipfile.ZipFile(io.BytesIO(app_diagnose.reports_zip(results, "Grad-CAM", 0.6, "m")))
     assert len(archive.namelist()) == 3 and all(n.endswith(".png") for n in archive.namelist())
@@ -151,9 +152,9 @@ class _Upload:
 
 
 def _entry():
-    from cxr_app import support as app_support
+    from cxr_app import catalog
 
-    entries = [e for e in app_support.discover_models() if e.problem is None]
+    entries = [e for e in catalog.discover_models() if e.problem is None]
     return entries[0]
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cxr_app import support as app_support
+from cxr_app import loaders
 from cxr_core.runs import jobs
 from cxr_core.runs.app_settings import SETTINGS_FILE
 from cxr_core.runs.files import RunPaths
@@ -28,7 +28,7 @@ GPU = {"gpus": [{"name": "NVIDIA H200", "memory_gb": 139.8}], "summary": "1 GPU:
 def runs(monkeypatch, tmp_path, tiny_model_dir, tiny_dataset) -> Path:
     """The open app on the tiny model and dataset, on CPU; returns the (empty) runs folder."""
     point_app_at(monkeypatch, tiny_model_dir, tmp_path / "runs", tiny_dataset)
-    monkeypatch.setattr(app_support, "device_summary", lambda: {"gpus": [], "summary": "CPU only"})
+    monkeypatch.setattr(loaders, "device_summary", lambda: {"gpus": [], "summary": "CPU only"})
     return tmp_path / "runs"
 
 
@@ -176,7 +176,7 @@ def test_a_missing_dataset_folder_shows_the_reason_and_the_guide(runs, monkeypat
 
 
 def test_a_visible_gpu_sets_full_size_defaults_and_is_named(runs, monkeypatch) -> None:
-    monkeypatch.setattr(app_support, "device_summary", lambda: GPU)
+    monkeypatch.setattr(loaders, "device_summary", lambda: GPU)
     at = open_train()
     assert "Training runs on 1 GPU: NVIDIA H200 (140 GB)" in texts(at.sidebar)
     assert (
