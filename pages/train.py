@@ -5,6 +5,7 @@ import streamlit as st
 from cxr_app import environment, loaders, texts
 from cxr_app import navigation as app_nav
 from cxr_app import train as ui
+from cxr_app import train_monitor as monitor
 from cxr_core.errors import CXRError, DataError
 from cxr_core.runs import jobs
 
@@ -12,16 +13,16 @@ app_nav.ensure_app_navigation()
 
 st.title("Train")
 st.caption("Runs train in a separate process: you can leave this page or reload it.")
-ui.show_message()
+monitor.show_message()
 setup = st.container()  # the run's size and duration, or the dataset guide (filled below)
 
 # The monitor first: it reads the run folders only, so a reload shows it at once.
 runs = jobs.list_runs(environment.runs_dir())
 st.subheader("Monitor")
-ui.monitor_ui(runs)
+monitor.monitor_ui(runs)
 if runs:
     st.subheader("Past runs")
-    st.dataframe(ui.runs_table(runs), hide_index=True)
+    st.dataframe(monitor.runs_table(runs), hide_index=True)
 
 with setup:
     try:

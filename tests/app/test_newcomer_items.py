@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 from cxr_app import charts as app_charts
 from cxr_app import evaluate as app_evaluate
 from cxr_app import navigation as app_nav
-from cxr_app import train as app_train
+from cxr_app import train_monitor
 from cxr_core.data import tables as data
 from cxr_core.runs import jobs
 from tests.app.test_app_pages import APP, app_env, open_page, png_bytes
@@ -51,7 +51,7 @@ def test_past_runs_table_has_no_none_and_says_what_the_monitor_says(tmp_path, ti
     fake_run(tmp_path, "cancelled", tiny_dataset, state="cancelled",
              started_at="2026-01-01T10:00:00+00:00")  # fmt: skip
     fake_run(tmp_path, "odd", tiny_dataset)  # no status fields at all
-    table = app_train.runs_table(jobs.list_runs(tmp_path))
+    table = train_monitor.runs_table(jobs.list_runs(tmp_path))
     assert not table.isna().any().any() and "None" not in table.to_string()
     assert "nan" not in table.to_string()
     row = table.set_index("run").loc["cancelled"]
@@ -87,7 +87,7 @@ def test_the_dataset_folder_is_shared_by_the_pages_and_kept_in_the_url(app_env, 
     at.text_input[0].set_value(other).run()
     assert at.query_params["data"] == other
     at.switch_page("pages/train.py").run()
-    assert at.session_state["t_data"] == other
+    assert at.session_state["t_data_root"] == other
     reloaded = AppTest.from_file(APP, default_timeout=120)  # a reload: a new session, same URL
     reloaded.query_params["data"] = other
     reloaded.run().switch_page("pages/evaluate.py")
@@ -99,11 +99,13 @@ def test_the_dataset_folder_is_shared_by_the_pages_and_kept_in_the_url(app_env, 
 def test_train_settings_come_back_from_the_url_and_launch_is_first(app_env) -> None:
     at = AppTest.from_file(APP, default_timeout=120)
     at.run().switch_page("pages/train.py")
-    at.query_params.update({"t_size": "96", "t_head_epochs": "3", "t_class_weights": "false"})
+    at.query_params.update(
+        {"t_image_size": "96", "t_head_epochs": "3", "t_class_weighting": "false"}
+    )
     at.run()
     assert not at.exception, at.exception
-    assert at.session_state["t_size"] == 96 and at.session_state["t_head_epochs"] == 3
-    assert at.session_state["t_class_weights"] is False
+    assert at.session_state["t_image_size"] == 96 and at.session_state["t_head_epochs"] == 3
+    assert at.session_state["t_class_weighting"] is False
     assert at.sidebar.button[0].label == "Launch training"
     at.sidebar.number_input(key="t_head_epochs").set_value(2).run()
     assert at.query_params["t_head_epochs"] == "2"
