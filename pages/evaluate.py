@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from cxr_app import access, catalog, environment, site, texts
+from cxr_app import access, catalog, environment, gallery, site, texts
 from cxr_app import evaluate as ui
 from cxr_app import faithfulness as faith
 from cxr_app import navigation as app_nav
@@ -59,12 +59,12 @@ ui.stress_section(catalog.model_metadata(entry))
 st.subheader("Predictions")
 st.download_button(
     "Download every image's prediction (CSV)",
-    ui.per_image_csv(table, scores, threshold, entry.name),
+    gallery.per_image_csv(table, scores, threshold, entry.name),
     f"predictions_{entry.name}_{chosen.key}.csv",
     "text/csv",
     on_click="ignore",
 )
-ui.gallery(entry, table, y, scores, threshold)
+gallery.gallery(entry, table, y, scores, threshold)
 
 st.subheader("Do the heatmaps say anything about the model?")
 faith.faithfulness_ui(entry, table)

@@ -16,7 +16,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from cxr_app import charts as app_charts
-from cxr_app import evaluate as app_evaluate
+from cxr_app import gallery as app_gallery
 from cxr_app import navigation as app_nav
 from cxr_app import train_monitor
 from cxr_core.data import tables as data
@@ -114,10 +114,10 @@ def test_train_settings_come_back_from_the_url_and_launch_is_first(app_env) -> N
 def test_gallery_orders_by_confidence_and_the_csv_lists_every_image(tiny_dataset) -> None:
     rows = np.arange(4)
     scores = np.array([0.9, 0.52, 0.05, 0.4], np.float32)
-    assert app_evaluate.gallery_order(rows, scores, 0.5, "confident").tolist() == [2, 0, 3, 1]
-    assert app_evaluate.gallery_order(rows, scores, 0.5, "uncertain").tolist()[:2] == [1, 3]
+    assert app_gallery.gallery_order(rows, scores, 0.5, "confident").tolist() == [2, 0, 3, 1]
+    assert app_gallery.gallery_order(rows, scores, 0.5, "uncertain").tolist()[:2] == [1, 3]
     table = data.scan(tiny_dataset).head(4)
-    csv = pd.read_csv(io.BytesIO(app_evaluate.per_image_csv(table, scores, 0.5, "tiny")))
+    csv = pd.read_csv(io.BytesIO(app_gallery.per_image_csv(table, scores, 0.5, "tiny")))
     assert list(csv.columns) == [
         "file", "probability", "label", "decision", "correct", "threshold", "model"
     ]  # fmt: skip
