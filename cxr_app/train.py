@@ -83,7 +83,8 @@ def _widget_values(overrides: dict[str, Any]) -> dict[str, Any]:
     return {**values, WEIGHTS_FILE: ""}
 
 
-#: Train page widget keys and their first values on a CPU.
+#: Every setting's widget key and its first value on a CPU (a setting the page draws no widget
+#: for keeps it: the library's default).
 TRAIN_DEFAULTS: dict[str, Any] = _widget_values(CPU_QUICK_RUN)
 #: The widget values that differ on a machine with a GPU.
 GPU_TRAIN_DEFAULTS: dict[str, Any] = {
