@@ -190,11 +190,11 @@ def scoring(root: Path, n_images: int, repeats: int) -> tuple[float, float, floa
     """Images/s of the app's scoring and of a bare ``model.predict`` (medians), and the median
     of their ratio within each of ``repeats`` pairs (run in alternating order, so that a
     neighbour's load on a shared machine hits both sides of a pair alike)."""
-    from cxr_app import support as app_support
+    from cxr_app import catalog
     from cxr_core.data import tables as data
     from cxr_core.model.build import load_model
 
-    entry = next(e for e in app_support.discover_models() if e.problem is None)
+    entry = next(e for e in catalog.discover_models() if e.problem is None)
     model, metadata = load_model(entry.path)
     table = data.scan(root)
     picked = table.sample(min(n_images, len(table)), random_state=0)

@@ -51,12 +51,12 @@ VERDICT = re.compile(
 
 def lone_verdicts(files: list[Path]) -> dict[str, tuple[str, str]]:
     """``name -> (decision, probability as the page prints it)`` of each file analysed alone."""
-    from cxr_app import support as app_support
+    from cxr_app import environment
     from cxr_core.explain.verdict import score_texts
     from cxr_core.inference.predictor import Predictor
     from cxr_core.inference.upload import analyse_upload
 
-    model = sorted((Path(app_support.models_dir())).glob("*.keras"))[0]
+    model = sorted((Path(environment.models_dir())).glob("*.keras"))[0]
     predictor = Predictor.from_path(model)
     verdicts = {}
     for path in files:

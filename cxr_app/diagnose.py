@@ -1,7 +1,7 @@
 """The Diagnose page's parts: the upload, the analysis of each file and how a result is shown.
 
-The analysis itself (:func:`cxr_app.support.analyse_upload`, cached by content and model) and the
-overlay (:func:`cxr_app.support.heatmap_view`) are shared with the Evaluate page's gallery; this
+The analysis itself (:func:`cxr_app.loaders.analyse_upload`, cached by content and model) and the
+overlay (:func:`cxr_app.loaders.heatmap_view`) are shared with the Evaluate page's gallery; this
 module holds what only Diagnose draws: the results table, one view per file with its report,
 the technical fields, and :func:`view_change_seconds` for ``benchmarks/``.
 """
@@ -17,8 +17,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cxr_app import access
-from cxr_app import support as app
+from cxr_app import access, catalog, loaders, texts
 from cxr_core.config import CLASS_NAMES
 from cxr_core.errors import CXRError
 from cxr_core.explain.report import render_report, report_filename
@@ -91,7 +90,7 @@ def technical_fields(info: dict[str, Any]) -> pd.DataFrame:
 def result_row(name: str, result: UploadAnalysis | None) -> dict[str, str]:
     """One text row of the Diagnose page's results table (no empty cell).
 
-    ``result`` is :func:`cxr_app.support.analyse_upload`'s, or None for a file that could not be
+    ``result`` is :func:`cxr_app.loaders.analyse_upload`'s, or None for a file that could not be
     read (its message is shown in full beside the table). A refused image's probability is
     withheld.
     """
@@ -122,7 +121,7 @@ def view_change_seconds(
         ``analyse_s``: decoding and one forward and one backward pass for both maps (what a
         new upload costs); ``opacity_s``: median of ``repeats`` blends of the shown map at a
         new opacity; ``method_s``: median of ``repeats`` switches to the other method's cached
-        map. Neither change calls the model: :func:`cxr_app.support.heatmap_view` is all the page
+        map. Neither change calls the model: :func:`cxr_app.loaders.heatmap_view` is all the page
         redoes.
     """
     import time
@@ -133,7 +132,7 @@ def view_change_seconds(
         times = []
         for method, alpha in views:
             start = time.perf_counter()
-            app.heatmap_view(result, method, alpha)
+            loaders.heatmap_view(result, method, alpha)
             times.append(time.perf_counter() - start)
         return float(np.median(times))
 
@@ -173,20 +172,20 @@ def first_files(uploads: list[Any]) -> list[Any]:
     return uploads[:MAX_FILES_PER_UPLOAD]
 
 
-def analyse_ui(entry: app.ModelEntry, uploads: list[Any]) -> list[tuple[str, UploadAnalysis]]:
+def analyse_ui(entry: catalog.ModelEntry, uploads: list[Any]) -> list[tuple[str, UploadAnalysis]]:
     """Analyse every upload (an unreadable one gets its message); with several files, a
     results table and its CSV download.
 
     Returns:
         ``(file name, result)`` of each file analysed, in upload order (see
-        :func:`cxr_app.support.analyse_upload`).
+        :func:`cxr_app.loaders.analyse_upload`).
     """
     results, rows = [], []
     for upload in uploads:
         try:
-            result = app.analyse_upload(entry, upload.getvalue(), upload.name)
+            result = loaders.analyse_upload(entry, upload.getvalue(), upload.name)
         except CXRError as error:
-            st.error(f"**{app.md(upload.name)}** could not be analysed: {app.md(error)}")
+            st.error(f"**{texts.md(upload.name)}** could not be analysed: {texts.md(error)}")
             result = None
         else:
             results.append((upload.name, result))
@@ -235,7 +234,7 @@ def reports_zip(
         for index, (name, result) in enumerate(results, 1):
             if not result.accepted:
                 continue
-            blended = app.heatmap_view(result, method, alpha)
+            blended = loaders.heatmap_view(result, method, alpha)
             png = render_report(
                 result.pixels, blended, filename=name,
                 label=result.decision,
@@ -268,7 +267,7 @@ def results_ui(
         # One tab per image: the table above is the overview, each tab the full view.
         # Cut in the middle: the ends tell files apart (person1946_…_4874.jpeg).
         short = [name if len(name) <= 24 else f"{name[:11]}…{name[-12:]}" for name, _ in results]
-        places = st.tabs([f"{i}. {app.md(name)}" for i, name in enumerate(short, 1)])
+        places = st.tabs([f"{i}. {texts.md(name)}" for i, name in enumerate(short, 1)])
     else:
         places = [st.container()]
     for index, ((name, result), place) in enumerate(zip(results, places, strict=True)):
@@ -304,19 +303,19 @@ def verdict_ui(
     red or green), an unusual X-ray's warning, the score against the threshold with enough
     decimals to tell them apart, and the score on a scale."""
     if uncertain:
-        st.markdown(f"#### {app.md(name)}: model output :gray[● **{UNCERTAIN}**]")
+        st.markdown(f"#### {texts.md(name)}: model output :gray[● **{UNCERTAIN}**]")
         st.info(UNCERTAIN_SENTENCE, icon=":material/help:")
     else:
         colour = "red" if label.startswith("PNEUMONIA") else "green"
         mark = "▲" if label.startswith("PNEUMONIA") else "▼"  # not colour only
-        st.markdown(f"#### {app.md(name)}: model output :{colour}[{mark} **{app.md(label)}**]")
+        st.markdown(f"#### {texts.md(name)}: model output :{colour}[{mark} **{texts.md(label)}**]")
     if warning:
         st.warning(warning, icon=":material/warning:")
     shown_p, shown_t = score_texts(probability, threshold)
     relation = decision_words(probability, threshold)
     st.markdown(
         f"Probability of pneumonia **{shown_p}**, {relation} the model's threshold "
-        f"**{shown_t}**. *{app.DISCLAIMER}*"
+        f"**{shown_t}**. *{texts.DISCLAIMER}*"
     )
     scale = score_scale(probability, threshold, width=600)
     where = f"Score {shown_p} on a 0-1 scale, {relation} the threshold {shown_t}"
@@ -331,10 +330,10 @@ def _save_feedback(folder: str, name: str, result: UploadAnalysis, label: str, m
         save_feedback(folder, result.pixels, label, model_output=result.label,
                       probability=result.probability, model=model, file_name=name)  # fmt: skip
     except CXRError as error:
-        st.toast(f"The feedback was not saved: {app.md(error)}")
+        st.toast(f"The feedback was not saved: {texts.md(error)}")
         return
     st.session_state[f"feedback_{name}"] = label
-    st.toast(f"Saved: {app.md(name)} as {label} in the feedback folder.")
+    st.toast(f"Saved: {texts.md(name)} as {label} in the feedback folder.")
 
 
 def feedback_ui(index: int, name: str, result: UploadAnalysis, model: str) -> None:
@@ -373,17 +372,17 @@ def show(
         uncertain=uncertain and result.accepted, warning=result.warning,
     )  # fmt: skip
     feedback_ui(index, name, result, model)
-    blended = app.heatmap_view(result, method, alpha)  # cached maps: no model call
+    blended = loaders.heatmap_view(result, method, alpha)  # cached maps: no model call
     explained = result.label  # the maps explain the model's own output
     left, right = st.columns(2)
-    left.image(result.pixels, caption=f"Original X-ray: {app.md(name)}", width="stretch",
+    left.image(result.pixels, caption=f"Original X-ray: {texts.md(name)}", width="stretch",
                alt=f"Chest X-ray {name} as the model saw it")  # fmt: skip
     described = f"{method} heatmap over {name}: regions that moved the {explained} score"
     right.image(blended, caption=f"{method} overlay for the {explained} output",
                 width="stretch", alt=described)  # fmt: skip
     bar = "Colour bar: heat from 0 (transparent) to 1 (this image's strongest region)"
     right.image(heat_legend(512, alpha=alpha), width="stretch", caption=bar, alt=bar)
-    note = blank_map_note(result.heatmaps.get(app.METHODS.get(method, method)))
+    note = blank_map_note(result.heatmaps.get(loaders.METHODS.get(method, method)))
     if note:
         right.info(note)
     right.caption(f"{HEATMAP_CAVEAT} Low values are transparent; the strongest reach the opacity.")

@@ -2,8 +2,8 @@
 
 :func:`evaluation_sets`, :func:`predictions` and :func:`operating_point` are the page's cached
 calls (scores on disk in the runs folder, ``cxr_core.evaluation.score_cache``); :func:`scores_ui`,
-:func:`threshold_ui`, :func:`metrics_ui`, :func:`curves_ui`, :func:`stress_section` and
-:func:`gallery` draw the page's sections in its order.
+:func:`threshold_ui`, :func:`metrics_ui`, :func:`curves_ui` and :func:`stress_section` draw the
+page's sections in its order; the predictions (CSV and gallery) are :mod:`cxr_app.gallery`'s.
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cxr_app import charts
-from cxr_app import support as app
-from cxr_core.config import CLASS_NAMES
+from cxr_app import catalog, charts, environment, loaders, texts
 from cxr_core.errors import CXRError
 from cxr_core.evaluation import eval_sets
 from cxr_core.evaluation.eval_sets import ScoringProgress, stratified_sample
@@ -29,16 +27,13 @@ from cxr_core.evaluation.model_card import (
     stress_heat_table,
     stress_rows,
 )
-from cxr_core.explain.verdict import decision_words, score_texts
 from cxr_core.imaging.corruptions import HELD_OUT_FAMILIES
 from cxr_core.sidecar import ModelMetadata
 from cxr_core.stats.operating_point import OperatingPoint, prevalence_note, small_set_warning
 
 __all__ = [
-    "EXPLAIN",
     "curves_ui",
     "evaluation_sets",
-    "gallery",
     "metrics_ui",
     "operating_point",
     "predictions",
@@ -48,21 +43,21 @@ __all__ = [
     "threshold_ui",
 ]
 
-EXPLAIN = "eval_explain"  # session key: the gallery image whose Grad-CAM is open
-
 # ---------------------------------------------------------------------------------------------
 # Cached sets, scores and operating points
 
 
 @st.cache_data(show_spinner="Preparing the evaluation sets...", ttl=3600, max_entries=8)
-def _evaluation_sets(root: str, n_images: int, _entry: app.ModelEntry, path: str, mtime: float):
+def _evaluation_sets(root: str, n_images: int, _entry: catalog.ModelEntry, path: str, mtime: float):
     from cxr_core.evaluation.score_cache import cached_splits
 
     resolve = cached_splits(_score_cache(str(score_cache_dir())))
-    return eval_sets.evaluation_sets(app.scan_dataset(root), app.model_metadata(_entry), resolve)
+    return eval_sets.evaluation_sets(
+        loaders.scan_dataset(root), catalog.model_metadata(_entry), resolve
+    )
 
 
-def evaluation_sets(root: str, entry: app.ModelEntry) -> list[eval_sets.EvalSet]:
+def evaluation_sets(root: str, entry: catalog.ModelEntry) -> list[eval_sets.EvalSet]:
     """The sets a model can be evaluated on (``cxr_core.evaluation.eval_sets``), cached per dataset
     size.
 
@@ -72,7 +67,7 @@ def evaluation_sets(root: str, entry: app.ModelEntry) -> list[eval_sets.EvalSet]
     Raises:
         CXRError: The dataset or the model cannot be used.
     """
-    return _evaluation_sets(root, len(app.scan_dataset(root)), entry, entry.path, entry.mtime)
+    return _evaluation_sets(root, len(loaders.scan_dataset(root)), entry, entry.path, entry.mtime)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -84,10 +79,10 @@ def _score_cache(folder: str) -> Any:
 
 def score_cache_dir() -> Path:
     """Where scores are cached per model and image list: ``.cache/scores`` in the runs folder."""
-    return app.runs_dir() / ".cache" / "scores"
+    return environment.runs_dir() / ".cache" / "scores"
 
 
-def predictions(entry: app.ModelEntry, table: pd.DataFrame, progress: Any = None) -> np.ndarray:
+def predictions(entry: catalog.ModelEntry, table: pd.DataFrame, progress: Any = None) -> np.ndarray:
     """PNEUMONIA probabilities of every image of ``table``, in its order.
 
     Cached on disk by model file version and image list (``cxr_core.evaluation.score_cache``), so a
@@ -124,7 +119,7 @@ def predictions(entry: app.ModelEntry, table: pd.DataFrame, progress: Any = None
             model,
             entry.path,
             table,
-            app.model_metadata(entry).image_size,
+            catalog.model_metadata(entry).image_size,
             cache=_score_cache(str(score_cache_dir())),
             progress=show,
         )
@@ -152,7 +147,7 @@ def operating_point(
 
 
 def scores_ui(
-    root: str, entry: app.ModelEntry, size: int
+    root: str, entry: catalog.ModelEntry, size: int
 ) -> tuple[eval_sets.EvalSet, pd.DataFrame, np.ndarray]:
     """The "Images" picker, then the chosen set (sampled to ``size`` images, 0 = all) scored.
 
@@ -169,13 +164,15 @@ def scores_ui(
     return chosen, table, scores_with_progress(entry, table)
 
 
-def threshold_ui(entry: app.ModelEntry, y: np.ndarray, set_key: str) -> tuple[float, float, float]:
+def threshold_ui(
+    entry: catalog.ModelEntry, y: np.ndarray, set_key: str
+) -> tuple[float, float, float]:
     """The decision threshold slider and the prevalence field, both keyed by model (and set).
 
     Returns:
         ``(threshold, the model's stored threshold, prevalence)``.
     """
-    stored = app.model_metadata(entry).threshold
+    stored = catalog.model_metadata(entry).threshold
     key = hashlib.blake2b(entry.path.encode(), digest_size=6).hexdigest()
     threshold = st.slider(
         "Decision threshold (PNEUMONIA when probability >= threshold)",
@@ -228,12 +225,12 @@ def metrics_ui(point: OperatingPoint, n_scored: int, n_set: int) -> None:
     sampled = "" if n_scored == n_set else f", a stratified sample of {n_set:,}"
     st.caption(
         f"{point.n:,} images ({point.n_positive:,} PNEUMONIA, prevalence "
-        f"{point.set_prevalence:.3f}){sampled}. {app.DISCLAIMER}"
+        f"{point.set_prevalence:.3f}){sampled}. {texts.DISCLAIMER}"
     )
 
 
 def _roc_lines(
-    entries: list[app.ModelEntry], entry: app.ModelEntry, point: OperatingPoint, table: Any
+    entries: list[catalog.ModelEntry], entry: catalog.ModelEntry, point: OperatingPoint, table: Any
 ) -> list[tuple[str, Any, Any]]:
     """The model's ROC curve, and a second model's if one is picked in the sidebar."""
     others = {e.path: e for e in entries if e.path != entry.path and e.problem is None}
@@ -251,13 +248,13 @@ def _roc_lines(
             name = others[compare].name
             roc.append((f"{name} (AUC {other.roc_auc:.3f})", other.curves.fpr, other.curves.tpr))
         except CXRError as error:
-            st.sidebar.error(f"The second model cannot be used: {app.md(error)}")
+            st.sidebar.error(f"The second model cannot be used: {texts.md(error)}")
     return roc
 
 
 def curves_ui(
-    entries: list[app.ModelEntry],
-    entry: app.ModelEntry,
+    entries: list[catalog.ModelEntry],
+    entry: catalog.ModelEntry,
     point: OperatingPoint,
     table: pd.DataFrame,
     log_fpr: bool,
@@ -284,12 +281,12 @@ def curves_ui(
     st.dataframe(point.report, column_config={c: three for c in point.report.columns[:3]})
 
 
-def scores_with_progress(entry: app.ModelEntry, table: pd.DataFrame) -> np.ndarray:
+def scores_with_progress(entry: catalog.ModelEntry, table: pd.DataFrame) -> np.ndarray:
     """Scores of ``table``, with a progress bar (images/s, time left) while they are computed."""
     bar = st.empty()
 
     def show(p: ScoringProgress) -> None:
-        rate, left = p.images_per_second, app.format_seconds(p.seconds_left)
+        rate, left = p.images_per_second, texts.format_seconds(p.seconds_left)
         speed = f" - {rate:.0f} images/s, about {left} left" if rate else " - starting"
         bar.progress(p.fraction, text=f"Scoring {p.done:,} of {p.total:,} images{speed}")
 
@@ -356,111 +353,3 @@ def stress_section(metadata: ModelMetadata) -> None:
     st.dataframe(styled, height=36 * (len(table) + 1) + 2)
     for line in robustness_lines(metadata):
         st.text(line)
-
-
-def explain_panel(entry: app.ModelEntry, path: str, label: str, threshold: float) -> None:
-    """The Grad-CAM of one gallery image, beside the original."""
-    method = st.radio("Explanation", list(app.METHODS), horizontal=True, key="eval_method")
-    st.button("Close", key="eval_close", on_click=st.session_state.pop, args=(EXPLAIN, None))
-    name = Path(path).name
-    try:
-        result = app.analyse_upload(entry, Path(path).read_bytes(), name)
-    except (CXRError, OSError) as error:
-        st.error(f"**{app.md(name)}** could not be explained: {app.md(error)}")
-        return
-    verdict = CLASS_NAMES[int(result.probability >= threshold)]
-    shown_p, shown_t = score_texts(result.probability, threshold)
-    st.markdown(
-        f"**{app.md(name)}** (true {label}): model output **{verdict}**, probability of "
-        f"pneumonia **{shown_p}**, {decision_words(result.probability, threshold)} the "
-        f"threshold **{shown_t}**. *{app.DISCLAIMER}*"
-    )
-    left, right = st.columns(2)
-    left.image(result.pixels, caption="Original", width="stretch",
-               alt=f"Chest X-ray {name}, true {label}")  # fmt: skip
-    right.image(app.heatmap_view(result, method, 0.6), caption=f"{method} overlay",
-                width="stretch", alt=f"{method} heatmap over {name}")  # fmt: skip
-    if not result.accepted:
-        st.caption(f"Input check: {app.md(result['refusal'])}")
-
-
-def gallery(
-    entry: app.ModelEntry, table: pd.DataFrame, y: np.ndarray, scores: np.ndarray, threshold: float
-) -> None:
-    """Thumbnails of one kind of prediction, sorted and paged, each with a button that opens its
-    Grad-CAM; right and wrong are said in words and marks as well as by the frame's colour."""
-    kind_col, order_col = st.columns([3, 2])
-    kind = kind_col.radio(
-        "Show", ["all", "false positives", "false negatives", "correct"], horizontal=True
-    )
-    order = order_col.selectbox("Order", list(GALLERY_ORDERS), key="eval_order")
-    predicted = (scores >= threshold).astype(int)
-    wanted = {
-        "all": np.ones_like(y, bool),
-        "false positives": (predicted == 1) & (y == 0),
-        "false negatives": (predicted == 0) & (y == 1),
-        "correct": predicted == y,
-    }[kind]
-    chosen = st.session_state.get(EXPLAIN)
-    if chosen in set(table["path"]):
-        row = int(np.flatnonzero(table["path"].to_numpy() == chosen)[0])
-        explain_panel(entry, chosen, CLASS_NAMES[y[row]], threshold)
-    rows = gallery_order(np.flatnonzero(wanted), scores, threshold, GALLERY_ORDERS[order])
-    if not len(rows):
-        st.info(f"No {kind} at this threshold.")
-        return
-    pages = max(1, -(-len(rows) // GALLERY_PAGE))
-    page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="eval_page") if pages > 1 else 1
-    shown = rows[(page - 1) * GALLERY_PAGE : page * GALLERY_PAGE]
-    green, red = (34, 139, 34), (200, 40, 40)
-    for start in range(0, len(shown), 6):
-        for col, i in zip(st.columns(6), shown[start : start + 6], strict=False):
-            path, right = table["path"][i], predicted[i] == y[i]
-            mark = "✓ right" if right else "✗ wrong"
-            caption = (f"{mark}: true {CLASS_NAMES[y[i]]} | predicted {CLASS_NAMES[predicted[i]]} "
-                       f"({scores[i]:.3f})")  # fmt: skip
-            col.image(app.thumbnail(path, 160, green if right else red), caption=caption,
-                      width="stretch", alt=f"Chest X-ray {Path(path).name}, {caption}")  # fmt: skip
-            key = "cam_" + hashlib.blake2b(path.encode(), digest_size=6).hexdigest()
-            col.button(
-                "Grad-CAM", key=key, on_click=st.session_state.__setitem__, args=(EXPLAIN, path)
-            )
-    first = (page - 1) * GALLERY_PAGE + 1
-    st.caption(
-        f"✓ and a green frame: right; ✗ and a red frame: wrong, at threshold {threshold:.3f}. "
-        f"Showing {first}-{first + len(shown) - 1} of {len(rows)}; Grad-CAM opens an image's "
-        f"heatmap above. {app.DISCLAIMER}"
-    )
-
-
-#: The gallery's orders: label -> key of :func:`gallery_order`.
-GALLERY_ORDERS = {
-    "mixed (seeded shuffle)": "shuffle",
-    "most confident first": "confident",
-    "least confident first": "uncertain",
-    "highest probability first": "probability",
-}
-GALLERY_PAGE = 24
-
-
-def gallery_order(rows: np.ndarray, scores: np.ndarray, threshold: float, order: str) -> np.ndarray:
-    """``rows`` in the gallery's ``order``: a seeded shuffle (so the first page mixes both
-    classes), by confidence (distance of the score from the threshold), or by probability."""
-    if order == "shuffle":
-        return np.random.default_rng(0).permutation(rows)
-    distance = np.abs(scores[rows] - threshold)
-    if order == "confident":
-        return rows[np.argsort(-distance, kind="stable")]
-    if order == "uncertain":
-        return rows[np.argsort(distance, kind="stable")]
-    return rows[np.argsort(-scores[rows], kind="stable")]
-
-
-def per_image_csv(table: pd.DataFrame, scores: np.ndarray, threshold: float, model: str) -> bytes:
-    """Every scored image as CSV: file, truth, probability, decision, right or wrong, with the
-    model and threshold (``cxr_core.evaluation.eval_sets.per_image_rows``; no server folders)."""
-    from cxr_core.evaluation.eval_sets import per_image_rows
-
-    frame = pd.DataFrame(per_image_rows(table, scores, threshold))
-    frame["threshold"], frame["model"] = round(float(threshold), 6), model
-    return frame.to_csv(index=False).encode("utf-8")

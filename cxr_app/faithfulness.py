@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from cxr_app import support as app
+from cxr_app import catalog, loaders, texts
 from cxr_core.errors import CXRError
 from cxr_core.evaluation.eval_sets import stratified_sample
 
@@ -23,7 +23,7 @@ FAITHFULNESS = "eval_faithfulness"
 _NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "random": "random map"}
 
 
-def _run(entry: app.ModelEntry, table: pd.DataFrame, steps: int) -> Any:
+def _run(entry: catalog.ModelEntry, table: pd.DataFrame, steps: int) -> Any:
     from cxr_core.evaluation.faithfulness import faithfulness_check
 
     bar = st.progress(0.0, text="Explaining and re-scoring the sample...")
@@ -31,7 +31,7 @@ def _run(entry: app.ModelEntry, table: pd.DataFrame, steps: int) -> Any:
     def show(done: int, total: int) -> None:
         bar.progress(done / total, text=f"Checked {done} of {total} images")
 
-    result = faithfulness_check(app.predictor(entry), list(table["path"]), steps, progress=show)
+    result = faithfulness_check(loaders.predictor(entry), list(table["path"]), steps, progress=show)
     bar.empty()
     return result
 
@@ -60,7 +60,7 @@ def _verdicts(result: Any) -> list[str]:
     return lines
 
 
-def faithfulness_ui(entry: app.ModelEntry, table: pd.DataFrame) -> None:
+def faithfulness_ui(entry: catalog.ModelEntry, table: pd.DataFrame) -> None:
     """Explain the check, run it when asked, and show its table, curves and verdict."""
     st.caption(
         "Deletion: the pixels a map ranks highest are blacked out first; the faster the score "
@@ -76,7 +76,7 @@ def faithfulness_ui(entry: app.ModelEntry, table: pd.DataFrame) -> None:
         try:
             st.session_state[FAITHFULNESS] = (key, _run(entry, sample, steps))
         except CXRError as error:
-            st.error(f"The check could not run: {app.md(error)}")
+            st.error(f"The check could not run: {texts.md(error)}")
             return
     stored = st.session_state.get(FAITHFULNESS)
     if stored is None or stored[0] != key:

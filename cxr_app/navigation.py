@@ -18,6 +18,8 @@ from pathlib import Path
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
+import cxr_app.runner_patch  # noqa: F401  (applied on import: every page imports this module)
+
 #: The page icon, served by the app itself.
 ICON = Path(__file__).resolve().parents[1] / "assets" / "icon.png"
 
@@ -90,7 +92,7 @@ def run_app() -> None:
     that id; ``CXR_RAISE_ERRORS=1`` lets errors through instead, for tests and debugging.
     """
     from cxr_app.access import admin_login_ui
-    from cxr_app.support import DISCLAIMER
+    from cxr_app.texts import DISCLAIMER
 
     # A local icon: a Material icon name made every page load fetch it from a font server.
     st.set_page_config(page_title="CXR Pneumonia Lab", page_icon=str(ICON), layout="wide")

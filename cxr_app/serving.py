@@ -20,7 +20,7 @@ import time
 
 import streamlit as st
 
-from cxr_app import support as app
+from cxr_app import catalog, texts
 from cxr_core.inference.serving import ModelPool, Served, WarmState
 
 __all__ = [
@@ -49,7 +49,7 @@ def model_pool() -> ModelPool:
         return _POOL[0]
 
 
-def served(entry: app.ModelEntry) -> Served:
+def served(entry: catalog.ModelEntry) -> Served:
     """The entry's loaded model, predictor and worker; waits while it loads.
 
     Raises:
@@ -58,7 +58,7 @@ def served(entry: app.ModelEntry) -> Served:
     return model_pool().get(entry.path, entry.mtime)
 
 
-def served_or_stop(entry: app.ModelEntry) -> Served:
+def served_or_stop(entry: catalog.ModelEntry) -> Served:
     """:func:`served` under a "Loading the model..." spinner; a model that cannot be loaded
     gets one error line and stops the page."""
     from cxr_core.errors import CXRError
@@ -67,11 +67,11 @@ def served_or_stop(entry: app.ModelEntry) -> Served:
         with st.spinner("Loading the model..."):
             return served(entry)
     except CXRError as error:
-        st.error(f"The model {app.md(entry.label)} cannot be used: {app.md(error)}")
+        st.error(f"The model {texts.md(entry.label)} cannot be used: {texts.md(error)}")
         st.stop()
 
 
-def warm(entry: app.ModelEntry) -> WarmState:
+def warm(entry: catalog.ModelEntry) -> WarmState:
     """Start loading ``entry`` in the background if nothing has; where it stands."""
     return model_pool().warm(entry.path, entry.mtime)
 
@@ -82,13 +82,13 @@ def start_warm_up() -> None:
     if not warm_up_enabled() or st.session_state.get(_STARTED):
         return
     st.session_state[_STARTED] = True
-    entry = app.active_model(app.discover_models())
+    entry = catalog.active_model(catalog.discover_models())
     if entry is not None and entry.problem is None:
         warm(entry)
 
 
 @st.fragment(run_every=0.5)
-def _wait_for(entry: app.ModelEntry, since: float) -> None:
+def _wait_for(entry: catalog.ModelEntry, since: float) -> None:
     if model_pool().state(entry.path, entry.mtime) is WarmState.LOADING:
         st.info(
             f"Loading the model ({time.monotonic() - since:.0f} s): TensorFlow and the model "
@@ -104,7 +104,7 @@ def warm_up_enabled() -> bool:
     return os.environ.get(WARM_UP_ENV, "1") != "0"
 
 
-def loading_ui(entry: app.ModelEntry) -> bool:
+def loading_ui(entry: catalog.ModelEntry) -> bool:
     """Start loading ``entry`` and, while it loads, show the loading state (refreshed until
     the model is ready, then the page reruns). True when the model is ready or failed, or
     when the warm-up is off (the caller then loads it in place: :func:`served_or_stop`)."""

@@ -16,8 +16,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cxr_app import access, charts
-from cxr_app import support as app
+from cxr_app import access, catalog, charts, environment, texts
 from cxr_core.errors import CXRError
 from cxr_core.evaluation.site_fit import MIN_IMAGES, MIN_PER_CLASS
 from cxr_core.sidecar import ModelMetadata
@@ -30,7 +29,7 @@ FITTED = "eval_fitted"  # session key: (fitted model path, its site_calibration 
 
 def fitted_dir() -> Path:
     """Where the app writes fitted models: ``fitted/`` in the runs folder."""
-    return app.runs_dir() / "fitted"
+    return environment.runs_dir() / "fitted"
 
 
 def uncertainty_section(
@@ -46,8 +45,8 @@ def uncertainty_section(
         cols[2].metric("Definite answers right", "-" if definite is None else f"{definite:.3f}")
         st.caption(
             f"The model's {meta.conformal.coverage:.0%} sets, fitted on "
-            f"{app.md(meta.conformal.fitted_on)}, at the slider's threshold. They hold for images "
-            "like those; elsewhere, fit the model to the site below."
+            f"{texts.md(meta.conformal.fitted_on)}, at the slider's threshold. They hold for "
+            "images like those; elsewhere, fit the model to the site below."
         )
     else:
         st.caption("This model carries no conformal sets: every answer is definite.")
@@ -76,7 +75,7 @@ def _before_after(section) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _fit(entry: app.ModelEntry, table: pd.DataFrame, site: str) -> None:
+def _fit(entry: catalog.ModelEntry, table: pd.DataFrame, site: str) -> None:
     from cxr_core.evaluation.site_calibrate import calibrate_model, fitted_model_path
 
     out = fitted_model_path(fitted_dir(), Path(entry.path).stem, site)
@@ -89,7 +88,9 @@ def _fit(entry: app.ModelEntry, table: pd.DataFrame, site: str) -> None:
     st.session_state[FITTED] = (str(path), section)
 
 
-def fit_section(entry: app.ModelEntry, root: str, table: pd.DataFrame, optimistic: bool) -> None:
+def fit_section(
+    entry: catalog.ModelEntry, root: str, table: pd.DataFrame, optimistic: bool
+) -> None:
     """ "Fit this model to this dataset": the button (administrator only in a shared
     deployment), then the fit's before and after figures side by side."""
     st.caption(
@@ -120,10 +121,11 @@ def fit_section(entry: app.ModelEntry, root: str, table: pd.DataFrame, optimisti
         return
     path, section = done
     if not path:
-        st.error(app.md(section))
+        st.error(texts.md(section))
         return
     st.success(
-        f"Written {app.md(Path(path).name)}: pick **{app.md(Path(entry.path).stem)} - fitted to "
-        f"{app.md(section.site)}** in the model picker. New threshold {section.threshold:.3f}."
+        f"Written {texts.md(Path(path).name)}: pick **{texts.md(Path(entry.path).stem)} - "
+        f"fitted to {texts.md(section.site)}** in the model picker. "
+        f"New threshold {section.threshold:.3f}."
     )
     st.dataframe(_before_after(section), hide_index=True)

@@ -1,7 +1,7 @@
 """Settings that survive a reload, and the dataset folder shared by Dataset, Train and Evaluate.
 
 A reload starts a new Streamlit session, so widget values live on in the page's URL query
-parameters (``?t_size=224&t_head_epochs=3``: only the values that differ from the defaults).
+parameters (``?t_image_size=224&t_head_epochs=3``: only the values that differ from the defaults).
 The dataset folder is one value for the three pages that read a dataset: typed on one page, it
 is the folder on the others, and a reload of any of them keeps it (``?data=...``).
 """

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from cxr_app import access, charts
+from cxr_app import access, charts, display, environment, loaders, texts
 from cxr_app import navigation as app_nav
-from cxr_app import support as app
 from cxr_core.config import CLASS_NAMES
 from cxr_core.data import tables as data
 from cxr_core.errors import CXRError
@@ -20,24 +19,24 @@ st.title("Dataset")
 root = access.dataset_folder_ui(
     "Dataset folder (train/, val/, test/ each holding NORMAL/ and PNEUMONIA/)",
     "dataset_root",
-    app.default_data_root(),
+    environment.default_data_root(),
 )
 if not root.strip():
     st.info("No dataset found: type the folder of a chest X-ray dataset above.")
-    app.dataset_guide()
+    texts.dataset_guide()
     st.stop()
 try:
-    table = app.scan_dataset(root.strip())
+    table = loaders.scan_dataset(root.strip())
 except CXRError as error:
-    st.error(app.md(error))
-    app.dataset_guide()
+    st.error(texts.md(error))
+    texts.dataset_guide()
     st.stop()
 
 counts = data.count_table(table)
 chart_col, table_col = st.columns([3, 2])
 chart_col.plotly_chart(charts.counts_figure(counts))
-table_col.markdown(f"**{len(table)} images** in {app.md(root.strip())}")
-table_col.dataframe(app.display_table(counts))
+table_col.markdown(f"**{len(table)} images** in {texts.md(root.strip())}")
+table_col.dataframe(display.display_table(counts))
 
 train = table[table["split"] == "train"]
 if len(train) and train["label"].nunique() == len(CLASS_NAMES):
@@ -59,7 +58,7 @@ for label in CLASS_NAMES:
     st.markdown(f"**{label}** ({len(rows)} images)")
     try:
         st.image(
-            [app.thumbnail(path, 200) for path in sample["path"]],
+            [display.thumbnail(path, 200) for path in sample["path"]],
             width=150,
             alt=[f"{label} chest X-ray sample {Path(p).name}" for p in sample["path"]],
         )
@@ -72,14 +71,14 @@ st.caption(
     "split and class; every file is hashed to find exact copies."
 )
 try:
-    result = app.audit_dataset(root.strip(), len(table))
+    result = loaders.audit_dataset(root.strip(), len(table))
 except CXRError as error:
-    st.error(f"The audit could not finish: {app.md(error)}")
+    st.error(f"The audit could not finish: {texts.md(error)}")
     st.stop()
-st.dataframe(app.display_table(result.summary), hide_index=True)
+st.dataframe(display.display_table(result.summary), hide_index=True)
 st.caption("Colour modes as Pillow names them: L is 8-bit grey, RGB is colour.")
 for warning in result.warnings:
-    st.warning(app.md(warning))
+    st.warning(texts.md(warning))
 if not result.warnings:
     st.success(
         "Within each split, NORMAL and PNEUMONIA files are stored alike (size, mode, format)."
@@ -95,7 +94,7 @@ else:
         f"{leaking} of them span two splits or two labels. Patient-grouped splits keep copies "
         "together, but a copy in both train and test inflates test scores."
     )
-    st.dataframe(app.display_table(copies), hide_index=True)
+    st.dataframe(display.display_table(copies), hide_index=True)
 
 if result.cross_split.empty:
     st.success("No patient has images in more than one split.")
@@ -104,4 +103,4 @@ else:
         f"{len(result.cross_split)} patients have images in more than one split: a model tested "
         "on them has seen the same child in training."
     )
-    st.dataframe(app.display_table(result.cross_split), hide_index=True)
+    st.dataframe(display.display_table(result.cross_split), hide_index=True)

@@ -2,21 +2,21 @@
 
 import streamlit as st
 
+from cxr_app import catalog, loaders, texts
 from cxr_app import diagnose as ui
 from cxr_app import navigation as app_nav
 from cxr_app import serving as app_serving
-from cxr_app import support as app
 from cxr_core.errors import CXRError
 from cxr_core.explain.heatmap import DEFAULT_OPACITY
 
 app_nav.ensure_app_navigation()
 
 st.title("Diagnose")
-app.disclaimer()
+texts.disclaimer()
 
-entries = app.discover_models()
-entry = app.model_picker(entries)
-method = st.sidebar.radio("Explanation", list(app.METHODS), horizontal=True)
+entries = catalog.discover_models()
+entry = catalog.model_picker(entries)
+method = st.sidebar.radio("Explanation", list(loaders.METHODS), horizontal=True)
 alpha = st.sidebar.slider(
     "Heatmap opacity",
     0.0,
@@ -26,12 +26,12 @@ alpha = st.sidebar.slider(
     help="Opacity of the strongest areas; weak areas stay transparent so the film shows.",
 )
 if entry is None:
-    st.info(app.no_model_message())
+    st.info(catalog.no_model_message())
     st.stop()
 try:
-    app.model_metadata(entry)
+    catalog.model_metadata(entry)
 except CXRError as error:
-    st.error(f"The model {app.md(entry.label)} cannot be used: {app.md(error)}")
+    st.error(f"The model {texts.md(entry.label)} cannot be used: {texts.md(error)}")
     st.stop()
 
 ready = app_serving.loading_ui(entry)  # a fresh server: "loading the model" meanwhile

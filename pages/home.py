@@ -8,10 +8,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from cxr_app import access
+from cxr_app import access, catalog, display, environment, loaders, texts
 from cxr_app import home as app_home
 from cxr_app import navigation as app_nav
-from cxr_app import support as app
 from cxr_core.data.tables import count_table
 from cxr_core.errors import CXRError
 from cxr_core.evaluation.model_card import (
@@ -30,27 +29,27 @@ st.markdown(
     "inspect the data, train your own model and measure it honestly, all without code."
 )
 st.warning(
-    f"**{app.DISCLAIMER}** It gives a probability from a model trained on one public dataset "
+    f"**{texts.DISCLAIMER}** It gives a probability from a model trained on one public dataset "
     "(Kermany et al. 2018, Guangzhou). It has not been validated for any patient, site or "
     "device and must not inform care."
 )
 
-entries = app.discover_models()
-entry = app.model_picker(entries)
+entries = catalog.discover_models()
+entry = catalog.model_picker(entries)
 if entry is not None and entry.problem is None:
-    app_home.headline_ui(app.model_metadata(entry))
+    app_home.headline_ui(catalog.model_metadata(entry))
 model_col, data_col, device_col = st.columns(3)
 
 with model_col:
     st.subheader("Model")
     if entry is None:
-        st.info(app.no_model_message())
+        st.info(catalog.no_model_message())
     elif entry.problem:
-        st.error(f"The model {app.md(entry.label)} cannot be used: {app.md(entry.problem)}")
+        st.error(f"The model {texts.md(entry.label)} cannot be used: {texts.md(entry.problem)}")
     else:
-        meta = app.model_metadata(entry)
-        st.markdown(f"**{app.md(entry.label)}**")
-        details = f"{app.md(entry.details)}; " if entry.details else ""
+        meta = catalog.model_metadata(entry)
+        st.markdown(f"**{texts.md(entry.label)}**")
+        details = f"{texts.md(entry.details)}; " if entry.details else ""
         st.caption(f"{details}threshold {meta.threshold:.3f} on the PNEUMONIA probability")
         st.markdown("Validation figures (**flattering**: carved from the training hospital)")
         for name, (value, interval) in headline_metrics(meta).items():
@@ -60,44 +59,44 @@ with model_col:
             st.markdown(f"{name}: {format_metric(value)}{extra}")
         if meta.validation:
             st.caption(
-                f"Validation (carved from train, flatters every model): {app.md(meta.validation)}"
+                f"Validation (carved from train, flatters every model): {texts.md(meta.validation)}"
             )
         for line in robustness_lines(meta):
             st.text(line)
         for check in meta.independent_checks:
-            st.caption(f"Earlier note: {app.md(check)}")
+            st.caption(f"Earlier note: {texts.md(check)}")
         if not meta.metrics.values:
             st.caption("This model's metadata holds no validation metrics.")
 
 with data_col:
     st.subheader("Dataset")
-    root = app.default_data_root()
+    root = environment.default_data_root()
     if not root:
         st.info("No dataset found. Set `CXR_DATA` or see the Dataset page for how to get one.")
     else:
         try:
-            table = app.scan_dataset(root)
+            table = loaders.scan_dataset(root)
             if access.may_administer():  # visitors never see the server's folders
                 st.text(root)
-            st.dataframe(app.display_table(count_table(table)))
+            st.dataframe(display.display_table(count_table(table)))
         except CXRError as error:
-            where = f" at {app.md(root)}" if access.may_administer() else ""
-            st.error(f"The dataset{where} cannot be used: {app.md(error)}")
+            where = f" at {texts.md(root)}" if access.may_administer() else ""
+            st.error(f"The dataset{where} cannot be used: {texts.md(error)}")
 
 with device_col:
     st.subheader("Devices")
-    devices = app.device_summary()
-    st.markdown(f"Accelerators: **{app.md(devices['summary'])}**")
+    devices = loaders.device_summary()
+    st.markdown(f"Accelerators: **{texts.md(devices['summary'])}**")
     for gpu in devices["gpus"]:
         memory = f"{gpu['memory_gb']} GiB" if gpu.get("memory_gb") else "memory unknown"
-        st.caption(f"{app.md(gpu['name'])} - {memory}")
+        st.caption(f"{texts.md(gpu['name'])} - {memory}")
     if not devices["gpus"]:
         st.caption("Training runs on the CPU: choose small images and few epochs.")
     st.caption("As the NVIDIA driver lists them; every run records what TensorFlow used.")
 
 if entry is not None and entry.problem is None:
     with st.expander("Model card (rendered from the model's metadata)"):
-        st.markdown(render_model_card(app.model_metadata(entry), name=Path(entry.path).stem))
+        st.markdown(render_model_card(catalog.model_metadata(entry), name=Path(entry.path).stem))
 
 st.subheader("What you can do")
 for spec in app_nav.PAGE_SPECS[1:]:

@@ -2,9 +2,10 @@
 
 import streamlit as st
 
+from cxr_app import environment, loaders, texts
 from cxr_app import navigation as app_nav
-from cxr_app import support as app
 from cxr_app import train as ui
+from cxr_app import train_monitor as monitor
 from cxr_core.errors import CXRError, DataError
 from cxr_core.runs import jobs
 
@@ -12,30 +13,30 @@ app_nav.ensure_app_navigation()
 
 st.title("Train")
 st.caption("Runs train in a separate process: you can leave this page or reload it.")
-ui.show_message()
+monitor.show_message()
 setup = st.container()  # the run's size and duration, or the dataset guide (filled below)
 
 # The monitor first: it reads the run folders only, so a reload shows it at once.
-runs = jobs.list_runs(app.runs_dir())
+runs = jobs.list_runs(environment.runs_dir())
 st.subheader("Monitor")
-ui.monitor_ui(runs)
+monitor.monitor_ui(runs)
 if runs:
     st.subheader("Past runs")
-    st.dataframe(ui.runs_table(runs), hide_index=True)
+    st.dataframe(monitor.runs_table(runs), hide_index=True)
 
 with setup:
     try:
         config = ui.run_config_ui()  # the sidebar; raises when the settings cannot make a run
-        st.caption(ui.training_estimate(config, app.scan_dataset(config.data_root), runs))
+        st.caption(ui.training_estimate(config, loaders.scan_dataset(config.data_root), runs))
     except DataError as error:  # a folder that is missing, empty or not a dataset
-        st.error(f"This folder cannot train a model: {app.md(error)}")
-        st.markdown(app.DATASET_GUIDE)
+        st.error(f"This folder cannot train a model: {texts.md(error)}")
+        st.markdown(texts.DATASET_GUIDE)
     except CXRError as error:
         if ui.dataset_chosen():
-            st.warning(f"These settings cannot start a run yet: {app.md(error)}")
+            st.warning(f"These settings cannot start a run yet: {texts.md(error)}")
         else:
             st.info(
                 "No dataset folder yet: type one under Dataset folder in the sidebar, or start "
                 "the app with `CXR_DATA=/path/to/chest_xray`."
             )
-            st.markdown(app.DATASET_GUIDE)
+            st.markdown(texts.DATASET_GUIDE)

@@ -208,9 +208,9 @@ def test_train_page_launches_a_run_refuses_a_second_and_shows_its_curves(app_env
     assert "No runs yet" in all_text(at)
     at.sidebar.text_input(key="t_name").set_value("apptest")
     at.sidebar.selectbox(key="t_backbone").set_value("small_cnn").run()
-    at.sidebar.select_slider(key="t_size").set_value(64)
-    at.sidebar.select_slider(key="t_batch").set_value(8)
-    at.sidebar.number_input(key="t_limit").set_value(0)
+    at.sidebar.select_slider(key="t_image_size").set_value(64)
+    at.sidebar.select_slider(key="t_batch_size").set_value(8)
+    at.sidebar.number_input(key="t_limit_per_class").set_value(0)
     at.sidebar.slider(key="t_augment").set_value(0.0)
     next(b for b in at.button if b.label == "Launch training").click().run()
     assert not at.exception, at.exception
@@ -257,7 +257,7 @@ def test_train_page_shows_the_error_of_a_failed_run(app_env, tmp_path):
         (root / "train" / label).mkdir(parents=True)
         Image.fromarray(np.full((48, 48), 90, np.uint8)).save(root / "train" / label / "a.png")
     at = open_page("pages/train.py")
-    at.sidebar.text_input(key="t_data").set_value(str(root))
+    at.sidebar.text_input(key="t_data_root").set_value(str(root))
     at.sidebar.text_input(key="t_name").set_value("doomed")
     next(b for b in at.button if b.label == "Launch training").click().run()
     assert wait_for_state(app_env / "doomed", ("failed",)).status.error
@@ -269,11 +269,11 @@ def test_train_page_shows_the_error_of_a_failed_run(app_env, tmp_path):
 def test_train_page_cancel_button_stops_a_run(app_env):
     at = open_page("pages/train.py")
     at.sidebar.text_input(key="t_name").set_value("long")
-    at.sidebar.select_slider(key="t_size").set_value(64)
-    at.sidebar.select_slider(key="t_batch").set_value(8)
+    at.sidebar.select_slider(key="t_image_size").set_value(64)
+    at.sidebar.select_slider(key="t_batch_size").set_value(8)
     at.sidebar.number_input(key="t_head_epochs").set_value(200)
     at.sidebar.number_input(key="t_finetune_epochs").set_value(0)
-    at.sidebar.number_input(key="t_patience").set_value(50)
+    at.sidebar.number_input(key="t_early_stopping_patience").set_value(50)
     next(b for b in at.button if b.label == "Launch training").click().run()
     wait_for_state(app_env / "long", ("running",))
     at.run()
@@ -304,8 +304,8 @@ def test_training_estimate_scales_a_past_runs_speed_by_image_area(tiny_dataset):
     config = app_train.run_config_from(
         {
             **app_train.TRAIN_DEFAULTS,
-            "t_data": str(tiny_dataset),
-            "t_size": 64,
+            "t_data_root": str(tiny_dataset),
+            "t_image_size": 64,
             "t_backbone": "small_cnn",
             "t_weights": "none",
         }

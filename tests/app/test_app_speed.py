@@ -127,9 +127,9 @@ def bundled_env(monkeypatch, tmp_path, tiny_dataset) -> Path:
 
 
 def test_model_labels_hold_the_full_name_and_fit_the_sidebar(bundled_env):
-    from cxr_app import support as app_support
+    from cxr_app import catalog
 
-    entries = {entry.name: entry for entry in app_support.discover_models()}
+    entries = {entry.name: entry for entry in catalog.discover_models()}
     assert entries["cxr_lite0"].label == "cxr_lite0 - bundled"
     assert entries["run-20261126-165210"].label == "run-20261126-165210 - run"
     assert all(len(entry.label) <= 28 for entry in entries.values())

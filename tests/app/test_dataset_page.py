@@ -64,18 +64,18 @@ def test_dataset_tables_have_human_headers_and_no_empty_cells(monkeypatch, tmp_p
 
 
 def test_display_table_writes_a_dash_for_missing_values():
-    from cxr_app import support as app_support
+    from cxr_app import display
 
     frame = pd.DataFrame({"val_auc": [0.91, None], "state": ["finished", None]})
-    shown = app_support.display_table(frame)
+    shown = display.display_table(frame)
     assert list(shown.columns) == ["Val auc", "State"]
     assert shown.to_dict("list") == {"Val auc": ["0.91", "-"], "State": ["finished", "-"]}
 
 
 def test_without_a_dataset_the_page_shows_the_guide(monkeypatch, tmp_path):
-    from cxr_app import support as app_support
+    from cxr_app import environment
 
-    monkeypatch.setattr(app_support, "default_data_root", lambda: "")
+    monkeypatch.setattr(environment, "default_data_root", lambda: "")
     at = open_dataset_page(monkeypatch, tmp_path, "")
     text = re.sub(r"\\(.)", r"\1", "\n".join(m.value for m in at.markdown))
     assert [i.value for i in at.info] == [

@@ -63,8 +63,8 @@ def test_visitors_cannot_launch_or_type_paths(env: Path, tiny_dataset: Path) -> 
     at = open_page("pages/train.py")
     assert launch_button(at).disabled
     assert "Training is open to the administrator" in at.sidebar.info[0].value
-    assert "t_data" not in [w.key for w in at.sidebar.text_input]  # a choice, not free text
-    assert at.sidebar.selectbox(key="t_data").options == [str(tiny_dataset)]
+    assert "t_data_root" not in [w.key for w in at.sidebar.text_input]  # a choice, not free text
+    assert at.sidebar.selectbox(key="t_data_root").options == [str(tiny_dataset)]
     assert "file" not in at.sidebar.radio(key="t_weights").options
     dataset = open_page("pages/dataset.py")
     assert not dataset.main.text_input and dataset.selectbox(key="dataset_root").value
@@ -77,7 +77,7 @@ def test_a_wrong_password_is_refused_and_the_right_one_opens_training(env: Path)
     assert launch_button(at).disabled
     sign_in(at, PASSWORD)
     assert not launch_button(at).disabled
-    assert "t_data" in [w.key for w in at.sidebar.text_input]
+    assert "t_data_root" in [w.key for w in at.sidebar.text_input]
     assert "file" in at.sidebar.radio(key="t_weights").options
 
 
@@ -164,10 +164,10 @@ def test_visitors_train_within_limits_and_cancel_only_their_own_run(env, monkeyp
     monkeypatch.setenv("CXR_VISITOR_TRAINING", "1")
     at = open_page("pages/train.py")
     assert at.sidebar.selectbox(key="t_backbone").options == ["efficientnet_lite0", "small_cnn"]
-    assert max(map(int, at.sidebar.select_slider(key="t_size").options)) == 128
+    assert max(map(int, at.sidebar.select_slider(key="t_image_size").options)) == 128
     at.sidebar.text_input(key="t_name").set_value("mine")
     at.sidebar.selectbox(key="t_backbone").set_value("small_cnn").run()
-    at.sidebar.select_slider(key="t_size").set_value(64)
+    at.sidebar.select_slider(key="t_image_size").set_value(64)
     at.sidebar.number_input(key="t_head_epochs").set_value(4)
     at.sidebar.number_input(key="t_finetune_epochs").set_value(0)
     launch_button(at).click().run()
@@ -193,7 +193,7 @@ def test_visitors_train_within_limits_and_cancel_only_their_own_run(env, monkeyp
 def test_a_page_error_shows_an_id_not_a_traceback(env, monkeypatch) -> None:
     import logging
 
-    from cxr_app import support as app_support
+    from cxr_app import loaders
 
     monkeypatch.delenv("CXR_RAISE_ERRORS")
     logged: list[str] = []
@@ -203,7 +203,7 @@ def test_a_page_error_shows_an_id_not_a_traceback(env, monkeypatch) -> None:
     def broken() -> dict:
         raise RuntimeError("secret detail /srv/app/internal.py")
 
-    monkeypatch.setattr(app_support, "device_summary", broken)
+    monkeypatch.setattr(loaders, "device_summary", broken)
     at = open_page("pages/home.py")
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and "error id" in errors[0]

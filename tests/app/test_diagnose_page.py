@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from cxr_app import catalog, texts
 from cxr_app import diagnose as app_diagnose
 from cxr_app import serving as app_serving
-from cxr_app import support as app_support
 from cxr_core.inference.predictor import METHODS, Predictor
 from cxr_core.inference.serving import ModelPool, Served, WarmState, serve_model
 from tests.app.test_app_pages import all_text, app_env, open_page, png_bytes, shown
@@ -94,7 +94,7 @@ def test_several_uploads_get_a_summary_table_then_one_tab_each(app_env):
     assert labels == ["1. first.png", "2. second.png", "3. a-very-long…s-export.png"]
     for tab, name in zip(at.tabs, names, strict=True):
         (heading,) = [m.value for m in tab.markdown if "model output" in m.value]
-        assert heading.startswith(f"#### {app_support.md(name)}: model output")
+        assert heading.startswith(f"#### {texts.md(name)}: model output")
     downloads = [b.label for b in at.get("download_button")]
     assert downloads == [
         "Download results (CSV)", "Download all reports (ZIP)", *["Download report (PNG)"] * 3
@@ -181,7 +181,7 @@ def test_home_starts_loading_the_default_model_in_the_background(slow_pool, tiny
     at = open_page("pages/home.py")  # renders while the model is still loading
     assert not at.exception, at.exception
     assert loads == [str(tiny_model_dir / "tiny.keras")]
-    (entry,) = app_support.discover_models()
+    (entry,) = catalog.discover_models()
     assert pool.state(entry.path, entry.mtime) is WarmState.LOADING
     release.set()
     pool.get(entry.path, entry.mtime, timeout=60)
@@ -196,7 +196,7 @@ def test_deep_link_to_diagnose_shows_loading_state_with_the_uploader(slow_pool):
     assert "Loading the model" in all_text(at)
     assert len(at.file_uploader) == 1  # files can be chosen meanwhile
     release.set()
-    (entry,) = app_support.discover_models()
+    (entry,) = catalog.discover_models()
     pool.get(entry.path, entry.mtime, timeout=60)
     at.run()
     assert not at.exception, at.exception

@@ -16,9 +16,9 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from cxr_app import charts as app_charts
-from cxr_app import evaluate as app_evaluate
+from cxr_app import gallery as app_gallery
 from cxr_app import navigation as app_nav
-from cxr_app import train as app_train
+from cxr_app import train_monitor
 from cxr_core.data import tables as data
 from cxr_core.runs import jobs
 from tests.app.test_app_pages import APP, app_env, open_page, png_bytes
@@ -51,7 +51,7 @@ def test_past_runs_table_has_no_none_and_says_what_the_monitor_says(tmp_path, ti
     fake_run(tmp_path, "cancelled", tiny_dataset, state="cancelled",
              started_at="2026-01-01T10:00:00+00:00")  # fmt: skip
     fake_run(tmp_path, "odd", tiny_dataset)  # no status fields at all
-    table = app_train.runs_table(jobs.list_runs(tmp_path))
+    table = train_monitor.runs_table(jobs.list_runs(tmp_path))
     assert not table.isna().any().any() and "None" not in table.to_string()
     assert "nan" not in table.to_string()
     row = table.set_index("run").loc["cancelled"]
@@ -87,7 +87,7 @@ def test_the_dataset_folder_is_shared_by_the_pages_and_kept_in_the_url(app_env, 
     at.text_input[0].set_value(other).run()
     assert at.query_params["data"] == other
     at.switch_page("pages/train.py").run()
-    assert at.session_state["t_data"] == other
+    assert at.session_state["t_data_root"] == other
     reloaded = AppTest.from_file(APP, default_timeout=120)  # a reload: a new session, same URL
     reloaded.query_params["data"] = other
     reloaded.run().switch_page("pages/evaluate.py")
@@ -99,11 +99,13 @@ def test_the_dataset_folder_is_shared_by_the_pages_and_kept_in_the_url(app_env, 
 def test_train_settings_come_back_from_the_url_and_launch_is_first(app_env) -> None:
     at = AppTest.from_file(APP, default_timeout=120)
     at.run().switch_page("pages/train.py")
-    at.query_params.update({"t_size": "96", "t_head_epochs": "3", "t_class_weights": "false"})
+    at.query_params.update(
+        {"t_image_size": "96", "t_head_epochs": "3", "t_class_weighting": "false"}
+    )
     at.run()
     assert not at.exception, at.exception
-    assert at.session_state["t_size"] == 96 and at.session_state["t_head_epochs"] == 3
-    assert at.session_state["t_class_weights"] is False
+    assert at.session_state["t_image_size"] == 96 and at.session_state["t_head_epochs"] == 3
+    assert at.session_state["t_class_weighting"] is False
     assert at.sidebar.button[0].label == "Launch training"
     at.sidebar.number_input(key="t_head_epochs").set_value(2).run()
     assert at.query_params["t_head_epochs"] == "2"
@@ -112,10 +114,10 @@ def test_train_settings_come_back_from_the_url_and_launch_is_first(app_env) -> N
 def test_gallery_orders_by_confidence_and_the_csv_lists_every_image(tiny_dataset) -> None:
     rows = np.arange(4)
     scores = np.array([0.9, 0.52, 0.05, 0.4], np.float32)
-    assert app_evaluate.gallery_order(rows, scores, 0.5, "confident").tolist() == [2, 0, 3, 1]
-    assert app_evaluate.gallery_order(rows, scores, 0.5, "uncertain").tolist()[:2] == [1, 3]
+    assert app_gallery.gallery_order(rows, scores, 0.5, "confident").tolist() == [2, 0, 3, 1]
+    assert app_gallery.gallery_order(rows, scores, 0.5, "uncertain").tolist()[:2] == [1, 3]
     table = data.scan(tiny_dataset).head(4)
-    csv = pd.read_csv(io.BytesIO(app_evaluate.per_image_csv(table, scores, 0.5, "tiny")))
+    csv = pd.read_csv(io.BytesIO(app_gallery.per_image_csv(table, scores, 0.5, "tiny")))
     assert list(csv.columns) == [
         "file", "probability", "label", "decision", "correct", "threshold", "model"
     ]  # fmt: skip
@@ -124,6 +126,7 @@ def test_gallery_orders_by_confidence_and_the_csv_lists_every_image(tiny_dataset
 
 def test_diagnose_batch_exports_and_alt_text(app_env) -> None:
     from cxr_app import diagnose as app_diagnose
+    from cxr_app import loaders
 
     at = open_page("pages/diagnose.py")
     files = [(f"scan{i}.png", png_bytes(synthetic_xray(i % 2, np.random.default_rng(i), 96)),
@@ -134,7 +137,7 @@ def test_diagnose_batch_exports_and_alt_text(app_env) -> None:
     assert "Download all reports (ZIP)" in labels and "Download results (CSV)" in labels
     images = at.get("image")
     assert images and all(alt for i in images for alt in i.proto.imgs[0].alt.split("\x00"))
-    results = [(name, app_diagnose.app.analyse_upload(
+    results = [(name, loaders.analyse_upload(
         _entry(), content, name)) for name, content, _ in files]  # fmt: skip
     archive = zipfile.ZipFile(io.BytesIO(app_diagnose.reports_zip(results, "Grad-CAM", 0.6, "m")))
     assert len(archive.namelist()) == 3 and all(n.endswith(".png") for n in archive.namelist())
@@ -151,9 +154,9 @@ class _Upload:
 
 
 def _entry():
-    from cxr_app import support as app_support
+    from cxr_app import catalog
 
-    entries = [e for e in app_support.discover_models() if e.problem is None]
+    entries = [e for e in catalog.discover_models() if e.problem is None]
     return entries[0]
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cxr_app import support as app_support
+from cxr_app import loaders
 from cxr_core.runs import jobs
 from cxr_core.runs.app_settings import SETTINGS_FILE
 from cxr_core.runs.files import RunPaths
@@ -28,7 +28,7 @@ GPU = {"gpus": [{"name": "NVIDIA H200", "memory_gb": 139.8}], "summary": "1 GPU:
 def runs(monkeypatch, tmp_path, tiny_model_dir, tiny_dataset) -> Path:
     """The open app on the tiny model and dataset, on CPU; returns the (empty) runs folder."""
     point_app_at(monkeypatch, tiny_model_dir, tmp_path / "runs", tiny_dataset)
-    monkeypatch.setattr(app_support, "device_summary", lambda: {"gpus": [], "summary": "CPU only"})
+    monkeypatch.setattr(loaders, "device_summary", lambda: {"gpus": [], "summary": "CPU only"})
     return tmp_path / "runs"
 
 
@@ -176,37 +176,51 @@ def test_a_missing_dataset_folder_shows_the_reason_and_the_guide(runs, monkeypat
 
 
 def test_a_visible_gpu_sets_full_size_defaults_and_is_named(runs, monkeypatch) -> None:
-    monkeypatch.setattr(app_support, "device_summary", lambda: GPU)
+    monkeypatch.setattr(loaders, "device_summary", lambda: GPU)
     at = open_train()
     assert "Training runs on 1 GPU: NVIDIA H200 (140 GB)" in texts(at.sidebar)
     assert (
-        at.sidebar.select_slider(key="t_size").value,
-        at.sidebar.select_slider(key="t_batch").value,
+        at.sidebar.select_slider(key="t_image_size").value,
+        at.sidebar.select_slider(key="t_batch_size").value,
     ) == (224, 64)
-    assert at.sidebar.number_input(key="t_limit").value == 0
+    assert at.sidebar.number_input(key="t_limit_per_class").value == 0
     assert "5 epochs" not in texts(at) and "x 6 epochs" in texts(at)
 
 
 def test_on_cpu_the_quick_defaults_stay(runs) -> None:
     at = open_train()
     assert "No GPU visible" in texts(at.sidebar)
-    assert at.sidebar.select_slider(key="t_size").value == 128
-    assert at.sidebar.number_input(key="t_limit").value == 300
+    assert at.sidebar.select_slider(key="t_image_size").value == 128
+    assert at.sidebar.number_input(key="t_limit_per_class").value == 300
     assert "x 2 epochs" in texts(at)
 
 
 def test_the_widget_defaults_are_the_librarys_except_the_quick_run_settings() -> None:
     from cxr_app import train as app_train
-    from cxr_core.training.run_settings import default_settings
+    from cxr_core.training.run_settings import SETTING_NAMES, default_settings
 
     library = default_settings()
-    for key, name in app_train.TRAIN_SETTINGS.items():
+    for name in SETTING_NAMES:
+        key = app_train.setting_key(name)
         if name in app_train.CPU_QUICK_RUN:
             assert app_train.TRAIN_DEFAULTS[key] == app_train.CPU_QUICK_RUN[name]
         elif name != "data_root":
             assert app_train.TRAIN_DEFAULTS[key] == library[name], key
     # The widgets' first values make the same RunConfig as the library's defaults would.
-    values = {**app_train.TRAIN_DEFAULTS, "t_data": "/tmp"}
+    values = {**app_train.TRAIN_DEFAULTS, app_train.setting_key("data_root"): "/tmp"}
     config = app_train.run_config_from(values)
     assert config.train.head_epochs == app_train.CPU_QUICK_RUN["head_epochs"]
     assert config.data.batch_size == library["batch_size"]
+
+
+def test_every_settings_widget_is_keyed_by_its_setting_name(runs) -> None:
+    from cxr_app import train as app_train
+    from cxr_core.training.run_settings import SETTING_NAMES
+
+    at = open_train()
+    kinds = ("text_input", "selectbox", "radio", "select_slider", "number_input", "slider")
+    keys = {w.key for kind in (*kinds, "checkbox") for w in getattr(at.sidebar, kind)}
+    train_keys = {key for key in keys if key and key.startswith(app_train.KEY_PREFIX)}
+    names = {key.removeprefix(app_train.KEY_PREFIX) for key in train_keys}
+    assert names - set(SETTING_NAMES) == {"name"}  # the run's name is no setting
+    assert len(names) >= 22  # every setting the page shows, dataset folder and weights included

@@ -44,7 +44,7 @@ def test_visitors_see_no_server_path_on_home_or_a_cancelled_run(shared, tiny_dat
 
 
 def test_a_finished_run_without_accuracy_does_not_show_zero():
-    from cxr_app.train import finished_line
+    from cxr_app.train_monitor import finished_line
 
     assert (
         finished_line(Metrics({"roc_auc": 0.91}), 0.42)

@@ -46,7 +46,7 @@ def mixed_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _app_diagnose_probability(predictor: Predictor, path: str) -> float:
-    # What the Diagnose page's cached analysis runs (cxr_app.support._analyse).
+    # What the Diagnose page's cached analysis runs (cxr_app.loaders._analyse).
     from cxr_core.inference.upload import analyse_upload
 
     analysis = analyse_upload(predictor, Path(path).read_bytes(), Path(path).name)
@@ -83,11 +83,11 @@ def test_a_file_scores_the_same_on_every_path(
     batched = predict_table(predictor.model, table, size, batch_size=4)
     clean = stress.stressed_logits(predictor.model, table, size, batch_size=4)[stress.CLEAN]
 
+    from cxr_app import catalog
     from cxr_app import evaluate as app_evaluate
-    from cxr_app import support as app_support
 
     monkeypatch.setenv("CXR_RUNS_DIR", str(mixed_dataset.parent / "runs_for_scores"))
-    entry = app_support.ModelEntry(str(model_path), "tiny", "run", model_path.stat().st_mtime)
+    entry = catalog.ModelEntry(str(model_path), "tiny", "run", model_path.stat().st_mtime)
     page = app_evaluate.predictions(entry, table)
 
     for name, scores in {

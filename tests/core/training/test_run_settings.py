@@ -39,24 +39,24 @@ def test_cli_options_and_sidebar_values_give_the_same_run(tiny_dataset: Path) ->
         *("--calibration", "none", "--contrast", "none"),
     )
     from_sidebar = sidebar_config(
-        t_data=f"  {tiny_dataset}  ",
+        t_data_root=f"  {tiny_dataset}  ",
         t_backbone="mobilenet_v2",
-        t_size=160,
+        t_image_size=160,
         t_head_epochs=3,
         t_finetune_epochs=2,
-        t_batch=16,
-        t_head_lr=3e-3,
-        t_finetune_lr=3e-5,
-        t_layers=40,
-        t_patience=5,
-        t_class_weights=False,
+        t_batch_size=16,
+        t_head_learning_rate=3e-3,
+        t_finetune_learning_rate=3e-5,
+        t_finetune_layers=40,
+        t_early_stopping_patience=5,
+        t_class_weighting=False,
         t_augment=0.5,
-        t_acquisition=0.0,
+        t_acquisition_augment=0.0,
         t_val_fraction=0.2,
         t_seed=7,
-        t_limit=250,
+        t_limit_per_class=250,
         t_dropout=0.3,
-        t_rule="sensitivity",
+        t_threshold_rule="sensitivity",
         t_threshold_scores="clean",
         t_calibration="none",
         t_contrast="none",
@@ -76,18 +76,21 @@ def test_unset_finetune_epochs_follow_the_weights_and_zero_means_every_image() -
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"t_size": "big"}, "image_size must be an integer. Received: image_size='big'"),
-        ({"t_batch": 0}, "batch_size must be an integer from 1 to 1024. Received: batch_size=0"),
-        ({"t_head_lr": float("nan")}, "head_learning_rate must be a number"),
-        ({"t_class_weights": "yes"}, "class_weighting must be true or false"),
-        ({"t_data": "   "}, "choose a dataset folder"),
+        ({"t_image_size": "big"}, "image_size must be an integer. Received: image_size='big'"),
+        (
+            {"t_batch_size": 0},
+            "batch_size must be an integer from 1 to 1024. Received: batch_size=0",
+        ),
+        ({"t_head_learning_rate": float("nan")}, "head_learning_rate must be a number"),
+        ({"t_class_weighting": "yes"}, "class_weighting must be true or false"),
+        ({"t_data_root": "   "}, "choose a dataset folder"),
         ({"t_weights": "file", "t_weights_file": "/no/such.weights.h5"}, "existing weights file"),
         ({"t_val_fraction": 0.9}, "val_fraction must be a number in (0, 0.5]"),
     ],
 )
 def test_a_bad_sidebar_value_is_one_config_error_naming_it(values, message) -> None:
     with pytest.raises(ConfigError) as caught:
-        sidebar_config(**{"t_data": "d", **values})
+        sidebar_config(**{"t_data_root": "d", **values})
     assert message in str(caught.value)
 
 
