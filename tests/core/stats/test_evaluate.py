@@ -9,16 +9,15 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from cxr_core.errors import ConfigError, DataError
-from cxr_core.stats import metrics as evaluate
+from cxr_core.stats import bootstrap
+from cxr_core.stats.bootstrap import bootstrap_intervals
+from cxr_core.stats.curves import curves, metrics_at_thresholds
 from cxr_core.stats.metrics import (
-    bootstrap_intervals,
     choose_threshold,
     classification_metrics,
     classification_report_table,
-    curves,
     evaluation_report,
     expected_calibration_error,
-    metrics_at_thresholds,
 )
 
 # Any warning (zero division, undefined metric) is a failure.
@@ -188,8 +187,8 @@ def test_bootstrap_is_deterministic_for_a_seed():
 def test_bootstrap_intervals_contain_the_point_estimates():
     y, s = random_cases()
     point = classification_metrics(y, s, 0.5)
-    intervals = bootstrap_intervals(y, s, 0.5, n_resamples=300, metrics=evaluate.BOOTSTRAP_METRICS)
-    assert set(intervals) == set(evaluate.BOOTSTRAP_METRICS)
+    intervals = bootstrap_intervals(y, s, 0.5, n_resamples=300, metrics=bootstrap.BOOTSTRAP_METRICS)
+    assert set(intervals) == set(bootstrap.BOOTSTRAP_METRICS)
     for name, (low, high) in intervals.items():
         assert type(low) is float and type(high) is float
         assert low <= point[name] <= high, name
@@ -205,15 +204,15 @@ def test_bootstrap_wider_level_gives_wider_interval():
 
 def test_resample_metrics_match_sklearn_on_the_resampled_cases():
     y, s = random_cases(n=120)
-    counts = evaluate._resample_counts(np.random.default_rng(0), y.size, 20)
+    counts = bootstrap._resample_counts(np.random.default_rng(0), y.size, 20)
     assert (counts.sum(axis=1) == y.size).all()
-    values = evaluate._weighted_metrics(counts, y, s, 0.5, evaluate.BOOTSTRAP_METRICS)
+    values = bootstrap._weighted_metrics(counts, y, s, 0.5, bootstrap.BOOTSTRAP_METRICS)
     for row, weights in enumerate(counts.astype(int)):
         cases = np.repeat(np.arange(y.size), weights)
         expected = classification_metrics(y[cases], s[cases], 0.5)
         assert values["roc_auc"][row] == pytest.approx(roc_auc_score(y[cases], s[cases]))
         assert values["pr_auc"][row] == pytest.approx(average_precision_score(y[cases], s[cases]))
-        for name in evaluate.BOOTSTRAP_METRICS:
+        for name in bootstrap.BOOTSTRAP_METRICS:
             assert values[name][row] == pytest.approx(expected[name]), name
 
 
