@@ -1,5 +1,5 @@
-"""Tests of cxr_core.data.tables and cxr_core.data.augment: scanning, patient ids, splits,
-tf.data."""
+"""Tests of cxr_core.data (tables, splits, pipeline) and cxr_core.data.augment: scanning,
+patient ids, splits, tf.data."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
+from cxr_core import data
 from cxr_core.config import DataConfig
-from cxr_core.data import tables as data
 from cxr_core.data.augment import make_augmenter
+from cxr_core.data.tables import COLUMNS
 from cxr_core.errors import ConfigError, DataError
 from cxr_core.imaging.preprocess import to_model_input
 from cxr_core.imaging.scoring import decode_for_model
@@ -56,7 +57,7 @@ def _positions(images: np.ndarray, reference: np.ndarray) -> list[int]:
 def test_scan_lists_every_image_with_split_label_and_patient(tiny_dataset):
     table = data.scan(tiny_dataset)
 
-    assert list(table.columns) == list(data.COLUMNS)
+    assert list(table.columns) == list(COLUMNS)
     assert len(table) == 32
     assert table["path"].map(lambda p: Path(p).is_absolute() and Path(p).is_file()).all()
     assert (table["label_index"] == (table["label"] == "PNEUMONIA").astype(int)).all()
