@@ -191,7 +191,7 @@ def scoring(root: Path, n_images: int, repeats: int) -> tuple[float, float, floa
     of their ratio within each of ``repeats`` pairs (run in alternating order, so that a
     neighbour's load on a shared machine hits both sides of a pair alike)."""
     from cxr_app import catalog
-    from cxr_core.data import tables as data
+    from cxr_core import data
     from cxr_core.model.build import load_model
 
     entry = next(e for e in catalog.discover_models() if e.problem is None)

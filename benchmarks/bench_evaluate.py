@@ -11,7 +11,8 @@ import time
 
 import numpy as np
 
-from cxr_core.stats.metrics import bootstrap_intervals, evaluation_report
+from cxr_core.stats.bootstrap import bootstrap_intervals
+from cxr_core.stats.metrics import evaluation_report
 
 
 def best_of(repeats: int, function, *args, **kwargs) -> float:

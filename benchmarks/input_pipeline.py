@@ -25,8 +25,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from cxr_core import data
 from cxr_core.config import DataConfig, ModelConfig
-from cxr_core.data import tables as data
 from cxr_core.model.build import build_model
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "chest_xray"

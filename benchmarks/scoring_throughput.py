@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cxr_core.data import tables as data
+from cxr_core import data
 from cxr_core.evaluation.eval_sets import predict_table, stratified_sample
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -103,8 +103,8 @@ def synthetic_feed(batch_size: int, image_size: int):  # noqa: ANN201
 
 def pipeline_vs_synthetic(args: argparse.Namespace) -> float:
     """Part 1: print both rates and return their ratio."""
+    from cxr_core import data
     from cxr_core.config import DataConfig
-    from cxr_core.data import tables as data
     from cxr_core.distributed.devices import describe_devices
 
     table = data.scan(args.data)

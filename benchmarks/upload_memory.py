@@ -126,7 +126,7 @@ def make_rle_dicom(path: Path) -> None:
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
 
-    from cxr_core.imaging.decode import pydicom
+    from cxr_core.imaging.dicom import pydicom
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"

@@ -21,8 +21,9 @@ import streamlit as st
 from cxr_app import access, environment, loaders, texts
 from cxr_app.state import remember_settings, restore_settings
 from cxr_app.train_monitor import MESSAGE, SHOWN_RUN
-from cxr_core.config import BACKBONES, RunConfig, TrainConfig
-from cxr_core.data import tables as data
+from cxr_core import data
+from cxr_core.backbones import BACKBONES
+from cxr_core.config import RunConfig, TrainConfig
 from cxr_core.errors import CXRError, JobError
 from cxr_core.runs import jobs
 from cxr_core.training.run_settings import SETTING_NAMES, default_settings

@@ -5,21 +5,20 @@ Chest X-ray pneumonia classification with Keras transfer learning, shared by the
 medical device.
 
 At the top sit the modules every layer may use (``errors``, ``fields``, ``io``, ``markdown``,
-``config``, ``sidecar`` and its typed sections in ``sidecar_sections`` and ``sidecar_reports``)
-and the command line (``cli``, ``cli_calibrate``). The subpackages are layered: a module may
-import its own subpackage and the layers listed before its own in :data:`LAYERS`, never one
-after it (``tests/core/test_layers.py`` reads every import and checks it).
+``backbones``, ``config``, ``sidecar`` and its typed sections in ``sidecar_sections`` and
+``sidecar_reports``) and the command line (``cli``, ``cli_calibrate``). The subpackages are
+layered: a module may import its own subpackage and the layers listed before its own in
+:data:`LAYERS`, never one after it (``tests/core/test_layers.py`` reads every import and checks
+it).
 """
 
+from cxr_core.backbones import BACKBONES, BackboneSpec, backbone_spec
 from cxr_core.config import (
-    BACKBONES,
     CLASS_NAMES,
-    BackboneSpec,
     DataConfig,
     ModelConfig,
     RunConfig,
     TrainConfig,
-    backbone_spec,
 )
 from cxr_core.errors import (
     ConfigError,
@@ -36,6 +35,7 @@ from cxr_core.errors import (
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "markdown"),
     ("fields", "io"),
+    ("backbones",),
     ("config",),
     ("stats",),
     ("sidecar_sections", "sidecar_reports"),

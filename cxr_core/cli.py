@@ -17,9 +17,9 @@ import threading
 from pathlib import Path
 from typing import Any, NoReturn
 
+from cxr_core.backbones import BACKBONES
 from cxr_core.cli_calibrate import add_calibrate, run_calibrate
 from cxr_core.config import (
-    BACKBONES,
     CLASS_NAMES,
     DataConfig,
     ModelConfig,

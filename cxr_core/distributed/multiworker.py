@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from cxr_core import data
 from cxr_core.config import RunConfig
-from cxr_core.data import tables as data
 from cxr_core.distributed import cluster
 from cxr_core.distributed.cluster import WorkerInfo
 from cxr_core.distributed.devices import cache_where_it_fits

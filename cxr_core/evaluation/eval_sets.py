@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from cxr_core import data
 from cxr_core.config import DataConfig, RunConfig
-from cxr_core.data import tables as data
 from cxr_core.errors import CXRError, DataError
 from cxr_core.sidecar import ModelMetadata
 

@@ -26,9 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cxr_core import __version__
+from cxr_core import __version__, data
 from cxr_core.config import DataConfig
-from cxr_core.data import tables as data
 from cxr_core.errors import StorageError
 from cxr_core.evaluation.eval_sets import ScoringProgress, predict_table
 from cxr_core.io import write_npz_atomic

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from cxr_core.data import tables as data
+from cxr_core import data
 from cxr_core.errors import ConfigError, DataError
 from cxr_core.evaluation import site_fit
 from cxr_core.inference import input_check as gate

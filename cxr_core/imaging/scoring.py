@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cxr_core.errors import DataError, InvalidImageError
-from cxr_core.imaging.decode import DecodedImage, read_image
+from cxr_core.imaging.decode import read_image
+from cxr_core.imaging.decoded import DecodedImage
 
 if TYPE_CHECKING:
     import keras

@@ -45,8 +45,8 @@ from cxr_core.explain.cam import (
     unbatch,
 )
 from cxr_core.explain.heatmap import overlay
-from cxr_core.imaging.decode import mean_chroma
 from cxr_core.imaging.preprocess import to_model_input
+from cxr_core.imaging.raster import mean_chroma
 from cxr_core.inference.input_check import (
     InputCheck,
     InputGate,

@@ -24,7 +24,8 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from cxr_core.config import CLASS_NAMES, BackboneSpec, ModelConfig, backbone_spec
+from cxr_core.backbones import BackboneSpec, backbone_spec
+from cxr_core.config import CLASS_NAMES, ModelConfig
 from cxr_core.errors import DataError, ModelLoadError, WeightsUnavailableError
 from cxr_core.imaging.contrast import CLAHE
 from cxr_core.io import atomic_write, write_json_atomic

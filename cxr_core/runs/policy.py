@@ -31,7 +31,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cxr_core.config import BACKBONES, RunConfig
+from cxr_core.backbones import BACKBONES
+from cxr_core.config import RunConfig
 from cxr_core.errors import ConfigError, DataError, JobError
 from cxr_core.io import write_bytes_atomic
 

@@ -25,6 +25,8 @@ import pandas as pd
 
 from cxr_core.errors import DataError
 from cxr_core.stats import metrics as evaluate
+from cxr_core.stats.bootstrap import bootstrap_intervals
+from cxr_core.stats.curves import curves, metrics_at_thresholds
 
 __all__ = [
     "SMALL_SET",
@@ -198,7 +200,7 @@ def _intervals(
     high = predictive_values(sens.high, spec.high, prevalence)
     for index, name in enumerate(("ppv", "npv")):
         found[name] = Interval(low[index], high[index], "Bayes at the Wilson ends")
-    boot = evaluate.bootstrap_intervals(
+    boot = bootstrap_intervals(
         y, scores, at["threshold"], n_resamples=n_resamples, seed=seed, metrics=("roc_auc", "ece")
     )
     for name, pair in boot.items():
@@ -209,7 +211,7 @@ def _intervals(
 def _marks(
     y: np.ndarray, scores: np.ndarray, named: Sequence[tuple[str, float]]
 ) -> tuple[Mark, ...]:
-    table = evaluate.metrics_at_thresholds(y, scores, [t for _, t in named])
+    table = metrics_at_thresholds(y, scores, [t for _, t in named])
     return tuple(
         Mark(name, float(t), 1 - float(row.specificity), float(row.sensitivity), float(row.ppv))
         for (name, t), row in zip(named, table.itertuples(), strict=True)
@@ -225,7 +227,7 @@ def _report(y: np.ndarray, scores: np.ndarray, threshold: float) -> pd.DataFrame
 
 
 def _curves(y: np.ndarray, scores: np.ndarray) -> Curves:
-    found = evaluate.curves(y, scores)
+    found = curves(y, scores)
     roc, pr, calibration = found["roc"], found["pr"], found["calibration"]
     return Curves(
         tuple(roc["fpr"]),

@@ -24,8 +24,9 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from cxr_core.config import RunConfig, backbone_spec
-from cxr_core.data import tables as data
+from cxr_core import data
+from cxr_core.backbones import backbone_spec
+from cxr_core.config import RunConfig
 from cxr_core.distributed import cluster, multiworker
 from cxr_core.distributed.devices import (
     cache_where_it_fits,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from cxr_core.backbones import BACKBONES
 from cxr_core.cli import main
-from cxr_core.config import BACKBONES
 
 REPO = Path(__file__).resolve().parents[2]
 EVALUATE_KEYS = {

@@ -6,13 +6,12 @@ import dataclasses
 
 import pytest
 
+from cxr_core.backbones import BACKBONES, backbone_spec
 from cxr_core.config import (
-    BACKBONES,
     DataConfig,
     ModelConfig,
     RunConfig,
     TrainConfig,
-    backbone_spec,
 )
 from cxr_core.errors import ConfigError
 

@@ -153,6 +153,7 @@ def test_a_decompression_bomb_is_refused_from_its_header():
 
     from cxr_core.errors import InvalidImageError
     from cxr_core.imaging import decode as imaging
+    from cxr_core.imaging.decoded import TOO_MANY_PIXELS
 
     def chunk(kind: bytes, body: bytes) -> bytes:
         return (
@@ -168,7 +169,7 @@ def test_a_decompression_bomb_is_refused_from_its_header():
     )
     with pytest.raises(InvalidImageError) as caught:
         imaging.read_image(bomb, max_side=1024)
-    assert str(caught.value) == imaging.TOO_MANY_PIXELS
+    assert str(caught.value) == TOO_MANY_PIXELS
 
 
 # --- Defect 5: malformed or non-regular files on disk ---------------------------------------

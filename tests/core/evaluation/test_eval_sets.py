@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cxr_core import data
 from cxr_core.config import DataConfig, ModelConfig, RunConfig
-from cxr_core.data import tables as data
 from cxr_core.errors import DataError
 from cxr_core.evaluation.eval_sets import VALIDATION, evaluation_sets, predict_table
 from cxr_core.sidecar import ModelMetadata

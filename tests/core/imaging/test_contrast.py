@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
+from cxr_core import data
 from cxr_core.config import DataConfig, ModelConfig, RunConfig
-from cxr_core.data import tables as data
 from cxr_core.data.augment import make_augmenter
 from cxr_core.imaging.contrast import CLAHE
 from cxr_core.imaging.decode import read_image

@@ -20,8 +20,9 @@ from pydicom.pixels import get_decoder
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, generate_uid
 
 from cxr_core.errors import InvalidImageError
-from cxr_core.imaging import decode as imaging
-from cxr_core.imaging.decode import MAX_BYTES, DecodedImage, read_image
+from cxr_core.imaging import decoded as refusals
+from cxr_core.imaging.decode import read_image
+from cxr_core.imaging.decoded import MAX_BYTES, DecodedImage
 
 VAL_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "chest_xray" / "val"
 PATIENT_FIELDS = {
@@ -283,7 +284,7 @@ def test_compressed_dicom_without_decoder_names_the_transfer_syntax():
     ds.save_as(buffer, enforce_file_format=True)
     with pytest.raises(InvalidImageError) as caught:
         read_image(buffer.getvalue())
-    assert str(caught.value) == imaging.DICOM_CODEC.format(
+    assert str(caught.value) == refusals.DICOM_CODEC.format(
         syntax="JPEG-LS Lossless Image Compression"
     )
 
@@ -334,7 +335,7 @@ def test_dicom_patient_fields_never_reach_an_error_or_its_traceback(caplog):
         warnings.simplefilter("always")
         with pytest.raises(InvalidImageError) as caught:
             read_image(truncated)
-    assert str(caught.value) == imaging.DAMAGED
+    assert str(caught.value) == refusals.DAMAGED
     text = "".join(traceback.format_exception(caught.value))
     _assert_no_patient_data(text + caplog.text + " ".join(str(w.message) for w in seen))
 
@@ -349,42 +350,42 @@ def _truncated(fmt: str) -> bytes:
 
 
 BAD_INPUTS = {
-    "empty": (lambda: b"", imaging.EMPTY),
-    "text": (lambda: b"patient notes, definitely not pixels\n" * 20, imaging.NOT_AN_IMAGE),
+    "empty": (lambda: b"", refusals.EMPTY),
+    "text": (lambda: b"patient notes, definitely not pixels\n" * 20, refusals.NOT_AN_IMAGE),
     "random bytes": (
         lambda: np.random.default_rng(1).integers(0, 256, 4000, dtype=np.uint8).tobytes(),
-        imaging.NOT_AN_IMAGE,
+        refusals.NOT_AN_IMAGE,
     ),
-    "truncated jpeg": (lambda: _truncated("JPEG"), imaging.DAMAGED),
-    "truncated png": (lambda: _truncated("PNG"), imaging.DAMAGED),
-    "png over 50 megapixels": (lambda: png_header_only(10_000, 6_000), imaging.TOO_MANY_PIXELS),
+    "truncated jpeg": (lambda: _truncated("JPEG"), refusals.DAMAGED),
+    "truncated png": (lambda: _truncated("PNG"), refusals.DAMAGED),
+    "png over 50 megapixels": (lambda: png_header_only(10_000, 6_000), refusals.TOO_MANY_PIXELS),
     "png over Pillow's own bomb limit": (
         lambda: png_header_only(20_000, 20_000),
-        imaging.TOO_MANY_PIXELS,
+        refusals.TOO_MANY_PIXELS,
     ),
     "dicom over 50 megapixels": (
         lambda: dicom_bytes(np.zeros((40, 40)), Rows=8000, Columns=8000),
-        imaging.TOO_MANY_PIXELS,
+        refusals.TOO_MANY_PIXELS,
     ),
     "too small": (
         lambda: encode(grey_image(np.zeros((20, 100))), "PNG"),
-        imaging.TOO_SMALL.format(width=100, height=20),
+        refusals.TOO_SMALL.format(width=100, height=20),
     ),
     "gif": (
         lambda: encode(grey_image(np.zeros((40, 40))), "GIF"),
-        imaging.UNSUPPORTED.format(name="GIF"),
+        refusals.UNSUPPORTED.format(name="GIF"),
     ),
     "tiff": (
         lambda: encode(grey_image(np.zeros((40, 40))), "TIFF"),
-        imaging.UNSUPPORTED.format(name="TIFF"),
+        refusals.UNSUPPORTED.format(name="TIFF"),
     ),
     "bmp": (
         lambda: encode(grey_image(np.zeros((40, 40))), "BMP"),
-        imaging.UNSUPPORTED.format(name="BMP"),
+        refusals.UNSUPPORTED.format(name="BMP"),
     ),
     "webp": (
         lambda: encode(grey_image(np.zeros((40, 40))), "WEBP"),
-        imaging.UNSUPPORTED.format(name="WebP"),
+        refusals.UNSUPPORTED.format(name="WebP"),
     ),
 }
 
@@ -399,16 +400,16 @@ def test_bad_input_gets_its_own_message(case):
 
 def test_refusal_messages_are_distinct_single_sentences():
     messages = [
-        imaging.EMPTY,
-        imaging.NOT_AN_IMAGE,
-        imaging.DAMAGED,
-        imaging.TOO_MANY_PIXELS,
-        imaging.TOO_MANY_BYTES,
-        imaging.TOO_SMALL.format(width=10, height=10),
-        imaging.UNSUPPORTED.format(name="GIF"),
-        imaging.NO_DICOM_PIXELS,
-        imaging.DICOM_CODEC.format(syntax="RLE Lossless"),
-        imaging.MISSING_FILE,
+        refusals.EMPTY,
+        refusals.NOT_AN_IMAGE,
+        refusals.DAMAGED,
+        refusals.TOO_MANY_PIXELS,
+        refusals.TOO_MANY_BYTES,
+        refusals.TOO_SMALL.format(width=10, height=10),
+        refusals.UNSUPPORTED.format(name="GIF"),
+        refusals.NO_DICOM_PIXELS,
+        refusals.DICOM_CODEC.format(syntax="RLE Lossless"),
+        refusals.MISSING_FILE,
     ]
     assert len(set(messages)) == len(messages)
     for message in messages:
@@ -426,25 +427,25 @@ def test_file_over_50_mb_is_refused_before_it_is_read(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "read_bytes", refuse_to_read)
     with pytest.raises(InvalidImageError) as caught:
         read_image(path)
-    assert str(caught.value) == imaging.TOO_MANY_BYTES
+    assert str(caught.value) == refusals.TOO_MANY_BYTES
 
 
 def test_bytes_over_50_mb_are_refused():
     with pytest.raises(InvalidImageError) as caught:
         read_image(b"\x89PNG\r\n\x1a\n" + bytes(MAX_BYTES))
-    assert str(caught.value) == imaging.TOO_MANY_BYTES
+    assert str(caught.value) == refusals.TOO_MANY_BYTES
 
 
 def test_missing_path_is_refused(tmp_path):
     with pytest.raises(InvalidImageError) as caught:
         read_image(tmp_path / "nowhere.jpeg")
-    assert str(caught.value) == imaging.MISSING_FILE
+    assert str(caught.value) == refusals.MISSING_FILE
 
 
 def test_unrecognised_content_named_like_unsupported_type_says_unsupported():
     with pytest.raises(InvalidImageError) as caught:
         read_image(b"\x00\x01 not a known signature" * 10, filename="scan.HEIC")
-    assert str(caught.value) == imaging.UNSUPPORTED.format(name="HEIC")
+    assert str(caught.value) == refusals.UNSUPPORTED.format(name="HEIC")
 
 
 # --- real X-rays ----------------------------------------------------------------------------

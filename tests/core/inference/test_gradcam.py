@@ -11,7 +11,8 @@ import keras
 import numpy as np
 import pytest
 
-from cxr_core.config import BACKBONES, ModelConfig
+from cxr_core.backbones import BACKBONES
+from cxr_core.config import ModelConfig
 from cxr_core.errors import ConfigError, InvalidImageError, ModelLoadError
 from cxr_core.imaging.decode import read_image
 from cxr_core.inference.predictor import Prediction, Predictor, find_last_conv_layer, overlay

@@ -376,7 +376,8 @@ def _tf_same_conv(image: np.ndarray, weight: np.ndarray, stride: int) -> np.ndar
 def test_larger_lite_pip_file_has_the_official_parameter_count_and_block_table(
     variant: str, module: str, parameters: int, size: int
 ) -> None:
-    from cxr_core.model.efficientnet_lite import VARIANTS, _convert, _lite_blocks_args
+    from cxr_core.model.efficientnet_lite import VARIANTS, _lite_blocks_args
+    from cxr_core.model.efficientnet_lite_convert import convert
 
     tensors = read_legacy_torch_file(_pip_file(module))
     learned = [v for k, v in tensors.items() if "running" not in k and "num_batches" not in k]
@@ -385,7 +386,7 @@ def test_larger_lite_pip_file_has_the_official_parameter_count_and_block_table(
     assert sum(b["repeats"] for b in blocks) == 21  # 1, 3, 3, 4, 4, 5, 1: stem stage fixed
     assert blocks[-1]["filters_out"] == tensors["_blocks.20._project_conv.weight"].shape[0]
     # stem conv + BN, block 0 (no expansion), 20 blocks of 6 layers, head conv + BN, classifier
-    assert len(_convert(tensors, VARIANTS[variant])) == 2 + 4 + 20 * 6 + 2 + 1
+    assert len(convert(tensors, blocks)) == 2 + 4 + 20 * 6 + 2 + 1
 
 
 @pytest.mark.parametrize(("variant", "module", "parameters", "size"), LARGER)

@@ -9,7 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from cxr_core.config import BACKBONES, ModelConfig
+from cxr_core.backbones import BACKBONES
+from cxr_core.config import ModelConfig
 from cxr_core.errors import ModelLoadError, WeightsUnavailableError
 from cxr_core.model.build import backbone_layers, build_model, load_model, save_model, sidecar_path
 

@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
+from cxr_core import data
 from cxr_core.config import DataConfig, RunConfig
-from cxr_core.data import tables as data
 from cxr_core.data.augment import RandomResizedCrop, make_augmenter
 from cxr_core.errors import ConfigError
 from cxr_core.imaging import corruptions

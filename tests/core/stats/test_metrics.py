@@ -6,36 +6,19 @@ import json
 
 import numpy as np
 import pytest
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 from cxr_core.errors import ConfigError, DataError
-from cxr_core.stats import metrics as evaluate
 from cxr_core.stats.metrics import (
-    bootstrap_intervals,
     choose_threshold,
     classification_metrics,
     classification_report_table,
-    curves,
     evaluation_report,
     expected_calibration_error,
-    metrics_at_thresholds,
 )
+from tests.core.stats.cases import S, Y, random_cases
 
 # Any warning (zero division, undefined metric) is a failure.
 pytestmark = pytest.mark.filterwarnings("error")
-
-# Hand example: 6 NORMAL, 4 PNEUMONIA, threshold 0.5.
-#   NORMAL scores    0.05 0.15 0.25 0.45 | 0.65 0.75  -> TN 4, FP 2
-#   PNEUMONIA scores 0.35 | 0.55 0.85 0.95            -> FN 1, TP 3
-Y = [0, 0, 0, 0, 0, 0, 1, 1, 1, 1]
-S = [0.05, 0.15, 0.25, 0.45, 0.65, 0.75, 0.35, 0.55, 0.85, 0.95]
-
-
-def random_cases(n: int = 300, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 2, n)
-    scores = np.clip(rng.normal(0.35 + 0.3 * y, 0.2), 0.0, 1.0).round(2)  # rounding makes ties
-    return y, scores
 
 
 def test_classification_metrics_match_hand_computed_confusion_matrix():
@@ -178,100 +161,6 @@ def test_ece_rejects_non_positive_bins():
         expected_calibration_error(Y, S, n_bins=0)
 
 
-def test_bootstrap_is_deterministic_for_a_seed():
-    y, s = random_cases()
-    first = bootstrap_intervals(y, s, 0.5, n_resamples=200, seed=7)
-    assert bootstrap_intervals(y, s, 0.5, n_resamples=200, seed=7) == first
-    assert bootstrap_intervals(y, s, 0.5, n_resamples=200, seed=8) != first
-
-
-def test_bootstrap_intervals_contain_the_point_estimates():
-    y, s = random_cases()
-    point = classification_metrics(y, s, 0.5)
-    intervals = bootstrap_intervals(y, s, 0.5, n_resamples=300, metrics=evaluate.BOOTSTRAP_METRICS)
-    assert set(intervals) == set(evaluate.BOOTSTRAP_METRICS)
-    for name, (low, high) in intervals.items():
-        assert type(low) is float and type(high) is float
-        assert low <= point[name] <= high, name
-        assert low < high, name
-
-
-def test_bootstrap_wider_level_gives_wider_interval():
-    y, s = random_cases()
-    narrow = bootstrap_intervals(y, s, 0.5, n_resamples=300, level=0.5)["roc_auc"]
-    wide = bootstrap_intervals(y, s, 0.5, n_resamples=300, level=0.99)["roc_auc"]
-    assert wide[0] < narrow[0] and narrow[1] < wide[1]
-
-
-def test_resample_metrics_match_sklearn_on_the_resampled_cases():
-    y, s = random_cases(n=120)
-    counts = evaluate._resample_counts(np.random.default_rng(0), y.size, 20)
-    assert (counts.sum(axis=1) == y.size).all()
-    values = evaluate._weighted_metrics(counts, y, s, 0.5, evaluate.BOOTSTRAP_METRICS)
-    for row, weights in enumerate(counts.astype(int)):
-        cases = np.repeat(np.arange(y.size), weights)
-        expected = classification_metrics(y[cases], s[cases], 0.5)
-        assert values["roc_auc"][row] == pytest.approx(roc_auc_score(y[cases], s[cases]))
-        assert values["pr_auc"][row] == pytest.approx(average_precision_score(y[cases], s[cases]))
-        for name in evaluate.BOOTSTRAP_METRICS:
-            assert values[name][row] == pytest.approx(expected[name]), name
-
-
-def test_bootstrap_skips_one_class_resamples_for_aucs():
-    intervals = bootstrap_intervals([0, 0, 0, 0], [0.1, 0.2, 0.6, 0.3], 0.5, n_resamples=50)
-    assert intervals["roc_auc"] is None and intervals["pr_auc"] is None
-    assert intervals["sensitivity"] is None
-    assert intervals["specificity"] is not None
-
-
-def test_bootstrap_auc_interval_exists_when_some_resamples_have_one_class():
-    # 1 positive in 5 cases: about a third of resamples miss it and are skipped.
-    intervals = bootstrap_intervals(
-        [0, 0, 0, 0, 1], [0.1, 0.2, 0.6, 0.3, 0.9], 0.5, n_resamples=200
-    )
-    assert intervals["roc_auc"] == (1.0, 1.0)
-
-
-@pytest.mark.parametrize(
-    "settings",
-    [
-        {"n_resamples": 0},
-        {"seed": -1},
-        {"level": 1.0},
-        {"metrics": ("auc",)},
-        {"metrics": "ece"},
-        {"metrics": None},
-    ],
-)
-def test_bootstrap_rejects_bad_settings(settings):
-    with pytest.raises(ConfigError):
-        bootstrap_intervals(Y, S, 0.5, **settings)
-
-
-def test_curves_are_json_ready_and_consistent():
-    c = curves(Y, S)
-    json.dumps(c, allow_nan=False)
-    roc, pr = c["roc"], c["pr"]
-    assert roc["thresholds"][0] == 1.0  # sklearn's inf
-    assert roc["fpr"][0] == roc["tpr"][0] == 0.0 and roc["fpr"][-1] == roc["tpr"][-1] == 1.0
-    assert len(roc["fpr"]) == len(roc["tpr"]) == len(roc["thresholds"])
-    assert len(pr["precision"]) == len(pr["recall"]) == len(pr["thresholds"]) + 1
-    assert all(0.0 <= t <= 1.0 for t in roc["thresholds"] + pr["thresholds"])
-
-
-def test_calibration_curve_lists_non_empty_bins_with_counts():
-    c = curves([0, 1, 1, 1, 0], [0.2, 0.4, 0.6, 0.8, 0.9], n_bins=2)["calibration"]
-    assert c["count"] == [2, 3]
-    assert c["fraction_positive"] == pytest.approx([1 / 2, 2 / 3])
-    assert c["mean_predicted"] == pytest.approx([0.3, 2.3 / 3])
-
-
-def test_curves_of_one_class_input_have_no_roc_or_pr():
-    c = curves([1, 1, 1], [0.2, 0.7, 0.9])
-    assert c["roc"] is None and c["pr"] is None
-    assert sum(c["calibration"]["count"]) == 3
-
-
 def test_youden_threshold_separates_separable_classes():
     negatives, positives = [0.1, 0.2, 0.3, 0.35], [0.6, 0.7, 0.9]
     t = choose_threshold([0] * 4 + [1] * 3, negatives + positives, rule="youden")
@@ -313,31 +202,6 @@ def test_choose_threshold_rejects_bad_target():
 def test_choose_threshold_needs_both_classes():
     with pytest.raises(DataError):
         choose_threshold([1, 1], [0.3, 0.8])
-
-
-def test_metrics_at_thresholds_match_classification_metrics():
-    grid = [0.0, 0.35, 0.5, 0.55, 0.9, 1.0]
-    table = metrics_at_thresholds(Y, S, grid)
-    assert list(table.columns) == [
-        "threshold",
-        "sensitivity",
-        "specificity",
-        "ppv",
-        "npv",
-        "accuracy",
-    ]
-    for row in table.itertuples():
-        m = classification_metrics(Y, S, row.threshold)
-        assert row.sensitivity == pytest.approx(m["sensitivity"])
-        assert row.specificity == pytest.approx(m["specificity"])
-        assert row.ppv == pytest.approx(m["precision"])
-        assert row.npv == pytest.approx(m["npv"])
-        assert row.accuracy == pytest.approx(m["accuracy"])
-
-
-def test_metrics_at_thresholds_rejects_threshold_outside_unit_interval():
-    with pytest.raises(DataError):
-        metrics_at_thresholds(Y, S, [0.2, 1.2])
 
 
 def test_classification_report_table_uses_class_names_and_hand_values():
