@@ -295,7 +295,7 @@ def summary_ui(analysed: Analysed) -> None:
     files, the results table and its CSV download."""
     note = refused_files_note(analysed)
     if note:
-        st.warning(app.md(note))
+        st.warning(note)  # numbers and words only: nothing Markdown would change
     for line in analysed.errors:
         st.error(line)
     if len(analysed.rows) > 1:
@@ -316,7 +316,7 @@ def shown_ui(entry: app.ModelEntry, method: str, alpha: float) -> bool:
     by it; False when there is neither."""
     notice = st.session_state.pop(NOTICE_KEY, None)
     if notice:
-        st.warning(app.md(notice), icon=":material/hourglass_empty:")
+        st.warning(notice)  # BUSY: plain words
     analysed = st.session_state.get(SHOWN_KEY)
     if analysed is None:
         return bool(notice)
