@@ -4,6 +4,11 @@ The analysis itself (:func:`cxr_app.support.analyse_upload`, cached by content a
 overlay (:func:`cxr_app.support.heatmap_view`) are shared with the Evaluate page's gallery; this
 module holds what only Diagnose draws: the results table, one view per file with its report,
 the technical fields, and :func:`view_change_seconds` for ``benchmarks/``.
+
+An upload's bytes are held only while it is analysed (:func:`take_upload`): files over
+:data:`MAX_FILES_PER_UPLOAD` are dropped unread, the others reserve their size in the
+server's upload budget, and once analysed the session keeps an :class:`Analysed` (results,
+no file content), the files leave Streamlit's upload store and the uploader is reset.
 """
 
 from __future__ import annotations
@@ -262,6 +267,9 @@ def take_upload(entry: app.ModelEntry, uploads: list[Any]) -> None:
     files = [u for u in uploads if isinstance(u, UploadedFile)]  # not a DeletedFile
     kept = files[:MAX_FILES_PER_UPLOAD]
     release_files(files[MAX_FILES_PER_UPLOAD:])
+    if not kept:  # only files whose bytes are gone already: nothing to analyse
+        st.session_state[ROUND_KEY] = st.session_state.get(ROUND_KEY, 0) + 1
+        st.rerun()
     try:
         with UPLOAD_BUDGET.hold(sum(upload.size for upload in kept)):
             analysed = analyse_files(entry, kept, len(files))
