@@ -20,6 +20,8 @@ and warmed up, runs the page's analysis of it and samples the process's resident
    Besides the peak it reports ``held``: the resident memory still above the level before the
    files were made once the page has shown the results and the benchmark dropped its own
    copy of the files (what one such upload leaves in a server until the session ends).
+   AppTest copies the staged files into its upload store, as a server holds an upload's
+   body, so the peak includes the whole upload once.
 
 Reports the peak resident memory above the level before the call, in MiB. Targets: each
 single case under 400 MB, three at once under 1.5 GB. Uses the bundled model
