@@ -21,7 +21,12 @@ and warmed up, runs the page's analysis of it and samples the process's resident
    files were made once the page has shown the results and the benchmark dropped its own
    copy of the files (what one such upload leaves in a server until the session ends).
    AppTest copies the staged files into its upload store, as a server holds an upload's
-   body, so the peak includes the whole upload once.
+   body, so the peak includes the whole upload once;
+8. **server_store**: a real ``streamlit run`` server (``benchmarks/browser.py``) and Chromium
+   uploading ``MANY_FILES`` 1200 x 1200 noise PNGs (~4 MiB each) to Diagnose; once the
+   results are shown, the bytes the server's upload store still holds (its
+   ``UploadedFileManager`` figure in ``/_stcore/metrics``). Needs Chromium and Playwright;
+   run only when named.
 
 Reports the peak resident memory above the level before the call, in MiB. Targets: each
 single case under 400 MB, three at once under 1.5 GB. Uses the bundled model
@@ -211,6 +216,53 @@ def measure_many(path: Path) -> dict[str, float]:
     return {"mb": peak, "held_mb": held, "analysed": shown}
 
 
+def server_store(folder: Path) -> dict[str, float]:
+    """The server_store case (see the module docstring): bytes uploaded and bytes held."""
+    import asyncio
+    import urllib.request
+
+    import numpy as np
+    from PIL import Image
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import browser
+
+    paths = []
+    for index in range(MANY_FILES):
+        path = folder / f"n{index:02d}.png"
+        pixels = np.random.default_rng(index).integers(0, 256, (1200, 1200, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(path, "PNG", compress_level=1)
+        paths.append(path)
+    shown = f"Results for {min(MANY_FILES, 12)} files"
+
+    def held(url: str) -> float:
+        with urllib.request.urlopen(f"{url}/_stcore/metrics", timeout=30) as response:
+            lines = response.read().decode().splitlines()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines if "UploadedFileManager" in line)
+
+    async def upload(url: str) -> float:
+        from playwright.async_api import async_playwright
+
+        async with async_playwright() as playwright:
+            chromium = await playwright.chromium.launch(
+                executable_path=str(browser.CHROMIUM), args=browser.CHROMIUM_ARGS
+            )
+            page = await (await chromium.new_context()).new_page()
+            await page.goto(f"{url}/diagnose", timeout=600_000)
+            await page.get_by_text(browser.READY_TEXT).wait_for(timeout=600_000)
+            files = page.locator('input[type="file"]')
+            await files.set_input_files([str(path) for path in paths], timeout=600_000)
+            await page.get_by_text(shown).wait_for(timeout=600_000)
+            await asyncio.sleep(5)  # any late request from the browser
+            figure = held(url)
+            await chromium.close()
+            return figure
+
+    with browser.serve_app(browser.DEFAULT_DATA) as url:
+        kept = asyncio.run(upload(url))
+    return {"uploaded": sum(path.stat().st_size for path in paths) / 2**20, "held": kept / 2**20}
+
+
 FILES = {
     "jpeg_before": ("big.jpg", make_jpeg),
     "jpeg": ("big.jpg", make_jpeg),
@@ -267,6 +319,14 @@ def main() -> None:
     figures = {}
     with tempfile.TemporaryDirectory() as folder:
         for case in cases:
+            if case == "server_store":
+                store = server_store(Path(folder))
+                figures["server_store_held"] = store["held"]
+                print(
+                    f"{case:>15}: {MANY_FILES} files, {store['uploaded']:.1f} MiB uploaded; the "
+                    f"server's upload store holds {store['held']:.1f} MiB once results show"
+                )
+                continue
             name, make = FILES[case]
             path = Path(folder) / name
             if not path.exists():
