@@ -38,10 +38,8 @@ ready = app_serving.loading_ui(entry)  # a fresh server: "loading the model" mea
 if ready:
     app_serving.served_or_stop(entry)
 uploads = ui.upload_ui()
-if not uploads:
-    if ready:
-        st.info("Upload one or more frontal chest X-rays to see the model's output and heatmap.")
-    st.stop()
-app_serving.served_or_stop(entry)  # waits for the model if it is still loading
-results = ui.analyse_ui(entry, ui.first_files(uploads))
-ui.results_ui(results, method, alpha, entry.label)
+if uploads:
+    app_serving.served_or_stop(entry)  # waits for the model if it is still loading
+    ui.take_upload(entry, uploads)  # keeps the results, drops the bytes, reruns
+if not ui.shown_ui(entry, method, alpha) and ready:
+    st.info("Upload one or more frontal chest X-rays to see the model's output and heatmap.")

@@ -14,6 +14,10 @@ this module; nothing here knows about Streamlit. Without settings nothing is lim
   at most a few jobs at once on the server, waiting a bounded time for a slot.
 - :class:`TrainingQuota`: visitor runs per hour and their total disk, and how long a
   finished visitor run is kept (:func:`clean_visitor_runs`).
+- Upload limits (:data:`MAX_FILES_PER_UPLOAD`, :data:`MAX_UPLOAD_MIB`,
+  :data:`UPLOAD_BUDGET_MIB`): how many files of one upload Diagnose analyses, the largest file,
+  and the uploaded bytes all sessions together may hold in memory at once
+  (:mod:`cxr_core.inference.upload_budget` enforces the last).
 - :class:`SignInLimiter`: one per server process (:data:`SIGN_IN_LIMITER`), shared by every
   session and thread: wrong administrator passwords space out the next attempt (by anyone)
   exponentially and lock sign-in for a while after too many; each failure is logged.
@@ -34,10 +38,15 @@ from pathlib import Path
 from cxr_core.backbones import BACKBONES
 from cxr_core.config import RunConfig
 from cxr_core.errors import ConfigError, DataError, JobError
+from cxr_core.imaging.decoded import MAX_BYTES
 from cxr_core.io import write_bytes_atomic
 
 __all__ = [
+    "MAX_FILES_PER_UPLOAD",
+    "MAX_UPLOAD_MIB",
     "NOT_ALLOWED",
+    "UPLOAD_BUDGET_MIB",
+    "UPLOADER_LIMIT_MB",
     "SCORING_QUEUE",
     "VISITOR_MARK",
     "VISITOR_QUOTA_DEFAULTS",
@@ -54,6 +63,18 @@ __all__ = [
     "allowed_folder",
     "parse_roots",
 ]
+
+#: Files of one upload that the Diagnose page analyses; the others are refused, not kept.
+MAX_FILES_PER_UPLOAD = 12
+#: The largest file accepted, in MiB (``cxr_core.imaging.decode`` refuses larger ones itself).
+MAX_UPLOAD_MIB = MAX_BYTES // 2**20
+#: The uploader widget's own limit. Streamlit's browser side counts its "MB" as 10^6 bytes
+#: (2^20 on Windows), so 53 lets every file of MAX_UPLOAD_MIB (52.4 MB) through everywhere and
+#: the MiB check above is the one that refuses, with its MiB message.
+UPLOADER_LIMIT_MB = -(-MAX_BYTES // 10**6)
+#: Uploaded bytes that all sessions together may hold while they are analysed, in MiB: room
+#: for two full uploads (12 files of 50 MiB) at once; more waits for "the server is busy".
+UPLOAD_BUDGET_MIB = 2 * MAX_FILES_PER_UPLOAD * MAX_UPLOAD_MIB
 
 NOT_ALLOWED = "This server opens only the dataset folders its administrator allowed."
 
