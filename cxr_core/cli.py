@@ -377,6 +377,7 @@ def train_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from cxr_core.runs.files import RunState
     from cxr_core.training.train import plan_phases, train_run
 
     config = _run_config(args)
@@ -391,17 +392,18 @@ def _train(args: argparse.Namespace) -> int:
         distribute=args.distribute,
         cluster_timeout=args.cluster_timeout,
     )
-    if result.get("chief") is False:
-        print(f"{result['state']}: this worker's part is done; the chief wrote {args.out}")
-    elif result.get("state") == "cancelled":
+    if result.chief is False:
+        print(f"{result.state}: this worker's part is done; the chief wrote {args.out}")
+    elif result.state == RunState.CANCELLED or result.summary is None:
         print(f"cancelled: {args.out} (continue with: {_resume_command(args.out)})")
     else:
+        metrics = result.summary.metrics
         print(
             f"finished: {Path(args.out) / 'model.keras'}  validation AUC "
-            f"{result['roc_auc']:.4f}, accuracy {result['accuracy']:.4f} at threshold "
-            f"{result['threshold']:.3f}"
+            f"{metrics.value('roc_auc'):.4f}, accuracy {metrics.value('accuracy'):.4f} at "
+            f"threshold {result.summary.threshold:.3f}"
         )
-    if "chief" in result:  # a multi-worker run: see main
+    if result.chief is not None:  # a multi-worker run: see main
         _close_native_stderr()
     return 0
 

@@ -246,6 +246,13 @@ class RunSummary:
     metrics: Metrics = field(default_factory=Metrics)
     threshold: float | None = None
 
+    @classmethod
+    def from_dict(cls, values: Any, source: str = "summary") -> RunSummary:
+        """Check a summary object (a report's numbers and ``threshold``); raises
+        :class:`RunFileError` naming the key."""
+        report = Fields(values, source, RunFileError)
+        return cls(Metrics.from_fields(report), report.number("threshold", low=0, high=1))
+
 
 @dataclass(frozen=True)
 class RunStatus:
@@ -288,9 +295,7 @@ class RunStatus:
         summary = None
         if values.get("summary") is not None:
             report = f.sub("summary")
-            summary = RunSummary(
-                Metrics.from_fields(report), report.number("threshold", low=0, high=1)
-            )
+            summary = RunSummary.from_dict(report.values, report.source)
         count = {"low": 0}
         return cls(
             state=RunState(state),

@@ -18,6 +18,7 @@ import os
 import sys
 import time
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import tensorflow as tf
 from cxr_core.config import RunConfig, backbone_spec
 from cxr_core.data import tables as data
 from cxr_core.distributed import cluster, multiworker
+from cxr_core.distributed.cluster import ClusterMember
 from cxr_core.distributed.devices import (
     cache_where_it_fits,
     configure_devices,
@@ -36,11 +38,14 @@ from cxr_core.distributed.devices import (
     resolve_xla,
     single_device_copy,
 )
+from cxr_core.distributed.prepared import PreparedData
 from cxr_core.errors import CXRError, DataError, StorageError
 from cxr_core.io import atomic_write
 from cxr_core.model.build import backbone_layers, build_model
 from cxr_core.runs.files import (
     RunPaths,
+    RunState,
+    RunSummary,
     append_history,
     cancelled_message,
     now_iso,
@@ -54,17 +59,76 @@ from cxr_core.runs.files import (
 )
 from cxr_core.runs.guard import StopRequest, StopRequested, lock_run, process_start, unlock_run
 from cxr_core.runs.plan import Phase, gate_images, learning_rate_scale, plan_phases, run_workload
-from cxr_core.runs.progress import FORWARD_SPEEDUP, Stage, remaining_seconds
+from cxr_core.runs.progress import FORWARD_SPEEDUP, Stage, Workload, remaining_seconds
 from cxr_core.training.finalize import Finalized, finalize_model, save_finalized
 
 __all__ = [
     "Phase",
+    "TrainResult",
+    "TrainingContext",
     "learning_rate_scale",
     "plan_phases",
     "run_workload",
     "set_trainable_for_phase",
     "train_run",
 ]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train_run` returns.
+
+    Attributes:
+        state: ``RunState.FINISHED`` or ``RunState.CANCELLED``.
+        summary: A finished run's validation metrics and decision threshold, else None.
+        chief: Under ``"multiworker"``, whether this worker wrote the run folder; else None.
+    """
+
+    state: RunState
+    summary: RunSummary | None = None
+    chief: bool | None = None
+
+
+@dataclass(slots=True)
+class TrainingContext:
+    """What the phases and callbacks of one run share; the callbacks update the rates.
+
+    Attributes:
+        paths: The run folder's files.
+        stop: The stop request every batch checks (agreed by all workers under several).
+        resume: Whether this attempt continues an earlier one.
+        started: ``time.monotonic()`` when this attempt started.
+        status_interval: Seconds between ``status.json`` updates during an epoch.
+        strategy: The ``tf.distribute`` strategy the model is built and fitted under.
+        cluster: This worker of a multi-worker run, else None.
+        batch_size: The global batch size.
+        workload: Images and steps of the whole run, for the estimates.
+        phase_starts: First epoch (0-based) of every planned phase.
+        best_auc: Best validation AUC so far (``-inf`` before the first).
+        mixed_precision: Whether layers compute in ``mixed_float16``.
+        xla: Whether the training step is compiled with XLA.
+        train_rate: Training images per second, once measured.
+        forward_rate: Validation images per second, once measured.
+        phase_start_seconds: What the first phase's start (compiling, tracing, first batch)
+            cost, once measured.
+    """
+
+    paths: RunPaths
+    stop: StopRequest
+    resume: bool
+    started: float
+    status_interval: float
+    strategy: tf.distribute.Strategy
+    cluster: ClusterMember | None
+    batch_size: int
+    workload: Workload
+    phase_starts: list[int] = field(default_factory=list)
+    best_auc: float = -math.inf
+    mixed_precision: bool = False
+    xla: bool = False
+    train_rate: float | None = None
+    forward_rate: float | None = None
+    phase_start_seconds: float | None = None
 
 
 def set_trainable_for_phase(model: keras.Model, phase: str, finetune_layers: int) -> None:
@@ -108,10 +172,10 @@ class _RunMonitor(keras.callbacks.Callback):
     are kept in ``context`` for the estimates of later phases and of finishing.
     """
 
-    def __init__(self, paths: RunPaths, phase: Phase, context: dict[str, Any]) -> None:
+    def __init__(self, paths: RunPaths, phase: Phase, context: TrainingContext) -> None:
         super().__init__()
         self.paths, self.phase, self.context = paths, phase, context
-        self.stop: StopRequest = context["stop"]
+        self.stop = context.stop
         self.last_write = 0.0
         self.epoch = phase.first_epoch
         self.train_start = time.monotonic()
@@ -131,23 +195,23 @@ class _RunMonitor(keras.callbacks.Callback):
         now = time.monotonic()
         if self.last_batch_end is not None:
             self._measure(now - self.last_batch_end)
-        elif self.epoch == self.phase.first_epoch and "phase_start_seconds" not in self.context:
-            self.context["phase_start_seconds"] = now - self.train_start
+        elif self.epoch == self.phase.first_epoch and self.context.phase_start_seconds is None:
+            self.context.phase_start_seconds = now - self.train_start
         self.last_batch_end = now
-        if batch == 0 or now - self.last_write >= self.context["status_interval"]:
+        if batch == 0 or now - self.last_write >= self.context.status_interval:
             self._write_progress(batch + 1, logs or {}, now)
 
     def _measure(self, seconds: float) -> None:
         self.timed_batches += 1
         self.timed_seconds += seconds
-        steps = self.context["workload"].steps_per_epoch
+        steps = self.context.workload.steps_per_epoch
         # A few batches of this epoch, or the last epoch's rate, whichever is firmer.
-        if self.timed_batches >= min(5, steps - 1) or "train_rate" not in self.context:
-            rate = self.timed_batches * self.context["batch_size"] / max(self.timed_seconds, 1e-6)
-            self.context["train_rate"] = rate
+        if self.timed_batches >= min(5, steps - 1) or self.context.train_rate is None:
+            rate = self.timed_batches * self.context.batch_size / max(self.timed_seconds, 1e-6)
+            self.context.train_rate = rate
 
     def _write_progress(self, batch: int, logs: dict, now: float) -> None:
-        rate = self.context.get("train_rate")
+        rate = self.context.train_rate
         update_status(
             self.paths,
             state="running",
@@ -155,9 +219,9 @@ class _RunMonitor(keras.callbacks.Callback):
             phase=self.phase.name,
             epoch=self.epoch + 1,
             batch=batch,
-            batches_per_epoch=self.context["workload"].steps_per_epoch,
+            batches_per_epoch=self.context.workload.steps_per_epoch,
             images_per_second=None if rate is None else round(rate, 1),
-            elapsed_seconds=round(now - self.context["started"]),
+            elapsed_seconds=round(now - self.context.started),
             train_metrics={key: round(float(value), 4) for key, value in logs.items()},
             **_estimate(self.context, self.epoch + 1, batch),
         )
@@ -165,7 +229,7 @@ class _RunMonitor(keras.callbacks.Callback):
 
     def on_test_begin(self, logs: dict | None = None) -> None:
         self.validation_start = time.monotonic()
-        steps = self.context["workload"].steps_per_epoch
+        steps = self.context.workload.steps_per_epoch
         update_status(
             self.paths,
             stage=Stage.VALIDATING,
@@ -179,7 +243,7 @@ class _RunMonitor(keras.callbacks.Callback):
 
     def on_test_end(self, logs: dict | None = None) -> None:
         seconds = max(time.monotonic() - self.validation_start, 1e-6)
-        self.context["forward_rate"] = self.context["workload"].val_images / seconds
+        self.context.forward_rate = self.context.workload.val_images / seconds
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = {key: float(value) for key, value in (logs or {}).items()}
@@ -188,13 +252,13 @@ class _RunMonitor(keras.callbacks.Callback):
         row["seconds"] = round(time.monotonic() - self.epoch_start, 1)
         append_history(self.paths, row)
         auc = logs.get("val_auc", float("nan"))
-        if math.isfinite(auc) and auc > self.context["best_auc"]:
-            self.context["best_auc"] = auc
+        if math.isfinite(auc) and auc > self.context.best_auc:
+            self.context.best_auc = auc
             _save_weights_atomic(self.model, self.paths.best_weights)
         # The next epoch of this phase has begun; after the last one, its end is shown.
         following = epoch + 1 < self.phase.last_epoch
         position = (
-            (epoch + 2, 0) if following else (epoch + 1, self.context["workload"].steps_per_epoch)
+            (epoch + 2, 0) if following else (epoch + 1, self.context.workload.steps_per_epoch)
         )
         update_status(
             self.paths,
@@ -209,23 +273,23 @@ class _RunMonitor(keras.callbacks.Callback):
         )
 
 
-def _estimate(context: dict, epoch: int, batch: int, validated: float = 0.0) -> dict[str, Any]:
+def _estimate(
+    context: TrainingContext, epoch: int, batch: int, validated: float = 0.0
+) -> dict[str, Any]:
     """``eta_seconds`` and ``eta_at`` for status.json, from the rates measured so far."""
     # Each phase still to start costs what the first one's start (compiling, tracing, the
     # input pipeline's first batch) was measured to cost.
     starts = sum(
-        1
-        for first in context["phase_starts"]
-        if epoch < first + 1 or (epoch, batch) == (first + 1, 0)
+        1 for first in context.phase_starts if epoch < first + 1 or (epoch, batch) == (first + 1, 0)
     )
     seconds = remaining_seconds(
-        context["workload"],
+        context.workload,
         epoch,
         batch,
-        context.get("train_rate"),
-        context.get("forward_rate"),
+        context.train_rate,
+        context.forward_rate,
         validated,
-        starts * context.get("phase_start_seconds", 0.0),
+        starts * (context.phase_start_seconds or 0.0),
     )
     return {"eta_seconds": None if seconds is None else round(seconds), "eta_at": now_iso()}
 
@@ -248,29 +312,32 @@ def _load_config(paths: RunPaths, config: RunConfig | None, resume: bool) -> Run
     return config
 
 
-def _prepare_data(config: RunConfig) -> dict[str, Any]:
+def _prepare_data(config: RunConfig) -> PreparedData:
     table = data.scan(config.data_root)
     train_table, val_table, description = data.resolve_splits(table, config.data)
     size = config.model.image_size
     data_config, cache = cache_where_it_fits(config.data, len(train_table) + len(val_table), size)
-    return {
-        "train_table": train_table,
-        "val_table": val_table,
-        "description": description,
-        "fingerprint": data.fingerprint(table),
-        "train": data.make_dataset(train_table, size, data_config, training=True),
-        "val": data.make_dataset(val_table, size, data_config, training=False),
-        "cache": cache,
-        "class_weight": data.class_weights(train_table["label_index"].to_numpy())
-        if config.train.class_weighting
-        else None,
-    }
+    labels = train_table["label_index"].to_numpy()
+    return PreparedData(
+        train_table=train_table,
+        val_table=val_table,
+        description=description,
+        fingerprint=data.fingerprint(table),
+        train=data.make_dataset(train_table, size, data_config, training=True),
+        val=data.make_dataset(val_table, size, data_config, training=False),
+        cache=cache,
+        class_weight=data.class_weights(labels) if config.train.class_weighting else None,
+    )
 
 
 def _run_phase(
-    model: keras.Model, phase: Phase, config: RunConfig, prepared: dict, context: dict
+    model: keras.Model,
+    phase: Phase,
+    config: RunConfig,
+    prepared: PreparedData,
+    context: TrainingContext,
 ) -> None:
-    paths: RunPaths = context["paths"]
+    paths = context.paths
     update_status(
         paths,
         state="running",
@@ -278,12 +345,12 @@ def _run_phase(
         phase=phase.name,
         epoch=phase.first_epoch + 1,
         batch=0,
-        batches_per_epoch=context["workload"].steps_per_epoch,
+        batches_per_epoch=context.workload.steps_per_epoch,
         **_estimate(context, phase.first_epoch + 1, 0),
     )
     set_trainable_for_phase(model, phase.name, config.train.finetune_layers)
-    with context["strategy"].scope():
-        _compile(model, phase.learning_rate, config.train.label_smoothing, context["xla"])
+    with context.strategy.scope():
+        _compile(model, phase.learning_rate, config.train.label_smoothing, context.xla)
     callbacks = _cluster_callbacks(context) + [
         _RunMonitor(paths, phase, context),  # first: it records the epoch before the backup
         _GuardedBackup(str(paths.backup / phase.name), save_freq="epoch", delete_checkpoint=False),
@@ -308,31 +375,33 @@ def _run_phase(
         raise DataError(f"an image could not be decoded during training: {message}") from None
 
 
-def _fit(model: keras.Model, phase: Phase, prepared: dict, callbacks: list) -> None:
+def _fit(model: keras.Model, phase: Phase, prepared: PreparedData, callbacks: list) -> None:
     model.fit(
-        prepared["train"],
-        validation_data=prepared.get("fit_val", prepared["val"]),
+        prepared.train,
+        validation_data=prepared.fit_validation,
         initial_epoch=phase.first_epoch,
         epochs=phase.last_epoch,
-        class_weight=prepared["class_weight"],
+        class_weight=prepared.class_weight,
         callbacks=callbacks,
         shuffle=False,  # the tf.data pipeline shuffles
         verbose=0,
     )
 
 
-def _finish(model: keras.Model, config: RunConfig, prepared: dict, context: dict) -> dict:
-    paths: RunPaths = context["paths"]
+def _finish(
+    model: keras.Model, config: RunConfig, prepared: PreparedData, context: TrainingContext
+) -> dict[str, Any]:
+    paths = context.paths
     if paths.best_weights.exists():
         model.load_weights(paths.best_weights)
 
-    work = context["workload"]
+    work = context.workload
 
     def say(message: str) -> None:
-        context["stop"].check()
+        context.stop.check()
         # The input check's features are the last forward pass; the stress suite comes first.
         images = gate_images(config, work) if "input check" in message else work.finish_images
-        forward = context.get("forward_rate") or FORWARD_SPEEDUP * context.get("train_rate", 0)
+        forward = context.forward_rate or FORWARD_SPEEDUP * (context.train_rate or 0)
         left = {"eta_seconds": round(images / forward), "eta_at": now_iso()} if forward else {}
         update_status(
             paths,
@@ -344,13 +413,13 @@ def _finish(model: keras.Model, config: RunConfig, prepared: dict, context: dict
         )
 
     finalized = finalize_model(
-        model, config, prepared["train_table"], prepared["val_table"], progress=say
+        model, config, prepared.train_table, prepared.val_table, progress=say
     )
-    report = {**finalized.report, "validation": prepared["description"]}
+    report = {**finalized.report, "validation": prepared.description}
     write_json_atomic(paths.metrics, {**report, "stress": finalized.stress})
     summary = {key: value for key, value in report.items() if key not in ("curves",)}
-    seconds = round(time.monotonic() - context["started"])
-    context["stop"].check()
+    seconds = round(time.monotonic() - context.started)
+    context.stop.check()
     with status_lock:  # a stop watchdog waits until the model and sidecar are both written
         distribution = _distribution_record(config, context)
         _save_finalized(model, config, prepared, finalized, paths, seconds, distribution)
@@ -360,7 +429,7 @@ def _finish(model: keras.Model, config: RunConfig, prepared: dict, context: dict
 def _save_finalized(
     model: keras.Model,
     config: RunConfig,
-    prepared: dict,
+    prepared: PreparedData,
     finalized: Finalized,
     paths: RunPaths,
     seconds: int,
@@ -377,8 +446,8 @@ def _save_finalized(
             "threshold_scores": config.train.threshold_scores,
             "last_conv_layer": backbone_spec(config.model.backbone).last_conv_layer,
             "run_config": config.to_dict(),
-            "data_fingerprint": prepared["fingerprint"],
-            "validation": prepared["description"],
+            "data_fingerprint": prepared.fingerprint,
+            "validation": prepared.description,
             "training_seconds": seconds,
             "devices": describe_devices()["summary"],
             "distribution": distribution,
@@ -396,12 +465,14 @@ def _best_auc_so_far(paths: RunPaths) -> float:
     return max(finite, default=-math.inf)
 
 
-def _train_phases(config: RunConfig, prepared: dict, context: dict) -> keras.Model:
-    paths: RunPaths = context["paths"]
-    done = set(read_status(paths).phases_done) if context["resume"] else set()
-    with context["strategy"].scope(), mixed_precision_policy(context["mixed_precision"]):
+def _train_phases(
+    config: RunConfig, prepared: PreparedData, context: TrainingContext
+) -> keras.Model:
+    paths = context.paths
+    done = set(read_status(paths).phases_done) if context.resume else set()
+    with context.strategy.scope(), mixed_precision_policy(context.mixed_precision):
         model = build_model(config.model)
-    if context["cluster"] is not None:
+    if context.cluster is not None:
         multiworker.prepare_model(model)
     for phase in plan_phases(config):
         if phase.name in done:
@@ -422,7 +493,7 @@ def train_run(
     stop: StopRequest | None = None,
     distribute: str | None = None,
     cluster_timeout: float = 120.0,
-) -> dict[str, Any]:
+) -> TrainResult:
     """Train one model in ``run_dir`` and return its validation summary.
 
     Args:
@@ -444,8 +515,8 @@ def train_run(
         cluster_timeout: Seconds a multi-worker run waits for the other workers to answer.
 
     Returns:
-        The validation metrics (``state`` key ``"finished"``), or ``{"state": "cancelled"}``;
-        for ``"multiworker"`` with ``"chief"`` added (whether this worker wrote ``run_dir``).
+        The state (finished or cancelled) and a finished run's validation summary; for
+        ``"multiworker"`` also whether this worker (the chief) wrote ``run_dir``.
 
     Raises:
         RunInUseError: Another process is training in ``run_dir``.
@@ -460,10 +531,11 @@ def train_run(
         finally:
             unlock_run(paths.root)
 
-    def train_here(root: Path, member: cluster.ClusterMember) -> dict[str, Any]:
-        return _guarded_train(
+    def train_here(root: Path, member: ClusterMember) -> TrainResult:
+        result = _guarded_train(
             RunPaths(root), config, resume, status_interval, stop, "multiworker", member
         )
+        return dataclasses.replace(result, chief=member.worker.is_chief)
 
     # The chief checks its --out before the others start waiting for it.
     return cluster.run_as_worker(
@@ -478,8 +550,8 @@ def _guarded_train(
     status_interval: float,
     stop: StopRequest | None,
     distribute: str | None = None,
-    cluster_member: cluster.ClusterMember | None = None,
-) -> dict[str, Any]:
+    cluster_member: ClusterMember | None = None,
+) -> TrainResult:
     config = _with_distribute(_load_config(paths, config, resume), distribute)
     paths.root.mkdir(parents=True, exist_ok=True)
     write_json_atomic(paths.config, config.to_dict())
@@ -507,7 +579,7 @@ def _guarded_train(
         with status_lock:
             stop.disarm()
             update_status(paths, state="cancelled", message=cancelled_message(paths))
-        return {"state": "cancelled"}
+        return TrainResult(RunState.CANCELLED)
     except CXRError as error:
         _record_failure(paths, stop, str(error))
         raise
@@ -537,8 +609,8 @@ def _train(
     resume: bool,
     status_interval: float,
     started: float,
-    cluster_member: cluster.ClusterMember | None = None,
-) -> dict[str, Any]:
+    cluster_member: ClusterMember | None = None,
+) -> TrainResult:
     keras.utils.set_random_seed(config.data.seed)
     configure_devices()
     if cluster_member is not None:
@@ -548,40 +620,43 @@ def _train(
     prepared = _prepare_data(config)
     if cluster_member is not None:
         replicas = cluster_member.strategy.num_replicas_in_sync
-        multiworker.shard_inputs(prepared, config, cluster_member.worker, replicas)
+        prepared = multiworker.shard_inputs(prepared, config, cluster_member.worker, replicas)
     stop.check()
-    n_train, n_val = len(prepared["train_table"]), len(prepared["val_table"])
-    batch_size = config.data.batch_size
-    context = {
-        "paths": paths,
-        "stop": stop,
-        "resume": resume,
-        "started": started,
-        "status_interval": status_interval,
-        "strategy": cluster_member.strategy
+    n_train, n_val = len(prepared.train_table), len(prepared.val_table)
+    strategy = (
+        cluster_member.strategy
         if cluster_member
-        else multiworker.select_strategy(config.train.distribute),
-        "cluster": cluster_member,
-        "batch_size": batch_size,
-        "workload": run_workload(config, n_train, n_val),
-        "phase_starts": [phase.first_epoch for phase in plan_phases(config)],
-        "best_auc": _best_auc_so_far(paths) if resume else -math.inf,
-    }
-    context.update(_accelerator_settings(config, context["strategy"]))
+        else multiworker.select_strategy(config.train.distribute)
+    )
+    context = TrainingContext(
+        paths=paths,
+        stop=stop,
+        resume=resume,
+        started=started,
+        status_interval=status_interval,
+        strategy=strategy,
+        cluster=cluster_member,
+        batch_size=config.data.batch_size,
+        workload=run_workload(config, n_train, n_val),
+        phase_starts=[phase.first_epoch for phase in plan_phases(config)],
+        best_auc=_best_auc_so_far(paths) if resume else -math.inf,
+        mixed_precision=resolve_mixed_precision(config.train.mixed_precision),
+        xla=resolve_xla(config.train.xla, strategy.num_replicas_in_sync),
+    )
     update_status(
         paths,
         state="running",
         stage=Stage.BUILDING,
         batch=0,
-        batches_per_epoch=context["workload"].steps_per_epoch,
+        batches_per_epoch=context.workload.steps_per_epoch,
         device=describe_devices()["summary"],
         **_distribution_record(config, context),
-        cache=prepared["cache"],
+        cache=prepared.cache,
         train_images=n_train,
         val_images=n_val,
-        validation=prepared["description"],
-        class_weight=prepared["class_weight"],
-        total_epochs=context["workload"].total_epochs,
+        validation=prepared.description,
+        class_weight=prepared.class_weight,
+        total_epochs=context.workload.total_epochs,
     )
     model = _train_phases(config, prepared, context)
     summary = _finish(_model_to_finish(model, context), config, prepared, context)
@@ -595,37 +670,30 @@ def _train(
             eta_seconds=0,
             message=None,  # not the last stage's "fitting the input check..."
         )
-    return {"state": "finished", **summary}
+    return TrainResult(RunState.FINISHED, RunSummary.from_dict(summary))
 
 
 # --- precision and several machines -----------------------------------------------------------
 
 
-def _accelerator_settings(config: RunConfig, strategy: tf.distribute.Strategy) -> dict[str, bool]:
-    return {
-        "mixed_precision": resolve_mixed_precision(config.train.mixed_precision),
-        "xla": resolve_xla(config.train.xla, strategy.num_replicas_in_sync),
-    }
-
-
-def _distribution_record(config: RunConfig, context: dict) -> dict[str, Any]:
+def _distribution_record(config: RunConfig, context: TrainingContext) -> dict[str, Any]:
     """How the run was spread and computed, as resolved (the settings may say "auto")."""
-    member = context["cluster"]
+    member = context.cluster
     return {
         "strategy": "multiworker" if member else config.train.distribute,
         "workers": member.worker.workers if member else 1,
-        "replicas": context["strategy"].num_replicas_in_sync,
-        "mixed_precision": context["mixed_precision"],
-        "xla": context["xla"],
+        "replicas": context.strategy.num_replicas_in_sync,
+        "mixed_precision": context.mixed_precision,
+        "xla": context.xla,
         "learning_rate_scale": learning_rate_scale(config),
     }
 
 
-def _model_to_finish(model: keras.Model, context: dict) -> keras.Model:
+def _model_to_finish(model: keras.Model, context: TrainingContext) -> keras.Model:
     # Mixed precision or several workers: a float32 copy outside the strategy, so that every
     # worker scores all of the validation images itself, as on one device, and the saved
     # model runs anywhere.
-    if not context["mixed_precision"] and context["cluster"] is None:
+    if not context.mixed_precision and context.cluster is None:
         return model
     return single_device_copy(model)
 
@@ -649,13 +717,13 @@ def _with_distribute(config: RunConfig, distribute: str | None) -> RunConfig:
     )
 
 
-def _cluster_callbacks(context: dict) -> list[keras.callbacks.Callback]:
-    if context["cluster"] is None:
+def _cluster_callbacks(context: TrainingContext) -> list[keras.callbacks.Callback]:
+    if context.cluster is None:
         return []
-    return [multiworker.AverageBatchNormStatistics(context["strategy"])]
+    return [multiworker.AverageBatchNormStatistics(context.strategy)]
 
 
-def _fit_scope(context: dict) -> contextlib.AbstractContextManager:
-    if context["cluster"] is None:
+def _fit_scope(context: TrainingContext) -> contextlib.AbstractContextManager:
+    if context.cluster is None:
         return contextlib.nullcontext()
-    return multiworker.fitting(context["strategy"])
+    return multiworker.fitting(context.strategy)

@@ -236,14 +236,14 @@ def test_a_cancel_mid_epoch_records_no_part_epoch_and_resume_reruns_it(
     per_epoch = 12 + 4  # batch 2: 12 training and 4 validation batches per epoch
     stop = StopAfterBatches(paths.stop_file, n=per_epoch + 3)  # in epoch 2, after 3 batches
     result = train_run(run, config(tiny_dataset, epochs=3, batch_size=2), stop=stop)
-    assert result == {"state": "cancelled"}
+    assert result.state == "cancelled"
     assert stop.checks_after == 1, "training went on (validation ran) after the request"
     assert [row.epoch for row in read_history(paths)] == [1]
     status = read_status(paths)
     assert status.state == "cancelled" and f"--out {run} --resume" in status.message
     # The resumed attempt runs all of epoch 2 again, then is cancelled early in epoch 3.
     again = StopAfterBatches(paths.stop_file, n=per_epoch + 2)
-    assert train_run(run, resume=True, stop=again) == {"state": "cancelled"}
+    assert train_run(run, resume=True, stop=again).state == "cancelled"
     assert [row.epoch for row in read_history(paths)] == [1, 2]
     assert again.checks_after == 1
 
