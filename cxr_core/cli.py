@@ -431,7 +431,7 @@ def _guard_training(args: argparse.Namespace) -> Any:
         RunInUseError: Another process is training in ``--out``.
         ConfigError: The settings are invalid (checked before any folder is made).
     """
-    from cxr_core.runs.files import RunPaths, cancelled_message, update_status
+    from cxr_core.runs.files import RunPaths, RunState, cancelled_message, update_status
     from cxr_core.runs.guard import StopRequest, lock_run, process_started_at
 
     out = Path(args.out)
@@ -452,7 +452,9 @@ def _guard_training(args: argparse.Namespace) -> Any:
     def stopped_hard() -> None:
         # The run did not reach a batch boundary in time (starting, a long validation or
         # stress pass): record the cancel and end here; --resume continues from the last epoch.
-        update_status(RunPaths(out), state="cancelled", message=cancelled_message(RunPaths(out)))
+        update_status(
+            RunPaths(out), state=RunState.CANCELLED, message=cancelled_message(RunPaths(out))
+        )
         print(f"cancelled: {out} (continue with: {_resume_command(str(out))})")
 
     stop.start_watchdog(stopped_hard)

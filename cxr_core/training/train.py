@@ -214,7 +214,7 @@ class _RunMonitor(keras.callbacks.Callback):
         rate = self.context.train_rate
         update_status(
             self.paths,
-            state="running",
+            state=RunState.RUNNING,
             stage=Stage.TRAINING,
             phase=self.phase.name,
             epoch=self.epoch + 1,
@@ -222,7 +222,6 @@ class _RunMonitor(keras.callbacks.Callback):
             batches_per_epoch=self.context.workload.steps_per_epoch,
             images_per_second=None if rate is None else round(rate, 1),
             elapsed_seconds=round(now - self.context.started),
-            train_metrics={key: round(float(value), 4) for key, value in logs.items()},
             **_estimate(self.context, self.epoch + 1, batch),
         )
         self.last_write = now
@@ -262,11 +261,10 @@ class _RunMonitor(keras.callbacks.Callback):
         )
         update_status(
             self.paths,
-            state="running",
+            state=RunState.RUNNING,
             stage=Stage.TRAINING,
             epoch=position[0],
             batch=position[1],
-            last_metrics=row,
             **_estimate(
                 self.context, position[0], position[1], validated=0.0 if following else 1.0
             ),
@@ -340,7 +338,7 @@ def _run_phase(
     paths = context.paths
     update_status(
         paths,
-        state="running",
+        state=RunState.RUNNING,
         stage=Stage.COMPILING,
         phase=phase.name,
         epoch=phase.first_epoch + 1,
@@ -405,7 +403,7 @@ def _finish(
         left = {"eta_seconds": round(images / forward), "eta_at": now_iso()} if forward else {}
         update_status(
             paths,
-            state="running",
+            state=RunState.RUNNING,
             stage=Stage.FINISHING,
             phase="finishing",
             message=message,
@@ -566,7 +564,7 @@ def _guarded_train(
     first_start = {} if resume and read_status(paths).started_at else {"started_at": now_iso()}
     update_status(
         paths,
-        state="preparing",
+        state=RunState.PREPARING,
         stage=Stage.READING,
         **first_start,  # a resumed run keeps its first start time
         error=None,
@@ -578,7 +576,7 @@ def _guarded_train(
     except StopRequested:
         with status_lock:
             stop.disarm()
-            update_status(paths, state="cancelled", message=cancelled_message(paths))
+            update_status(paths, state=RunState.CANCELLED, message=cancelled_message(paths))
         return TrainResult(RunState.CANCELLED)
     except CXRError as error:
         _record_failure(paths, stop, str(error))
@@ -597,7 +595,7 @@ def _record_failure(paths: RunPaths, stop: StopRequest, reason: str) -> None:
     with status_lock:
         stop.disarm()
         try:
-            update_status(paths, state="failed", error=reason)
+            update_status(paths, state=RunState.FAILED, error=reason)
         except StorageError as error:
             print(f"warning: the run's status could not be updated: {error}", file=sys.stderr)
 
@@ -645,13 +643,15 @@ def _train(
     )
     update_status(
         paths,
-        state="running",
+        state=RunState.RUNNING,
         stage=Stage.BUILDING,
         batch=0,
         batches_per_epoch=context.workload.steps_per_epoch,
         device=describe_devices()["summary"],
-        **_distribution_record(config, context),
-        cache=prepared.cache,
+        workers=context.cluster.worker.workers if context.cluster else 1,
+        replicas=context.strategy.num_replicas_in_sync,
+        mixed_precision=context.mixed_precision,
+        xla=context.xla,
         train_images=n_train,
         val_images=n_val,
         validation=prepared.description,
@@ -664,7 +664,7 @@ def _train(
         stop.disarm()
         update_status(
             paths,
-            state="finished",
+            state=RunState.FINISHED,
             finished_at=now_iso(),
             summary=summary,
             eta_seconds=0,

@@ -19,6 +19,7 @@ from cxr_core.errors import JobError, RunInUseError
 from cxr_core.runs import jobs
 from cxr_core.runs.files import (
     RunPaths,
+    RunState,
     read_history,
     read_status,
     update_status,
@@ -56,6 +57,8 @@ def fake_run(runs: Path, name: str, data_root: Path, **status) -> RunPaths:
     paths = RunPaths(runs / name)
     paths.root.mkdir(parents=True)
     write_json_atomic(paths.config, config(data_root).to_dict())
+    if "state" in status:
+        status["state"] = RunState(status["state"])
     update_status(paths, started_at="2026-01-01T10:00:00+00:00", **status)
     return paths
 
@@ -191,7 +194,7 @@ def test_sigterm_early_in_a_resumed_run_cancels_it(tiny_dataset: Path, tmp_path:
     paths = RunPaths(run)
     run.mkdir()
     write_json_atomic(paths.config, config(tiny_dataset, epochs=50).to_dict())
-    update_status(paths, state="cancelled")
+    update_status(paths, state=RunState.CANCELLED)
     paths.stop_file.touch()  # left by the cancel that stopped the last attempt
     os.utime(paths.stop_file, (time.time() - 60, time.time() - 60))
     process = start_cli(["--out", str(run), "--resume"])
