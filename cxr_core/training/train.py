@@ -447,7 +447,7 @@ def _save_finalized(
             "data_fingerprint": prepared.fingerprint,
             "validation": prepared.description,
             "training_seconds": seconds,
-            "devices": describe_devices()["summary"],
+            "devices": describe_devices().summary,
             "distribution": distribution,
         },
     )
@@ -647,7 +647,7 @@ def _train(
         stage=Stage.BUILDING,
         batch=0,
         batches_per_epoch=context.workload.steps_per_epoch,
-        device=describe_devices()["summary"],
+        device=describe_devices().summary,
         workers=context.cluster.worker.workers if context.cluster else 1,
         replicas=context.strategy.num_replicas_in_sync,
         mixed_precision=context.mixed_precision,
