@@ -1,6 +1,6 @@
 """The train and validation inputs of one run, as prepared for ``fit``.
 
-:func:`cxr_core.training.train` prepares them on one device; under several workers
+:func:`cxr_core.training.phases.prepare_data` prepares them on one device; under several workers
 :func:`cxr_core.distributed.multiworker.shard_inputs` returns a copy pointed at this worker's share.
 """
 

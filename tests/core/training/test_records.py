@@ -10,7 +10,7 @@ import pytest
 from cxr_core.distributed.prepared import PreparedData
 from cxr_core.runs.files import RunPaths
 from cxr_core.runs.progress import Workload
-from cxr_core.training.train import TrainingContext
+from cxr_core.training.monitor import TrainingContext
 
 
 def _prepared() -> PreparedData:

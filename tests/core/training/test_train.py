@@ -95,19 +95,19 @@ def test_a_stop_file_cancels_and_resume_finishes(tiny_dataset: Path, tmp_path: P
     paths = RunPaths(run)
 
     # Cancel from inside: write the STOP file once the first history line exists.
-    import cxr_core.training.train as train_module
+    import cxr_core.training.monitor as monitor_module
 
-    original = train_module.append_history
+    original = monitor_module.append_history
 
     def append_then_stop(target: RunPaths, row: dict) -> None:
         original(target, row)
         target.stop_file.touch()
 
-    train_module.append_history = append_then_stop
+    monitor_module.append_history = append_then_stop
     try:
         result = train_run(run, tiny_config(tiny_dataset, head_epochs=3, finetune_epochs=0))
     finally:
-        train_module.append_history = original
+        monitor_module.append_history = original
     assert result.state == "cancelled" and result.summary is None
     assert read_json(paths.status)["state"] == "cancelled"
     assert not paths.model.exists()
