@@ -5,10 +5,10 @@ Chest X-ray pneumonia classification with Keras transfer learning, shared by the
 medical device.
 
 At the top sit the modules every layer may use (``errors``, ``fields``, ``io``, ``markdown``,
-``config``, ``sidecar`` and its typed ``sidecar_sections``) and the command line (``cli``,
-``cli_calibrate``). The subpackages are layered: a module may import its own subpackage and the
-layers listed before its own in :data:`LAYERS`, never one after it
-(``tests/core/test_layers.py`` reads every import and checks it).
+``config``, ``sidecar`` and its typed ``sidecar_sections``) and the command line (``cli``, its
+options in ``cli_parsers``, and ``cli_calibrate``). The subpackages are layered: a module may
+import its own subpackage and the layers listed before its own in :data:`LAYERS`, never one
+after it (``tests/core/test_layers.py`` reads every import and checks it).
 """
 
 from cxr_core.config import (
@@ -49,6 +49,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("evaluation",),
     ("training",),
     ("cli_calibrate",),
+    ("cli_parsers",),
     ("cli",),
     ("__main__",),
 )
