@@ -115,7 +115,7 @@ def pipeline_vs_synthetic(args: argparse.Namespace) -> float:
     for _ in real:  # one pass fills the cache, as the first epoch does
         pass
     model, mixed, xla = build_compiled_model(args)
-    print(f"device: {describe_devices()['summary']}; mixed precision {mixed}, XLA {xla}")
+    print(f"device: {describe_devices().summary}; mixed precision {mixed}, XLA {xla}")
     print(f"model: {args.backbone} (random weights), {args.image_size} px, batch {args.batch_size}")
     print(f"images: {len(train)} shared train files; {args.steps} timed steps after 3 warm-up")
     rates = {"synthetic": [], "pipeline": []}

@@ -6,10 +6,10 @@ medical device.
 
 At the top sit the modules every layer may use (``errors``, ``fields``, ``io``, ``markdown``,
 ``backbones``, ``config``, ``sidecar`` and its typed sections in ``sidecar_sections`` and
-``sidecar_reports``) and the command line (``cli``, ``cli_calibrate``). The subpackages are
-layered: a module may import its own subpackage and the layers listed before its own in
-:data:`LAYERS`, never one after it (``tests/core/test_layers.py`` reads every import and checks
-it).
+``sidecar_reports``) and the command line (``cli``, its options in ``cli_parsers``, and
+``cli_calibrate``). The subpackages are layered: a module may import its own subpackage and the
+layers listed before its own in :data:`LAYERS`, never one after it
+(``tests/core/test_layers.py`` reads every import and checks it).
 """
 
 from cxr_core.backbones import BACKBONES, BackboneSpec, backbone_spec
@@ -49,6 +49,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("evaluation",),
     ("training",),
     ("cli_calibrate",),
+    ("cli_parsers",),
     ("cli",),
     ("__main__",),
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cxr_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from cxr_core.runs.files import RunPaths, update_status, write_json_atomic
+from cxr_core.runs.files import RunPaths, RunState, update_status, write_json_atomic
 
 #: Validation metrics written into the tiny model's sidecar (shown on the Home page).
 TINY_METRICS = {
@@ -73,6 +73,8 @@ def fake_run(runs: Path, name: str, data_root: Path, **status: object) -> RunPat
         TrainConfig(head_epochs=1, finetune_epochs=0, calibration="none"),
     )
     write_json_atomic(paths.config, config.to_dict())
+    if "state" in status:
+        status["state"] = RunState(status["state"])
     if status:
         update_status(paths, **status)
     return paths

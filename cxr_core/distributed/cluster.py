@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import tensorflow as tf
@@ -278,13 +278,16 @@ class ClusterMember:
     strategy: tf.distribute.Strategy
 
 
+T = TypeVar("T")
+
+
 def run_as_worker(
     run_dir: Path,
     resume: bool,
     timeout: float,
     check: Callable[[], object],
-    train: Callable[[Path, ClusterMember], dict[str, Any]],
-) -> dict[str, Any]:
+    train: Callable[[Path, ClusterMember], T],
+) -> T:
     """Join the ``TF_CONFIG`` cluster and train; only the chief writes ``run_dir``.
 
     Args:
@@ -296,9 +299,8 @@ def run_as_worker(
             in a temporary folder of its own, removed at the end whatever happens.
 
     Returns:
-        ``train``'s result with ``"chief"`` added (whether this worker wrote ``run_dir``),
-        once every worker has finished (a worker that outlives the chief may still log the
-        chief's absence to stderr while it exits).
+        ``train``'s result, once every worker has finished (a worker that outlives the chief
+        may still log the chief's absence to stderr while it exits).
 
     Raises:
         ClusterError: The cluster did not form in time, or a worker was lost while training.
@@ -323,7 +325,7 @@ def run_as_worker(
     finally:
         if not worker.is_chief:
             shutil.rmtree(folder, ignore_errors=True)
-    return {**result, "chief": worker.is_chief}
+    return result
 
 
 # What collective operations raise when a peer is gone or stops answering.

@@ -12,6 +12,7 @@ import dataclasses
 import os
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     import keras
 
 __all__ = [
+    "DeviceSummary",
+    "GpuEntry",
     "cache_where_it_fits",
     "configure_devices",
     "describe_devices",
@@ -38,6 +41,30 @@ MIN_MIXED_PRECISION_CAPABILITY = (7, 0)
 PROC_NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")
 
 
+@dataclass(frozen=True)
+class GpuEntry:
+    """One GPU: its name and total memory in GiB (None when unknown)."""
+
+    name: str
+    memory_gb: float | None = None
+
+
+@dataclass(frozen=True)
+class DeviceSummary:
+    """The GPUs found, in order; none means the CPU only."""
+
+    gpus: tuple[GpuEntry, ...] = ()
+
+    @property
+    def summary(self) -> str:
+        """E.g. ``"CPU only"`` or ``"1 GPU: NVIDIA H100 80GB HBM3"`` (distinct names, sorted)."""
+        if not self.gpus:
+            return "CPU only"
+        names = ", ".join(sorted({gpu.name for gpu in self.gpus}))
+        plural = "s" if len(self.gpus) > 1 else ""
+        return f"{len(self.gpus)} GPU{plural}: {names}"
+
+
 def configure_devices() -> None:
     """Let TensorFlow grow GPU memory as needed instead of taking all of it at start-up."""
     import tensorflow as tf
@@ -48,23 +75,18 @@ def configure_devices() -> None:
             tf.config.experimental.set_memory_growth(gpu, True)
 
 
-def describe_devices() -> dict[str, object]:
-    """Return the devices TensorFlow sees (imports TensorFlow).
-
-    Returns:
-        ``{"gpus": [{"name": str, "memory_gb": float | None}], "summary": str}`` where summary
-        reads e.g. ``"CPU only"`` or ``"1 GPU: NVIDIA H100 80GB HBM3"``.
-    """
+def describe_devices() -> DeviceSummary:
+    """Return the GPUs TensorFlow sees, with their memory as the driver lists it (imports
+    TensorFlow)."""
     import tensorflow as tf
 
-    gpus = []
+    names = []
     for device in tf.config.list_physical_devices("GPU"):
         details = tf.config.experimental.get_device_details(device)
-        gpus.append({"name": details.get("device_name", device.name), "memory_gb": None})
+        names.append(details.get("device_name", device.name))
     driver = _visible(_nvidia_smi_gpus())
-    for gpu, listed in zip(gpus, driver, strict=False):
-        gpu["memory_gb"] = listed["memory_gb"]
-    return _described(gpus)
+    memory = [listed["memory_gb"] for listed in driver] + [None] * len(names)
+    return DeviceSummary(tuple(map(GpuEntry, names, memory)))
 
 
 def describe_driver_gpus() -> dict[str, object]:
@@ -75,18 +97,13 @@ def describe_driver_gpus() -> dict[str, object]:
     was built with CUDA and finds its libraries; :func:`describe_devices` asks TensorFlow itself.
 
     Returns:
-        As :func:`describe_devices`: ``"CPU only"`` when the driver lists no GPU (or there is no
+        ``{"gpus": [{"name": str, "memory_gb": float | None}], "summary": str}``, the fields of
+        :class:`DeviceSummary`: ``"CPU only"`` when the driver lists no GPU (or there is no
         NVIDIA driver).
     """
-    gpus = _nvidia_smi_gpus() or _proc_gpus()
-    return _described([{"name": g["name"], "memory_gb": g["memory_gb"]} for g in _visible(gpus)])
-
-
-def _described(gpus: list[dict[str, Any]]) -> dict[str, object]:
-    if not gpus:
-        return {"gpus": [], "summary": "CPU only"}
-    names = ", ".join(sorted({gpu["name"] for gpu in gpus}))
-    return {"gpus": gpus, "summary": f"{len(gpus)} GPU{'s' if len(gpus) > 1 else ''}: {names}"}
+    gpus = _visible(_nvidia_smi_gpus() or _proc_gpus())
+    found = DeviceSummary(tuple(GpuEntry(g["name"], g["memory_gb"]) for g in gpus))
+    return {"gpus": [dataclasses.asdict(g) for g in found.gpus], "summary": found.summary}
 
 
 def _nvidia_smi_gpus() -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ which each replica updates from its own images, are averaged before every valida
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import warnings
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ from cxr_core.config import RunConfig
 from cxr_core.distributed import cluster
 from cxr_core.distributed.cluster import WorkerInfo
 from cxr_core.distributed.devices import cache_where_it_fits
+from cxr_core.distributed.prepared import PreparedData
 from cxr_core.errors import ConfigError, DataError
 
 __all__ = [
@@ -178,18 +180,18 @@ def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
 
 
 def shard_inputs(
-    prepared: dict[str, Any], config: RunConfig, worker: WorkerInfo, replicas: int
-) -> None:
-    """Point a prepared run's fitting datasets at this worker's share of the images.
+    prepared: PreparedData, config: RunConfig, worker: WorkerInfo, replicas: int
+) -> PreparedData:
+    """Return a prepared run whose fitting datasets read this worker's share of the images.
 
-    Replaces ``prepared["train"]``, adds ``prepared["fit_val"]`` (the validation share that
-    ``fit`` reports on; metrics are summed over all workers) and updates ``prepared["cache"]``.
-    Shares are padded to one size (:func:`share_size`) by repeating images: in training a
-    few images are seen twice an epoch; in validation the repeats weigh 0, so validation
-    metrics count every image once. The whole validation set (``prepared["val"]``, which
-    chooses the threshold), the class weights (from all of train) and the augmentation
-    settings stay as on one device. The global batch stays ``config.data.batch_size``: each
-    step takes ``batch_size / workers`` images from each worker, split over its replicas.
+    The copy has its own ``train``, a ``fit_val`` (the validation share that ``fit`` reports
+    on; metrics are summed over all workers) and its own ``cache``. Shares are padded to one
+    size (:func:`share_size`) by repeating images: in training a few images are seen twice an
+    epoch; in validation the repeats weigh 0, so validation metrics count every image once.
+    The whole validation set (``val``, which chooses the threshold), the class weights (from
+    all of train) and the augmentation settings stay as on one device. The global batch stays
+    ``config.data.batch_size``: each step takes ``batch_size / workers`` images from each
+    worker, split over its replicas.
 
     Raises:
         ConfigError: The batch size is not a multiple of the number of replicas.
@@ -202,8 +204,8 @@ def shard_inputs(
             f"Received: batch_size={batch}"
         )
     shares, real = {}, {}
-    for name in ("train", "val"):
-        table = prepared[f"{name}_table"]
+    tables = {"train": prepared.train_table, "val": prepared.val_table}
+    for name, table in tables.items():
         if len(table) < worker.workers:
             raise DataError(
                 f"{name} has {len(table)} images, fewer than the {worker.workers} workers"
@@ -213,12 +215,12 @@ def shard_inputs(
         real[name] = len(shard_table(table, worker.workers, worker.index))
     image_size = config.model.image_size
     n_images = real["train"] + real["val"]
-    data_config, prepared["cache"] = cache_where_it_fits(config.data, n_images, image_size)
+    data_config, cache = cache_where_it_fits(config.data, n_images, image_size)
     train = data.make_dataset(shares["train"], image_size, data_config, training=True)
     val = data.make_dataset(shares["val"], image_size, data_config, training=False)
-    prepared["train"] = for_this_worker(train)
-    prepared["fit_val"] = for_this_worker(
-        _repeats_weigh_zero(val, real["val"], len(shares["val"]), batch)
+    fit_val = _repeats_weigh_zero(val, real["val"], len(shares["val"]), batch)
+    return dataclasses.replace(
+        prepared, train=for_this_worker(train), fit_val=for_this_worker(fit_val), cache=cache
     )
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from cxr_core import io
 from cxr_core.config import RunConfig
@@ -39,6 +39,9 @@ from cxr_core.errors import ConfigError, CXRError, RunFileError, StorageError
 from cxr_core.fields import Fields
 from cxr_core.io import write_json_atomic
 from cxr_core.sidecar import Metrics
+
+if TYPE_CHECKING:
+    from cxr_core.runs.progress import Stage
 
 __all__ = [
     "ACTIVE_STATES",
@@ -48,6 +51,7 @@ __all__ = [
     "RunState",
     "RunStatus",
     "RunSummary",
+    "StatusFields",
     "append_history",
     "cancelled_message",
     "now_iso",
@@ -166,8 +170,54 @@ def read_json(path: Path) -> dict[str, Any]:
 status_lock = threading.RLock()
 
 
-def update_status(paths: RunPaths, **fields: Any) -> dict[str, Any]:
-    """Merge ``fields`` into ``status.json`` atomically and return the new status."""
+class StatusFields(TypedDict, total=False):
+    """The fields :func:`update_status` writes: those of :class:`RunStatus` but ``updated_at``
+    (always written), as JSON values; see :class:`RunStatus` for what each means."""
+
+    state: RunState
+    phase: str | None
+    stage: Stage | str | None
+    epoch: int
+    batch: int
+    batches_per_epoch: int | None
+    total_epochs: int | None
+    images_per_second: float | None
+    eta_seconds: float | None
+    eta_at: str | None
+    elapsed_seconds: float | None
+    device: str | None
+    workers: int | None
+    replicas: int | None
+    mixed_precision: bool | None
+    xla: bool | None
+    train_images: int | None
+    val_images: int | None
+    validation: str | None
+    class_weight: dict[int, float] | None
+    error: str | None
+    message: str | None
+    pid: int | None
+    process_start: str | None
+    started_at: str | None
+    finished_at: str | None
+    summary: dict[str, Any] | None
+    phases_done: list[str]
+
+
+def update_status(paths: RunPaths, **fields: Unpack[StatusFields]) -> dict[str, Any]:
+    """Merge ``fields`` into ``status.json`` atomically and return the new status.
+
+    Raises:
+        TypeError: A field that :class:`StatusFields` lacks (a misspelt name), or a ``state``
+            that is not a :class:`RunState` a training process writes; nothing is written.
+    """
+    unknown = sorted(set(fields) - StatusFields.__optional_keys__)
+    if unknown:
+        raise TypeError(f"update_status got unknown status fields: {', '.join(unknown)}")
+    state = fields.get("state")
+    if state is not None and not (isinstance(state, RunState) and state in RUN_STATES):
+        written = ", ".join(RUN_STATES)
+        raise TypeError(f"state must be a RunState: one of {written}. Received: state={state!r}")
     with status_lock:
         status = read_json(paths.status)
         status.update(fields, updated_at=now_iso())
@@ -246,6 +296,13 @@ class RunSummary:
     metrics: Metrics = field(default_factory=Metrics)
     threshold: float | None = None
 
+    @classmethod
+    def from_dict(cls, values: Any, source: str = "summary") -> RunSummary:
+        """Check a summary object (a report's numbers and ``threshold``); raises
+        :class:`RunFileError` naming the key."""
+        report = Fields(values, source, RunFileError)
+        return cls(Metrics.from_fields(report), report.number("threshold", low=0, high=1))
+
 
 @dataclass(frozen=True)
 class RunStatus:
@@ -263,7 +320,10 @@ class RunStatus:
     eta_at: str | None = None
     elapsed_seconds: float | None = None
     device: str | None = None
+    workers: int | None = None
     replicas: int | None = None
+    mixed_precision: bool | None = None
+    xla: bool | None = None
     train_images: int | None = None
     val_images: int | None = None
     validation: str | None = None
@@ -288,9 +348,7 @@ class RunStatus:
         summary = None
         if values.get("summary") is not None:
             report = f.sub("summary")
-            summary = RunSummary(
-                Metrics.from_fields(report), report.number("threshold", low=0, high=1)
-            )
+            summary = RunSummary.from_dict(report.values, report.source)
         count = {"low": 0}
         return cls(
             state=RunState(state),
@@ -305,7 +363,10 @@ class RunStatus:
             eta_at=f.text("eta_at"),
             elapsed_seconds=f.number("elapsed_seconds", low=0),
             device=f.text("device"),
+            workers=f.integer("workers", **count),
             replicas=f.integer("replicas", **count),
+            mixed_precision=f.boolean("mixed_precision"),
+            xla=f.boolean("xla"),
             train_images=f.integer("train_images", **count),
             val_images=f.integer("val_images", **count),
             validation=f.text("validation"),

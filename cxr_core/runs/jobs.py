@@ -226,7 +226,7 @@ def _launch(paths: RunPaths, resume: bool) -> None:
     first_start = {} if resume and read_status(paths).started_at else {"started_at": now_iso()}
     update_status(
         paths,
-        state="starting",
+        state=RunState.STARTING,
         stage=Stage.LOADING,
         **first_start,
         error=None,
@@ -247,7 +247,7 @@ def _launch(paths: RunPaths, resume: bool) -> None:
                 env=_child_environment(),
             )
     except OSError as error:
-        update_status(paths, state="failed", error=f"could not start: {error}")
+        update_status(paths, state=RunState.FAILED, error=f"could not start: {error}")
         raise JobError(f"could not start training: {error}") from None
     update_status(paths, pid=process.pid, process_start=process_start(process.pid))
 

@@ -1,7 +1,7 @@
 """What a training run will do, worked out without TensorFlow: its phases and its workload.
 
 The Train page's estimate and monitor use these, so they stay importable by pages that must not
-load TensorFlow (``tests/test_app_speed.py``); :mod:`cxr_core.training.train` runs the phases.
+load TensorFlow (``tests/test_app_speed.py``); :mod:`cxr_core.training.phases` runs the phases.
 """
 
 from __future__ import annotations

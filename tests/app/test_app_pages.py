@@ -339,13 +339,13 @@ def test_diagnose_refuses_a_blank_image_without_verdict_or_heatmap_unless_asked(
 
 
 def test_a_cancelled_run_shows_the_resume_command_with_its_folder(app_env, tiny_dataset):
-    from cxr_core.runs.files import RunPaths, update_status, write_json_atomic
+    from cxr_core.runs.files import RunPaths, RunState, update_status, write_json_atomic
 
     paths = RunPaths(app_env / "stopped")
     paths.root.mkdir(parents=True)
     config = RunConfig(str(tiny_dataset), ModelConfig("small_cnn", "none", image_size=64))
     write_json_atomic(paths.config, config.to_dict())
-    update_status(paths, state="cancelled", started_at="2026-01-01T10:00:00+00:00")
+    update_status(paths, state=RunState.CANCELLED, started_at="2026-01-01T10:00:00+00:00")
     at = open_page("pages/train.py")
     assert f"python -m cxr_core train --out {paths.root} --resume" in [c.value for c in at.code]
     assert "Resume run" in [b.label for b in at.button]  # the open single-user mode

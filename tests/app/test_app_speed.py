@@ -17,7 +17,13 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cxr_core.config import ModelConfig, RunConfig
-from cxr_core.runs.files import RunPaths, append_history, update_status, write_json_atomic
+from cxr_core.runs.files import (
+    RunPaths,
+    RunState,
+    append_history,
+    update_status,
+    write_json_atomic,
+)
 from cxr_core.runs.guard import lock_run, unlock_run
 from tests.app_helpers import make_tiny_model
 
@@ -63,7 +69,7 @@ def write_run(runs: Path, name: str, data_root: Path, state: str) -> RunPaths:
     summary = {"roc_auc": 0.8, "accuracy": 0.7, "threshold": 0.5}
     update_status(
         paths,
-        state=state,
+        state=RunState(state),
         phase="scratch",
         epoch=2,
         batch=1,

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from cxr_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from cxr_core.errors import ConfigError
 from cxr_core.runs import jobs
-from cxr_core.runs.files import RunPaths, update_status, write_json_atomic
+from cxr_core.runs.files import RunPaths, RunState, update_status, write_json_atomic
 from cxr_core.runs.guard import lock_run, unlock_run
 from cxr_core.runs.policy import NOT_ALLOWED, TrainingLimits
 from tests.app_helpers import point_app_at
@@ -55,7 +55,7 @@ def fake_run(runs: Path, name: str, data_root: Path, state: str) -> RunPaths:
     paths.root.mkdir(parents=True)
     config = RunConfig(str(data_root), ModelConfig("small_cnn", "none", 64))
     write_json_atomic(paths.config, config.to_dict())
-    update_status(paths, state=state, started_at="2026-01-01T10:00:00+00:00", epoch=1)
+    update_status(paths, state=RunState(state), started_at="2026-01-01T10:00:00+00:00", epoch=1)
     return paths
 
 

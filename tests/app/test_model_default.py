@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from cxr_core.evaluation.model_compare import compare_models
 from cxr_core.runs.app_settings import SETTINGS_FILE
-from cxr_core.runs.files import RunPaths, update_status, write_json_atomic
+from cxr_core.runs.files import RunPaths, RunState, update_status, write_json_atomic
 from cxr_core.sidecar import ModelMetadata
 from tests.app_helpers import fake_run, make_tiny_model, point_app_at
 
@@ -55,7 +55,7 @@ def finished_run(runs: Path, data_root: Path, name: str, metrics: dict) -> RunPa
     make_tiny_model(paths.root, data_root, name="model")
     sidecar = json.loads(paths.model.with_suffix(".json").read_text())
     write_json_atomic(paths.model.with_suffix(".json"), {**sidecar, "metrics": metrics})
-    update_status(paths, state="finished", phase="head", summary=metrics)
+    update_status(paths, state=RunState.FINISHED, phase="head", summary=metrics)
     return paths
 
 

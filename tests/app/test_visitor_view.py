@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cxr_core.config import ModelConfig, RunConfig
-from cxr_core.runs.files import RunPaths, update_status, write_json_atomic
+from cxr_core.runs.files import RunPaths, RunState, update_status, write_json_atomic
 from cxr_core.sidecar import Metrics
 from tests.app_helpers import point_app_at
 
@@ -32,7 +32,7 @@ def test_visitors_see_no_server_path_on_home_or_a_cancelled_run(shared, tiny_dat
     paths.root.mkdir(parents=True)
     config = RunConfig(str(tiny_dataset), ModelConfig("small_cnn", "none", image_size=64))
     write_json_atomic(paths.config, config.to_dict())
-    update_status(paths, state="cancelled", started_at="2026-01-01T10:00:00+00:00")
+    update_status(paths, state=RunState.CANCELLED, started_at="2026-01-01T10:00:00+00:00")
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120).run()
     assert not at.exception, at.exception
     assert str(tiny_dataset) not in all_text(at)

@@ -179,12 +179,13 @@ def test_help_lists_every_backbone() -> None:
 
 
 def test_from_scratch_training_runs_the_epochs_asked_for() -> None:
-    from cxr_core.cli import _run_config, _scratch_note, build_parser
+    from cxr_core.cli import _scratch_note
+    from cxr_core.cli_parsers import build_parser, run_config_from_args
     from cxr_core.training.train import plan_phases
 
     def parsed(*extra: str):
         argv = ["train", "--data", "d", "--weights", "none", "--epochs", "3", "--out", "r"]
-        return _run_config(build_parser().parse_args([*argv, *extra]))
+        return run_config_from_args(build_parser().parse_args([*argv, *extra]))
 
     config = parsed()
     assert [(p.name, p.epochs) for p in plan_phases(config)] == [("scratch", 3)]
@@ -194,7 +195,7 @@ def test_from_scratch_training_runs_the_epochs_asked_for() -> None:
     assert "one phase of 7 epochs (--epochs 3 + --finetune-epochs 4)" in _scratch_note(
         both, plan_phases
     )
-    pretrained = _run_config(
+    pretrained = run_config_from_args(
         build_parser().parse_args(["train", "--data", "d", "--epochs", "3", "--out", "r"])
     )
     assert pretrained.train.finetune_epochs == 4  # the documented default for ImageNet starts

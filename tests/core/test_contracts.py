@@ -16,6 +16,7 @@ from cxr_core.errors import ModelLoadError, RunFileError
 from cxr_core.runs import jobs
 from cxr_core.runs.files import (
     RunPaths,
+    RunState,
     append_history,
     read_history,
     read_status,
@@ -125,7 +126,7 @@ def make_run(runs: Path, name: str, data_root: Path, state: str = "finished") ->
     write_json_atomic(paths.config, config.to_dict())
     update_status(
         paths,
-        state=state,
+        state=RunState(state),
         started_at="2026-01-01T10:00:00+00:00",
         summary={"roc_auc": 0.9, "accuracy": 0.8, "threshold": 0.5},
         images_per_second=12.5,
@@ -145,7 +146,7 @@ RUN_FAULTS = [
     ("config model abc", lambda p: p.config.write_text('{"model": "abc"}')),
     ("config a list", lambda p: p.config.write_text("[1, 2]")),
     ("status a list", lambda p: p.status.write_text("[]")),
-    ("unknown state", lambda p: update_status(p, state="exploded")),
+    ("unknown state", lambda p: p.status.write_text('{"state": "exploded"}')),
     ("history epoch text", lambda p: p.history.write_text('{"epoch": "one"}\n{"epoch": 2}\n')),
 ]
 

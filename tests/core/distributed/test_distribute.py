@@ -22,7 +22,8 @@ from cxr_core.distributed import cluster, devices, multiworker
 from cxr_core.errors import ConfigError
 from cxr_core.model.build import build_model, load_model
 from cxr_core.runs.files import RunPaths, read_history, read_json
-from cxr_core.training.train import _prepare_data, plan_phases, train_run
+from cxr_core.training.phases import prepare_data
+from cxr_core.training.train import plan_phases, train_run
 
 REPO = Path(__file__).resolve().parents[3]
 ON_GPU = bool(tf.config.list_physical_devices("GPU"))
@@ -204,32 +205,33 @@ def test_worker_shards_keep_class_weights_validation_and_augmentation_of_one_dev
     tiny_dataset: Path, tmp_path: Path
 ) -> None:
     config = tiny_run_config(unbalanced_copy(tiny_dataset, tmp_path / "data"), augment=0.0)
-    single = _prepare_data(config)
+    single = prepare_data(config)
     shards = []
     for index in (0, 1):
-        prepared = _prepare_data(config)
+        prepared = prepare_data(config)
         worker = cluster.WorkerInfo("worker", index, 2, not index, ())
-        multiworker.shard_inputs(prepared, config, worker, replicas=2)
+        prepared = multiworker.shard_inputs(prepared, config, worker, replicas=2)
         # Class weights come from all of train, and the threshold is chosen on all of val.
-        assert prepared["class_weight"] == single["class_weight"] != {0: 1.0, 1: 1.0}
-        assert _decoded_sums(prepared["val"]) == _decoded_sums(single["val"])
+        assert prepared.class_weight == single.class_weight != {0: 1.0, 1: 1.0}
+        assert _decoded_sums(prepared.val) == _decoded_sums(single.val)
         shards.append(prepared)
     # Without augmentation the shares decode exactly the single-device images, padded to
     # whole steps with repeats; validation repeats weigh 0, so each image counts once.
     for name, split in (("train", "train"), ("fit_val", "val")):
-        parts = [_decoded_sums(shard[name]) for shard in shards]
-        size = multiworker.share_size(len(single[f"{split}_table"]), 2, 8)
+        parts = [_decoded_sums(getattr(shard, name)) for shard in shards]
+        size = multiworker.share_size(len(getattr(single, f"{split}_table")), 2, 8)
         assert len(parts[0]) == len(parts[1]) == size
-        assert set(parts[0]) | set(parts[1]) == set(_decoded_sums(single[split]))
-    weights = [w for shard in shards for _, _, batch in shard["fit_val"] for w in batch.numpy()]
-    assert sum(weights) == len(single["val_table"])
+        assert set(parts[0]) | set(parts[1]) == set(_decoded_sums(getattr(single, split)))
+    weights = [w for shard in shards for _, _, batch in shard.fit_val for w in batch.numpy()]
+    assert sum(weights) == len(single.val_table)
 
     # With it, each worker augments its training images as one device does (and never val).
     augmented = tiny_run_config(Path(config.data_root), augment=1.0)
-    prepared = _prepare_data(augmented)
-    multiworker.shard_inputs(prepared, augmented, cluster.WorkerInfo("worker", 0, 2, True, ()), 2)
-    assert _decoded_sums(prepared["train"]) != _decoded_sums(shards[0]["train"])
-    assert _decoded_sums(prepared["fit_val"]) == _decoded_sums(shards[0]["fit_val"])
+    prepared = prepare_data(augmented)
+    worker = cluster.WorkerInfo("worker", 0, 2, True, ())
+    prepared = multiworker.shard_inputs(prepared, augmented, worker, 2)
+    assert _decoded_sums(prepared.train) != _decoded_sums(shards[0].train)
+    assert _decoded_sums(prepared.fit_val) == _decoded_sums(shards[0].fit_val)
 
 
 def test_multiworker_without_tf_config_is_a_config_error_before_any_folder_is_written(
@@ -285,10 +287,10 @@ def test_two_workers_train_cancel_and_resume_with_only_the_chief_writing(
     assert (status["workers"], status["replicas"]) == (2, 2)
     assert (status["mixed_precision"], status["xla"]) == (ON_GPU, False)
     assert [row.epoch for row in read_history(paths)] == [1, 2]
-    single = _prepare_data(RunConfig.from_dict(read_json(paths.config)))  # as on one device
-    assert status["class_weight"] == {str(k): v for k, v in single["class_weight"].items()}
+    single = prepare_data(RunConfig.from_dict(read_json(paths.config)))  # as on one device
+    assert status["class_weight"] == {str(k): v for k, v in single.class_weight.items()}
     # The threshold was chosen on every validation image, not on the chief's share.
-    assert read_json(paths.metrics)["n"] == len(single["val_table"]) == status["val_images"]
+    assert read_json(paths.metrics)["n"] == len(single.val_table) == status["val_images"]
     model, metadata = load_model(paths.model)
     assert metadata.raw["distribution"]["replicas"] == 2 and model.get_layer("probability")
     assert not [path.name for path in run.rglob(".*")]  # no temporary files left behind

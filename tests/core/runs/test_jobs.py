@@ -13,7 +13,7 @@ import pytest
 
 from cxr_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from cxr_core.errors import JobError
-from cxr_core.runs.files import RunPaths, update_status
+from cxr_core.runs.files import RunPaths, RunState, update_status
 from cxr_core.runs.jobs import (
     Run,
     active_run,
@@ -96,7 +96,7 @@ def test_a_dead_process_shows_as_failed(tmp_path: Path) -> None:
         text=True,
         check=True,
     )
-    update_status(paths, state="running", pid=int(finished.stdout))
+    update_status(paths, state=RunState.RUNNING, pid=int(finished.stdout))
     paths.log.write_text("Traceback ...\nMemoryError: out of memory\n")
     run = read_run(paths.root)
     assert run.state == "failed"

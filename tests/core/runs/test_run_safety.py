@@ -19,6 +19,7 @@ from cxr_core.errors import JobError, RunInUseError
 from cxr_core.runs import jobs
 from cxr_core.runs.files import (
     RunPaths,
+    RunState,
     read_history,
     read_status,
     update_status,
@@ -56,6 +57,8 @@ def fake_run(runs: Path, name: str, data_root: Path, **status) -> RunPaths:
     paths = RunPaths(runs / name)
     paths.root.mkdir(parents=True)
     write_json_atomic(paths.config, config(data_root).to_dict())
+    if "state" in status:
+        status["state"] = RunState(status["state"])
     update_status(paths, started_at="2026-01-01T10:00:00+00:00", **status)
     return paths
 
@@ -191,7 +194,7 @@ def test_sigterm_early_in_a_resumed_run_cancels_it(tiny_dataset: Path, tmp_path:
     paths = RunPaths(run)
     run.mkdir()
     write_json_atomic(paths.config, config(tiny_dataset, epochs=50).to_dict())
-    update_status(paths, state="cancelled")
+    update_status(paths, state=RunState.CANCELLED)
     paths.stop_file.touch()  # left by the cancel that stopped the last attempt
     os.utime(paths.stop_file, (time.time() - 60, time.time() - 60))
     process = start_cli(["--out", str(run), "--resume"])
@@ -236,14 +239,14 @@ def test_a_cancel_mid_epoch_records_no_part_epoch_and_resume_reruns_it(
     per_epoch = 12 + 4  # batch 2: 12 training and 4 validation batches per epoch
     stop = StopAfterBatches(paths.stop_file, n=per_epoch + 3)  # in epoch 2, after 3 batches
     result = train_run(run, config(tiny_dataset, epochs=3, batch_size=2), stop=stop)
-    assert result == {"state": "cancelled"}
+    assert result.state == "cancelled"
     assert stop.checks_after == 1, "training went on (validation ran) after the request"
     assert [row.epoch for row in read_history(paths)] == [1]
     status = read_status(paths)
     assert status.state == "cancelled" and f"--out {run} --resume" in status.message
     # The resumed attempt runs all of epoch 2 again, then is cancelled early in epoch 3.
     again = StopAfterBatches(paths.stop_file, n=per_epoch + 2)
-    assert train_run(run, resume=True, stop=again) == {"state": "cancelled"}
+    assert train_run(run, resume=True, stop=again).state == "cancelled"
     assert [row.epoch for row in read_history(paths)] == [1, 2]
     assert again.checks_after == 1
 

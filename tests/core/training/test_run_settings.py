@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from cxr_app import train as app_train
-from cxr_core.cli import _run_config, build_parser, main
+from cxr_core.cli import main
+from cxr_core.cli_parsers import build_parser, run_config_from_args
 from cxr_core.errors import ConfigError
 from cxr_core.runs.files import RunState, RunStatus
 from cxr_core.runs.progress import FORWARD_SPEEDUP, Workload, remaining_seconds, seconds_left
@@ -21,7 +22,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def cli_config(*options: str):
-    return _run_config(build_parser().parse_args(["train", "--out", "r", *options]))
+    return run_config_from_args(build_parser().parse_args(["train", "--out", "r", *options]))
 
 
 def sidebar_config(**values: object):

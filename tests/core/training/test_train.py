@@ -69,7 +69,7 @@ def test_a_run_writes_every_file_and_a_loadable_model(tiny_dataset: Path, tmp_pa
     run = tmp_path / "run"
     result = train_run(run, tiny_config(tiny_dataset), status_interval=0.0)
     paths = RunPaths(run)
-    assert result["state"] == "finished"
+    assert result.state == "finished" and 0.0 <= result.summary.threshold <= 1.0
     status = read_json(paths.status)
     assert status["state"] == "finished" and status["phases_done"] == ["scratch"]
     assert status["class_weight"] == {"0": 1.0, "1": 1.0}  # 12 / 12 images: balanced
@@ -95,26 +95,26 @@ def test_a_stop_file_cancels_and_resume_finishes(tiny_dataset: Path, tmp_path: P
     paths = RunPaths(run)
 
     # Cancel from inside: write the STOP file once the first history line exists.
-    import cxr_core.training.train as train_module
+    import cxr_core.training.monitor as monitor_module
 
-    original = train_module.append_history
+    original = monitor_module.append_history
 
     def append_then_stop(target: RunPaths, row: dict) -> None:
         original(target, row)
         target.stop_file.touch()
 
-    train_module.append_history = append_then_stop
+    monitor_module.append_history = append_then_stop
     try:
         result = train_run(run, tiny_config(tiny_dataset, head_epochs=3, finetune_epochs=0))
     finally:
-        train_module.append_history = original
-    assert result == {"state": "cancelled"}
+        monitor_module.append_history = original
+    assert result.state == "cancelled" and result.summary is None
     assert read_json(paths.status)["state"] == "cancelled"
     assert not paths.model.exists()
     done_epochs = len(read_history(paths))
     assert 1 <= done_epochs < 3
     resumed = train_run(run, resume=True)
-    assert resumed["state"] == "finished"
+    assert resumed.state == "finished"
     assert [row.epoch for row in read_history(paths)] == [1, 2, 3]
     assert paths.model.exists()
 
@@ -143,7 +143,7 @@ def test_mirrored_strategy_trains_over_two_logical_cpus(tiny_dataset: Path, tmp_
         from cxr_core.config import RunConfig
         from cxr_core.training.train import train_run
         config = RunConfig.from_dict(json.loads(sys.argv[1]))
-        print(json.dumps(train_run(sys.argv[2], config)["state"]))
+        print(json.dumps(train_run(sys.argv[2], config).state))
         """
     )
     config = tiny_config(tiny_dataset, finetune_epochs=0, distribute="mirrored")
