@@ -28,6 +28,7 @@ from cxr_core.sidecar import ModelMetadata
 
 if TYPE_CHECKING:  # imported only for annotations: Home must not load the model code
     from cxr_app.catalog import ModelEntry
+    from cxr_core.distributed.devices import DeviceSummary
     from cxr_core.inference.upload import UploadAnalysis
 
 __all__ = [
@@ -145,7 +146,7 @@ def heatmap_view(result: UploadAnalysis, method: str, alpha: float) -> np.ndarra
 
 
 @st.cache_resource(show_spinner=False)
-def device_summary() -> dict[str, Any]:
+def device_summary() -> DeviceSummary:
     """The GPUs the NVIDIA driver lists (``cxr_core.distributed.devices.describe_driver_gpus``),
     asked once.
 

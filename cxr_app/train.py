@@ -13,7 +13,7 @@ size-and-duration line; the run monitor is :mod:`cxr_app.train_monitor`.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import streamlit as st
@@ -27,6 +27,9 @@ from cxr_core.config import RunConfig, TrainConfig
 from cxr_core.errors import CXRError, JobError
 from cxr_core.runs import jobs
 from cxr_core.training.run_settings import SETTING_NAMES, default_settings
+
+if TYPE_CHECKING:  # annotations only: the page must not import the device module's code
+    from cxr_core.distributed.devices import DeviceSummary
 
 __all__ = [
     "CPU_QUICK_RUN",
@@ -93,11 +96,11 @@ GPU_TRAIN_DEFAULTS: dict[str, Any] = {
 }
 
 
-def train_defaults(devices: dict[str, Any]) -> dict[str, Any]:
+def train_defaults(devices: DeviceSummary) -> dict[str, Any]:
     """The Train page's first widget values: :data:`TRAIN_DEFAULTS`, with
     :data:`GPU_TRAIN_DEFAULTS` over them when ``devices``
     (:func:`cxr_app.loaders.device_summary`) has a GPU."""
-    return {**TRAIN_DEFAULTS, **(GPU_TRAIN_DEFAULTS if devices.get("gpus") else {})}
+    return {**TRAIN_DEFAULTS, **(GPU_TRAIN_DEFAULTS if devices.gpus else {})}
 
 
 def _settings_of(values: Any) -> dict[str, Any]:
@@ -203,19 +206,19 @@ def _backbone_changed() -> None:
     s[WEIGHTS] = "none" if s[setting_key("backbone")] == "small_cnn" else "imagenet"
 
 
-def _device_note(devices: dict[str, Any]) -> str:
-    if not devices.get("gpus"):
+def _device_note(devices: DeviceSummary) -> str:
+    if not devices.gpus:
         quick = _settings_of(TRAIN_DEFAULTS)
         return (
             f"No GPU visible: quick CPU defaults ({quick['image_size']} px, "
             f"{quick['limit_per_class']} images per class, {quick['head_epochs']} + "
             f"{quick['finetune_epochs']} epochs)."
         )
-    memory = [gpu.get("memory_gb") for gpu in devices["gpus"] if gpu.get("memory_gb")]
+    memory = [gpu.memory_gb for gpu in devices.gpus if gpu.memory_gb]
     size = f" ({memory[0]:.0f} GB)" if memory else ""
     gpu = _settings_of(train_defaults(devices))
     return (
-        f"Training runs on {texts.md(devices.get('summary', 'a GPU'))}{size}: defaults of "
+        f"Training runs on {texts.md(devices.summary)}{size}: defaults of "
         f"{gpu['image_size']} px, batch {gpu['batch_size']}, every image, {gpu['head_epochs']} + "
         f"{gpu['finetune_epochs']} epochs."
     )

@@ -86,11 +86,11 @@ with data_col:
 with device_col:
     st.subheader("Devices")
     devices = loaders.device_summary()
-    st.markdown(f"Accelerators: **{texts.md(devices['summary'])}**")
-    for gpu in devices["gpus"]:
-        memory = f"{gpu['memory_gb']} GiB" if gpu.get("memory_gb") else "memory unknown"
-        st.caption(f"{texts.md(gpu['name'])} - {memory}")
-    if not devices["gpus"]:
+    st.markdown(f"Accelerators: **{texts.md(devices.summary)}**")
+    for gpu in devices.gpus:
+        memory = f"{gpu.memory_gb} GiB" if gpu.memory_gb else "memory unknown"
+        st.caption(f"{texts.md(gpu.name)} - {memory}")
+    if not devices.gpus:
         st.caption("Training runs on the CPU: choose small images and few epochs.")
     st.caption("As the NVIDIA driver lists them; every run records what TensorFlow used.")
 

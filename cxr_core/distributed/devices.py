@@ -89,21 +89,16 @@ def describe_devices() -> DeviceSummary:
     return DeviceSummary(tuple(map(GpuEntry, names, memory)))
 
 
-def describe_driver_gpus() -> dict[str, object]:
+def describe_driver_gpus() -> DeviceSummary:
     """Return the NVIDIA GPUs the driver lists, without importing TensorFlow (milliseconds).
 
     Asks ``nvidia-smi`` when it is installed, else reads ``/proc/driver/nvidia/gpus``; keeps the
     GPUs that ``CUDA_VISIBLE_DEVICES`` leaves visible, as CUDA does. TensorFlow uses them when it
     was built with CUDA and finds its libraries; :func:`describe_devices` asks TensorFlow itself.
-
-    Returns:
-        ``{"gpus": [{"name": str, "memory_gb": float | None}], "summary": str}``, the fields of
-        :class:`DeviceSummary`: ``"CPU only"`` when the driver lists no GPU (or there is no
-        NVIDIA driver).
+    No GPU (or no NVIDIA driver) gives an empty summary, ``"CPU only"``.
     """
     gpus = _visible(_nvidia_smi_gpus() or _proc_gpus())
-    found = DeviceSummary(tuple(GpuEntry(g["name"], g["memory_gb"]) for g in gpus))
-    return {"gpus": [dataclasses.asdict(g) for g in found.gpus], "summary": found.summary}
+    return DeviceSummary(tuple(GpuEntry(g["name"], g["memory_gb"]) for g in gpus))
 
 
 def _nvidia_smi_gpus() -> list[dict[str, Any]]:

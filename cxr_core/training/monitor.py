@@ -212,4 +212,5 @@ def estimate(
 
 
 def save_weights_atomic(model: keras.Model, path: Path) -> None:
+    """Write ``model``'s weights to ``path`` through a temporary file (never half a file)."""
     atomic_write(path, lambda temporary: model.save_weights(temporary))

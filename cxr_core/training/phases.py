@@ -61,6 +61,8 @@ def _compile(
 
 
 def prepare_data(config: RunConfig) -> PreparedData:
+    """Scan ``config``'s dataset, split it by patient and build the train and validation
+    pipelines (cached in memory where they fit), with the class weights when asked for."""
     table = data.scan(config.data_root)
     train_table, val_table, description = data.resolve_splits(table, config.data)
     size = config.model.image_size
@@ -81,6 +83,8 @@ def prepare_data(config: RunConfig) -> PreparedData:
 def train_phases(
     config: RunConfig, prepared: PreparedData, context: TrainingContext
 ) -> keras.Model:
+    """Build the model and fit each planned phase in turn (skipping phases a resumed run has
+    done, loading their saved weights instead); return the trained model."""
     paths = context.paths
     done = set(read_status(paths).phases_done) if context.resume else set()
     with context.strategy.scope(), mixed_precision_policy(context.mixed_precision):
@@ -161,6 +165,7 @@ def _phase_weights(paths: RunPaths, phase: Phase) -> Path:
 
 
 def best_auc_so_far(paths: RunPaths) -> float:
+    """The best finite validation AUC in the run's history (minus infinity before any)."""
     aucs = [row.value("val_auc") for row in read_history(paths)]
     finite = [auc for auc in aucs if isinstance(auc, float) and math.isfinite(auc)]
     return max(finite, default=-math.inf)

@@ -160,15 +160,15 @@ def test_driver_gpus_come_from_nvidia_smi_and_follow_cuda_visible_devices(monkey
     )
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     found = devices.describe_driver_gpus()
-    assert found["summary"] == "2 GPUs: NVIDIA A100, NVIDIA H200"
-    assert found["gpus"] == [
-        {"name": "NVIDIA H200", "memory_gb": 140.4},
-        {"name": "NVIDIA A100", "memory_gb": None},
-    ]
+    assert found.summary == "2 GPUs: NVIDIA A100, NVIDIA H200"
+    assert found.gpus == (
+        devices.GpuEntry("NVIDIA H200", 140.4),
+        devices.GpuEntry("NVIDIA A100", None),
+    )
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-bbbb")
-    assert devices.describe_driver_gpus()["summary"] == "1 GPU: NVIDIA A100"
+    assert devices.describe_driver_gpus().summary == "1 GPU: NVIDIA A100"
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
-    assert devices.describe_driver_gpus() == {"gpus": [], "summary": "CPU only"}
+    assert devices.describe_driver_gpus() == devices.DeviceSummary()
 
 
 def test_driver_gpus_fall_back_to_the_kernel_driver_files(monkeypatch, tmp_path):
@@ -185,12 +185,11 @@ def test_driver_gpus_fall_back_to_the_kernel_driver_files(monkeypatch, tmp_path)
     monkeypatch.setattr(devices.subprocess, "run", no_nvidia_smi)
     monkeypatch.setattr(devices, "PROC_NVIDIA_GPUS", tmp_path)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    assert devices.describe_driver_gpus() == {
-        "gpus": [{"name": "NVIDIA H200", "memory_gb": None}],
-        "summary": "1 GPU: NVIDIA H200",
-    }
+    assert devices.describe_driver_gpus() == devices.DeviceSummary(
+        (devices.GpuEntry("NVIDIA H200", None),)
+    )
     monkeypatch.setattr(devices, "PROC_NVIDIA_GPUS", tmp_path / "absent")
-    assert devices.describe_driver_gpus()["summary"] == "CPU only"
+    assert devices.describe_driver_gpus().summary == "CPU only"
 
 
 def test_reruns_keep_the_keras_session_so_nothing_is_rebuilt(monkeypatch, tmp_path, tiny_dataset):

@@ -12,6 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cxr_app import loaders
+from cxr_core.distributed.devices import DeviceSummary, GpuEntry
 from cxr_core.runs import jobs
 from cxr_core.runs.app_settings import SETTINGS_FILE
 from cxr_core.runs.files import RunPaths
@@ -21,14 +22,14 @@ from tests.app_helpers import make_tiny_model, point_app_at
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "streamlit_app.py")
-GPU = {"gpus": [{"name": "NVIDIA H200", "memory_gb": 139.8}], "summary": "1 GPU: NVIDIA H200"}
+GPU = DeviceSummary((GpuEntry("NVIDIA H200", 139.8),))
 
 
 @pytest.fixture
 def runs(monkeypatch, tmp_path, tiny_model_dir, tiny_dataset) -> Path:
     """The open app on the tiny model and dataset, on CPU; returns the (empty) runs folder."""
     point_app_at(monkeypatch, tiny_model_dir, tmp_path / "runs", tiny_dataset)
-    monkeypatch.setattr(loaders, "device_summary", lambda: {"gpus": [], "summary": "CPU only"})
+    monkeypatch.setattr(loaders, "device_summary", lambda: DeviceSummary())
     return tmp_path / "runs"
 
 

@@ -26,11 +26,10 @@ def test_a_summary_names_each_kind_of_gpu_once() -> None:
     assert DeviceSummary(gpus[:1]).summary == "1 GPU: NVIDIA H100"
 
 
-def test_the_driver_listing_keeps_its_dict_shape(monkeypatch) -> None:
+def test_the_driver_listing_is_a_device_summary(monkeypatch) -> None:
     listed = [{"index": "0", "uuid": "GPU-1", "name": "NVIDIA A100", "memory_gb": 40.0}]
     monkeypatch.setattr(devices, "_nvidia_smi_gpus", lambda: listed)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    assert devices.describe_driver_gpus() == {
-        "gpus": [{"name": "NVIDIA A100", "memory_gb": 40.0}],
-        "summary": "1 GPU: NVIDIA A100",
-    }
+    found = devices.describe_driver_gpus()
+    assert found == DeviceSummary((GpuEntry("NVIDIA A100", 40.0),))
+    assert found.summary == "1 GPU: NVIDIA A100"
