@@ -14,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cxr_app import catalog, texts
-from cxr_app import diagnose as app_diagnose
+from cxr_app import results as app_results
 from cxr_app import serving as app_serving
 from cxr_core.inference.predictor import METHODS, Predictor
 from cxr_core.inference.serving import ModelPool, Served, WarmState, serve_model
@@ -128,7 +128,7 @@ def test_refused_and_unreadable_rows_show_text_not_none(app_env):
 
 
 def test_technical_fields_have_human_names_and_no_empty_cell():
-    table = app_diagnose.technical_fields(
+    table = app_results.technical_fields(
         {"photometric_interpretation": "MONOCHROME1", "colour": 0.01234, "view_position": None}
     )
     assert list(table.columns) == ["Field", "Value"]
@@ -154,7 +154,7 @@ def test_both_maps_come_from_one_pass_and_match_single_method_calls(tiny_model_d
 
 
 def test_view_change_seconds_reports_the_three_figures(tiny_predictor: Predictor):
-    figures = app_diagnose.view_change_seconds(tiny_predictor, xray_png(4), "x.png", repeats=3)
+    figures = app_results.view_change_seconds(tiny_predictor, xray_png(4), "x.png", repeats=3)
     assert set(figures) == {"analyse_s", "opacity_s", "method_s"}
     assert all(value > 0 for value in figures.values())
 

@@ -125,8 +125,8 @@ def test_gallery_orders_by_confidence_and_the_csv_lists_every_image(tiny_dataset
 
 
 def test_diagnose_batch_exports_and_alt_text(app_env) -> None:
-    from cxr_app import diagnose as app_diagnose
     from cxr_app import loaders
+    from cxr_app import results as app_results
 
     at = open_page("pages/diagnose.py")
     files = [(f"scan{i}.png", png_bytes(synthetic_xray(i % 2, np.random.default_rng(i), 96)),
@@ -139,11 +139,11 @@ def test_diagnose_batch_exports_and_alt_text(app_env) -> None:
     assert images and all(alt for i in images for alt in i.proto.imgs[0].alt.split("\x00"))
     results = [(name, loaders.analyse_upload(
         _entry(), content, name)) for name, content, _ in files]  # fmt: skip
-    archive = zipfile.ZipFile(io.BytesIO(app_diagnose.reports_zip(results, "Grad-CAM", 0.6, "m")))
+    archive = zipfile.ZipFile(io.BytesIO(app_results.reports_zip(results, "Grad-CAM", 0.6, "m")))
     assert len(archive.namelist()) == 3 and all(n.endswith(".png") for n in archive.namelist())
     uploads = [_Upload(name) for name, _, _ in files]
-    rows = [app_diagnose.result_row(name, result) for name, result in results]
-    csv = pd.read_csv(io.StringIO(app_diagnose.results_csv(uploads, rows, dict(results), "m")))
+    rows = [app_results.result_row(name, result) for name, result in results]
+    csv = pd.read_csv(io.StringIO(app_results.results_csv(uploads, rows, dict(results), "m")))
     assert {"Model", "Analysed at (UTC)", "Input-check distance"} <= set(csv.columns)
     assert (csv["Model"] == "m").all()
 
