@@ -15,7 +15,8 @@ Shared by every page:
 - ``texts``, ``display``, ``charts``: shared words (escaped Markdown, the disclaimer, the dataset
   guide), tables and thumbnails, Plotly figures.
 
-One page's parts: ``home``; ``diagnose`` (the upload), ``results`` (what it shows); ``evaluate``, ``gallery`` (its predictions),
-``faithfulness``, ``site`` (UNCERTAIN answers, fitting to a site); ``train`` (the sidebar and its
-defaults), ``train_monitor`` (the run monitor, past runs).
+One page's parts: ``home``; ``diagnose`` (the upload), ``results`` (what it shows);
+``evaluate``, ``gallery`` (its predictions), ``faithfulness``, ``site`` (UNCERTAIN answers,
+fitting to a site); ``train`` (the sidebar and its defaults), ``train_monitor`` (the run
+monitor, past runs).
 """
