@@ -135,7 +135,7 @@ def _split_sizes(table: pd.DataFrame, data_config: Any) -> tuple[int, int]:
 def training_estimate(config: Any, table: pd.DataFrame, runs: list[jobs.Run]) -> str:
     """The size and a rough duration of the run ``config`` would start.
 
-    The images are the run's own (:func:`cxr_core.data.tables.resolve_splits`: the same split, limit
+    The images are the run's own (:func:`cxr_core.data.splits.resolve_splits`: the same split, limit
     and seed). The training speed of the newest run of the same backbone, scaled by the ratio
     of image areas, gives the time of training, validation and finishing
     (:func:`cxr_core.runs.progress.remaining_seconds`); without such a run only the size is given.

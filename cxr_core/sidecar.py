@@ -123,8 +123,8 @@ class ModelMetadata:
     """What the sidecar of a saved model says, checked.
 
     Attributes:
-        backbone: Registry name of the backbone (``config.BACKBONES``), or another name for
-            models from elsewhere.
+        backbone: Registry name of the backbone (``cxr_core.backbones.BACKBONES``), or another
+            name for models from elsewhere.
         image_size: Side of the square model input, in pixels.
         threshold: Decision threshold on the PNEUMONIA probability, in [0, 1].
         class_names: Names of label 0 and label 1.

@@ -3,7 +3,7 @@
 A model's honest test is on images it never saw. :func:`evaluation_sets` offers the dataset's
 own splits, each flagged when the model trained or was selected on it, plus the validation
 split the model was selected on, rebuilt from the ``run_config`` saved in its metadata with
-:func:`cxr_core.data.tables.resolve_splits` (the same patient-grouped split, seed and sampling).
+:func:`cxr_core.data.splits.resolve_splits` (the same patient-grouped split, seed and sampling).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ __all__ = [
     "stratified_sample",
 ]
 
-#: :func:`cxr_core.data.tables.resolve_splits` or a stand-in: (table, settings) -> (train, val,
+#: :func:`cxr_core.data.splits.resolve_splits` or a stand-in: (table, settings) -> (train, val,
 #: text).
 Resolver = Callable[[pd.DataFrame, DataConfig], tuple[pd.DataFrame, pd.DataFrame, str]]
 #: Key of the rebuilt validation split in :func:`evaluation_sets`.
@@ -116,7 +116,7 @@ def evaluation_sets(
             the model's validation split is rebuilt).
         metadata: The model's checked sidecar; its ``recipe`` (if any) rebuilds the validation
             split and tells which images it trained on.
-        resolve: :func:`cxr_core.data.tables.resolve_splits` or a function with its signature and
+        resolve: :func:`cxr_core.data.splits.resolve_splits` or a function with its signature and
             results, such as :func:`cxr_core.evaluation.score_cache.cached_splits`'s.
 
     Returns:

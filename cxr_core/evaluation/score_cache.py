@@ -207,7 +207,7 @@ def score_images(
 
 
 def cached_splits(cache: ScoreCache) -> Callable[[pd.DataFrame, DataConfig], Splits]:
-    """:func:`cxr_core.data.tables.resolve_splits`, remembered in ``cache`` across restarts.
+    """:func:`cxr_core.data.splits.resolve_splits`, remembered in ``cache`` across restarts.
 
     Rebuilding a patient-grouped split reads every training image's bytes (for duplicates) and
     runs scikit-learn's ``StratifiedGroupKFold``: about 11 s for the Kaggle train split on two

@@ -69,7 +69,7 @@ def decode_for_model(source: bytes | str | Path, filename: str | None = None) ->
         filename: The original name, for error wording only.
 
     Returns:
-        A :class:`~cxr_core.imaging.decode.DecodedImage` whose ``pixels`` are ``(H, W)`` uint8 with
+        A :class:`~cxr_core.imaging.decoded.DecodedImage` whose ``pixels`` are ``(H, W)`` uint8 with
         ``max(H, W) <= DECODE_SIDE``; ``info`` keeps the stored file's width and height.
 
     Raises:

@@ -10,7 +10,8 @@
   Wilson score intervals, which stay wide on few images where a percentile bootstrap collapses
   to a point (8 of 8 correct gives 1.000-1.000 by bootstrap, 0.676-1.000 by Wilson). PPV and
   NPV at ``p`` get the conservative interval of Bayes' rule at the ends of the sensitivity and
-  specificity intervals. ROC AUC and ECE get the bootstrap of :func:`evaluate.bootstrap_intervals`.
+  specificity intervals. ROC AUC and ECE get the bootstrap of
+  :func:`cxr_core.stats.bootstrap.bootstrap_intervals`.
 - Below :data:`SMALL_SET` images, ``small`` is set: the figures are noise.
 """
 
