@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cxr_core.config import DataConfig, ModelConfig
 from cxr_core import data
+from cxr_core.config import DataConfig, ModelConfig
 from cxr_core.evaluation import score_cache
 from cxr_core.evaluation.eval_sets import predict_table
 from cxr_core.evaluation.score_cache import ScoreCache, cached_splits, score_images
