@@ -221,11 +221,9 @@ def server_store(folder: Path) -> dict[str, float]:
     import asyncio
     import urllib.request
 
+    import browser  # benchmarks/, on the path when this file runs as a script
     import numpy as np
     from PIL import Image
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import browser
 
     paths = []
     for index in range(MANY_FILES):
@@ -316,6 +314,10 @@ def main() -> None:
             print(json.dumps({"mb": measure(sys.argv[1], Path(sys.argv[2]))}))
         return
     cases = sys.argv[1:] or list(FILES)
+    unknown = [c for c in cases if c not in FILES and c != "server_store"]
+    if unknown:
+        names = ", ".join([*FILES, "server_store"])
+        sys.exit(f"usage: python benchmarks/upload_memory.py [CASE ...]; cases: {names}")
     figures = {}
     with tempfile.TemporaryDirectory() as folder:
         for case in cases:
