@@ -4,7 +4,6 @@ pixels and shuffling, augmentation, refusals."""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,17 +15,9 @@ from cxr_core.data.augment import make_augmenter
 from cxr_core.errors import ConfigError, DataError
 from cxr_core.imaging.preprocess import to_model_input
 from cxr_core.imaging.scoring import decode_for_model
+from tests.core.data.trees import make_tree
 
 QUICK = DataConfig(batch_size=5, augment=0.0, acquisition_augment=0.0, cache=False)
-
-
-def _tree(root: Path, files: dict[str, bytes]) -> Path:
-    """Create ``files`` (relative path -> content) under ``root`` and return ``root``."""
-    for relative, content in files.items():
-        path = root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-    return root
 
 
 def _reference_image(path: str, size: int) -> np.ndarray:
@@ -100,7 +91,7 @@ def test_augmentation_changes_training_pixels_but_never_evaluation_pixels(tiny_d
 
 
 def test_make_dataset_rejects_dicom_files_up_front(tmp_path):
-    root = _tree(tmp_path, {"train/NORMAL/a.png": b"x", "train/PNEUMONIA/b.dcm": b"x"})
+    root = make_tree(tmp_path, {"train/NORMAL/a.png": b"x", "train/PNEUMONIA/b.dcm": b"x"})
 
     with pytest.raises(DataError, match="DICOM files .* convert them to PNG"):
         data.make_dataset(data.scan(root), 32, QUICK, training=False)

@@ -11,16 +11,7 @@ import pytest
 from cxr_core import data
 from cxr_core.data.tables import COLUMNS
 from cxr_core.errors import DataError
-
-
-def _tree(root: Path, files: dict[str, bytes]) -> Path:
-    """Create ``files`` (relative path -> content) under ``root`` and return ``root``."""
-    for relative, content in files.items():
-        path = root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-    return root
-
+from tests.core.data.trees import make_tree
 
 # --- scan ---------------------------------------------------------------------------------------
 
@@ -45,7 +36,7 @@ def test_scan_sorts_rows_by_split_label_and_path(tiny_dataset):
 
 
 def test_scan_matches_folders_and_extensions_in_any_case_and_skips_hidden_files(tmp_path):
-    root = _tree(
+    root = make_tree(
         tmp_path,
         {
             "Train/normal/IM-0001-0001.JPEG": b"x",
@@ -87,7 +78,7 @@ def test_scan_matches_folders_and_extensions_in_any_case_and_skips_hidden_files(
     ids=["missing-root", "root-is-file", "no-split", "no-class-folder", "empty-class"],
 )
 def test_scan_raises_data_error_naming_the_path(tmp_path, files, scanned, named, words):
-    _tree(tmp_path, files)
+    make_tree(tmp_path, files)
 
     with pytest.raises(DataError, match=words) as error:
         data.scan(tmp_path / scanned)
