@@ -74,6 +74,13 @@ def _present(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
+def _entry_dict(entry: Any) -> dict[str, Any]:
+    """A section's JSON: the keys it did not name (``extra``), then its named fields that are
+    set."""
+    named = {k: v for k, v in entry.__dict__.items() if k != "extra"}
+    return {**entry.extra, **_present(named)}
+
+
 @dataclass(frozen=True)
 class SuiteMetrics:
     """The metrics of one stress-suite key: ``evaluate --json``'s without curves, plus
@@ -263,8 +270,7 @@ class CalibrationEntry:
 
     def to_dict(self) -> dict[str, Any]:
         """The sidecar's ``calibration`` entry."""
-        named = {k: v for k, v in self.__dict__.items() if k != "extra"}
-        return {**self.extra, **_present(named)}
+        return _entry_dict(self)
 
 
 def read_calibration(fields: Fields) -> CalibrationEntry | None:
@@ -325,8 +331,7 @@ class InputGateEntry:
 
     def to_dict(self) -> dict[str, Any]:
         """The sidecar's ``input_gate`` entry."""
-        named = {k: v for k, v in self.__dict__.items() if k != "extra"}
-        return {**self.extra, **_present(named)}
+        return _entry_dict(self)
 
 
 def read_input_gate(fields: Fields) -> InputGateEntry | None:
