@@ -361,4 +361,13 @@ def _more_settings_ui(limits: Any) -> None:
             key=setting_key("threshold_scores"),
             help="stressed: validation scores pooled over the stress suite (holds under shift).",
         )
+        st.number_input(
+            "Stress-suite images",
+            20,
+            100_000,
+            step=50,
+            key=setting_key("stress_images"),
+            help="Validation images scored under all 85 corruptions while the run finishes; "
+            "fewer finish a CPU run sooner, with a noisier stress report.",
+        )
         st.radio("Calibration", ["platt", "none"], key=setting_key("calibration"), horizontal=True)

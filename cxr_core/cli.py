@@ -77,11 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command != "train":
             _end_on_sigterm()
+        _check_data_before_tensorflow(args)
         # A multi-worker run is guarded by the cluster (an agreed stop; only the chief writes
         # --out), and a worker that is not the chief must not create or lock that folder.
         if args.command == "train" and args.distribute != "multiworker":
             args.stop = _guard_training(args)
-        _import_tensorflow_quietly()
+        if args.command in _NEEDS_TENSORFLOW:
+            _import_tensorflow_quietly()
         return handler[args.command](args)
     except CXRError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -97,6 +99,24 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if args.command != "train" and _in_main_thread():
             signal.signal(signal.SIGTERM, previous or signal.SIG_DFL)
+
+
+#: Commands that run a model; ``scan`` reads folders only and answers without TensorFlow.
+_NEEDS_TENSORFLOW = frozenset({"train", "evaluate", "predict", "stress", "calibrate"})
+
+
+def _check_data_before_tensorflow(args: argparse.Namespace) -> None:
+    """Check that ``--data`` is a folder before the seconds-long TensorFlow import, so a
+    mistyped path gets its one line at once.
+
+    Raises:
+        DataError: As :func:`cxr_core.data.tables.dataset_folder`.
+    """
+    data = getattr(args, "data", None)
+    if isinstance(data, str) and data:
+        from cxr_core.data import tables
+
+        tables.dataset_folder(data)
 
 
 def _in_main_thread() -> bool:

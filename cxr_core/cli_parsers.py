@@ -63,6 +63,13 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--threshold-scores", default=t.threshold_scores, choices=("stressed", "clean")
     )
+    train.add_argument(
+        "--stress-images",
+        type=int,
+        default=t.stress_images,
+        help="validation images scored under every stress-suite key while finishing "
+        f"(default {t.stress_images}; fewer finish a CPU run sooner)",
+    )
     train.add_argument("--calibration", default=t.calibration, choices=("platt", "none"))
     train.add_argument("--no-input-gate", action="store_true", help="do not fit the input check")
     train.add_argument(

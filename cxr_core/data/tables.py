@@ -30,6 +30,7 @@ __all__ = [
     "class_weight_description",
     "class_weights",
     "count_table",
+    "dataset_folder",
     "duplicate_groups",
     "fingerprint",
     "patient_id",
@@ -46,6 +47,20 @@ _PATIENT_PATTERNS = (
     re.compile(r"^(person\d+)_", re.IGNORECASE),
     re.compile(r"^((?:NORMAL\d*-)?IM-\d+)-\d+", re.IGNORECASE),
 )
+
+
+def dataset_folder(root: str | Path) -> Path:
+    """``root`` resolved, once it is known to be an existing folder (no listing: cheap).
+
+    Raises:
+        DataError: The root is missing or not a folder.
+    """
+    folder = Path(root).expanduser()
+    if not folder.exists():
+        raise DataError(f"The dataset folder {folder} does not exist.")
+    if not folder.is_dir():
+        raise DataError(f"The dataset path {folder} is not a folder.")
+    return folder.resolve()
 
 
 def scan(root: str | os.PathLike[str]) -> pd.DataFrame:
@@ -67,12 +82,7 @@ def scan(root: str | os.PathLike[str]) -> pd.DataFrame:
         DataError: The root is missing or not a folder, has no split folder, a split folder lacks
             a class folder, or a class folder holds no images.
     """
-    folder = Path(root).expanduser()
-    if not folder.exists():
-        raise DataError(f"The dataset folder {folder} does not exist.")
-    if not folder.is_dir():
-        raise DataError(f"The dataset path {folder} is not a folder.")
-    folder = folder.resolve()
+    folder = dataset_folder(root)
     split_dirs = _named_subfolders(folder, SPLITS)
     if not split_dirs:
         raise DataError(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from cxr_core.config import RunConfig
+from cxr_core.config import RunConfig, TrainConfig
 from cxr_core.runs.progress import Workload
 
 __all__ = [
@@ -29,11 +29,11 @@ GATE_TRAIN_IMAGES = 3000
 #: Passes over the suite's validation images while finishing: clean plus each key of
 #: ``cxr_core.evaluation.stress.PERTURBATIONS`` (a test keeps the two in step).
 STRESS_PASSES = 86
-#: Validation images the suite scores while finishing (85 keys on all 783 images of the Kaggle
-#: validation split would take about 45 min on 2 cores): a fixed patient-grouped, stratified
-#: subset of this many (``cxr_core.evaluation.stress.suite_subset``); the others are scored clean
-#: only.
-STRESS_IMAGES = 300
+#: Validation images the suite scores while finishing by default (85 keys on all 783 images of
+#: the Kaggle validation split would take about 45 min on 2 cores): a fixed patient-grouped,
+#: stratified subset of this many (``cxr_core.evaluation.stress.suite_subset``); the others are
+#: scored clean only. A run sets its own with ``TrainConfig.stress_images``.
+STRESS_IMAGES = TrainConfig.stress_images
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,6 @@ def run_workload(config: RunConfig, n_train: int, n_val: int) -> Workload:
     """The images a run of ``config`` trains on, validates and scores while finishing (the
     stress suite on validation and the input check's train features)."""
     work = Workload(n_train, n_val, config.data.batch_size, plan_phases(config)[-1].last_epoch)
-    suite_images = min(n_val, STRESS_IMAGES)
+    suite_images = min(n_val, config.train.stress_images)
     finish = n_val + suite_images * (STRESS_PASSES - 1) + gate_images(config, work)
     return dataclasses.replace(work, finish_images=finish)

@@ -2,9 +2,8 @@
 suite and input check, all from the validation split (never from a test split).
 
 1. Score the validation images clean, and a fixed patient-grouped subset of them
-   (:func:`cxr_core.evaluation.stress.suite_subset`, at most ``stress.STRESS_IMAGES``) under every
-   key
-   of the stress suite (:mod:`cxr_core.evaluation.stress`, 85 keys).
+   (:func:`cxr_core.evaluation.stress.suite_subset`, at most ``TrainConfig.stress_images``)
+   under every key of the stress suite (:mod:`cxr_core.evaluation.stress`, 85 keys).
 2. Fit Platt scaling (``TrainConfig.calibration``) on the subset's clean scores and those of
    the suite's choice families (:data:`cxr_core.imaging.corruptions.CHOICE_FAMILIES`; with
    ``threshold_scores = "clean"``, the clean scores only) and fold it into the model.
@@ -147,7 +146,7 @@ def _suite_outputs(
         ``(subset, clean logits of all val_table in its order, suite logits, suite features)``.
     """
     size, batch = config.model.image_size, config.data.batch_size
-    subset = stress.suite_subset(val_table, stress.STRESS_IMAGES, config.data.seed)
+    subset = stress.suite_subset(val_table, config.train.stress_images, config.data.seed)
     logits, features = stress.stressed_outputs(model, subset, size, batch)
     clean = pd.Series(logits[stress.CLEAN], index=subset.index)
     rest = val_table.drop(index=subset.index)

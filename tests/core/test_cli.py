@@ -199,3 +199,25 @@ def test_from_scratch_training_runs_the_epochs_asked_for() -> None:
         build_parser().parse_args(["train", "--data", "d", "--epochs", "3", "--out", "r"])
     )
     assert pretrained.train.finetune_epochs == 4  # the documented default for ImageNet starts
+
+
+def test_scan_and_a_missing_data_folder_answer_without_importing_tensorflow(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    # The TensorFlow import takes seconds: a mistyped --data gets its line before it.
+    probe = (
+        "import sys; from cxr_core.cli import main; "
+        "codes = [main(['scan', sys.argv[1], '--json']), "
+        "main(['train', '--data', sys.argv[2], '--out', sys.argv[3]])]; "
+        "print(codes, 'tensorflow' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(tiny_dataset), str(tmp_path / "gone"), str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert done.stdout.strip().splitlines()[-1] == "[0, 2] False", done.stderr[-2000:]
+    assert "gone does not exist" in done.stderr
+    assert not (tmp_path / "r").exists()

@@ -85,3 +85,9 @@ def test_run_config_from_malformed_dict_is_a_config_error() -> None:
 def test_pretrained_follows_weights() -> None:
     assert ModelConfig(weights="imagenet").pretrained
     assert not ModelConfig(weights="none").pretrained
+
+
+def test_stress_images_below_twenty_is_refused_naming_the_setting() -> None:
+    assert TrainConfig(stress_images=20).stress_images == 20
+    with pytest.raises(ConfigError, match="stress_images must be an integer from 20 to 100000"):
+        TrainConfig(stress_images=19)

@@ -135,3 +135,16 @@ def test_the_monitor_modules_do_not_import_tensorflow() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert done.stdout.strip() == "False", done.stderr[-2000:]
+
+
+def test_the_finishing_workload_scores_the_suite_on_the_runs_stress_images() -> None:
+    from cxr_core.runs.plan import STRESS_PASSES, run_workload
+
+    default = run_workload(run_config({"data_root": "d", "input_gate": False}), 1000, 500)
+    fewer = run_workload(
+        run_config({"data_root": "d", "input_gate": False, "stress_images": 50}), 1000, 500
+    )
+    assert default.finish_images == 500 + 300 * (STRESS_PASSES - 1)
+    assert fewer.finish_images == 500 + 50 * (STRESS_PASSES - 1)
+    assert cli_config("--data", "d", "--stress-images", "50").train.stress_images == 50
+    assert sidebar_config(t_data_root="d", t_stress_images=50).train.stress_images == 50
