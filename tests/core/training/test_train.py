@@ -65,7 +65,9 @@ def test_finetune_unfreezes_top_layers_but_keeps_batchnorm_frozen() -> None:
     assert model.get_layer("logit").trainable
 
 
-def test_a_run_writes_every_file_and_a_loadable_model(tiny_dataset: Path, tmp_path: Path) -> None:
+def test_a_run_writes_every_file_and_a_loadable_model_and_refuses_a_second_run(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
     run = tmp_path / "run"
     result = train_run(run, tiny_config(tiny_dataset), status_interval=0.0)
     paths = RunPaths(run)
@@ -83,11 +85,12 @@ def test_a_run_writes_every_file_and_a_loadable_model(tiny_dataset: Path, tmp_pa
     assert set(read_json(paths.metrics)) >= {"roc_auc", "ci", "curves", "confusion_matrix"}
     assert isinstance(model, keras.Model)
 
-
-def test_a_second_run_in_the_same_folder_is_refused(tiny_dataset: Path, tmp_path: Path) -> None:
-    train_run(tmp_path / "run", tiny_config(tiny_dataset, finetune_epochs=0))
+    # A second run into the same folder is refused and leaves the first one as it was.
+    saved = paths.model.read_bytes()
     with pytest.raises(DataError, match="already holds a run"):
-        train_run(tmp_path / "run", tiny_config(tiny_dataset))
+        train_run(run, tiny_config(tiny_dataset))
+    assert paths.model.read_bytes() == saved
+    assert read_json(paths.status)["state"] == "finished"
 
 
 def test_a_stop_file_cancels_and_resume_finishes(tiny_dataset: Path, tmp_path: Path) -> None:
