@@ -212,7 +212,14 @@ def test_scan_and_a_missing_data_folder_answer_without_importing_tensorflow(
         "print(codes, 'tensorflow' in sys.modules)"
     )
     done = subprocess.run(
-        [sys.executable, "-c", probe, str(tiny_dataset), str(tmp_path / "gone"), str(tmp_path / "r")],
+        [
+            sys.executable,
+            "-c",
+            probe,
+            str(tiny_dataset),
+            str(tmp_path / "gone"),
+            str(tmp_path / "r"),
+        ],
         capture_output=True,
         text=True,
         cwd=REPO,
