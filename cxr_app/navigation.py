@@ -99,9 +99,6 @@ def run_app() -> None:
     page = st.navigation(app_pages())
     st.sidebar.caption(DISCLAIMER)
     try:
-        from cxr_app.serving import start_warm_up
-
-        start_warm_up()  # TensorFlow and the default model load in the background
         admin_login_ui()
         page.run()
     except Exception:  # st.stop and st.rerun are BaseExceptions and pass through
@@ -113,6 +110,21 @@ def run_app() -> None:
             f"Something went wrong on this page (error id {error_id}). Please try again; the "
             "details are in the server log under that id."
         )
+    finally:
+        _start_warm_up_after_the_page()
+
+
+def _start_warm_up_after_the_page() -> None:
+    """Say the page is drawn, then start loading TensorFlow and the default model in the
+    background (the load itself waits for the page's messages to leave:
+    :func:`cxr_app.serving.warm`)."""
+    from cxr_app.serving import page_drawn, start_warm_up
+
+    page_drawn()
+    try:
+        start_warm_up()
+    except Exception:  # a model folder that cannot be read: the pages say so themselves
+        log.exception("the background warm-up could not start")
 
 
 def ensure_app_navigation() -> None:

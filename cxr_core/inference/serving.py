@@ -235,12 +235,21 @@ class ModelPool:
         self._slots: OrderedDict[tuple[str, float], _Slot] = OrderedDict()
         self._lock = threading.Lock()
 
-    def warm(self, path: str, mtime: float) -> WarmState:
-        """Start loading the model in a background thread unless it is loading or loaded."""
+    def warm(
+        self, path: str, mtime: float, before_load: Callable[[], None] | None = None
+    ) -> WarmState:
+        """Start loading the model in a background thread unless it is loading or loaded.
+
+        Args:
+            path: The model file.
+            mtime: Its modification time (a changed file is another model).
+            before_load: Called on that thread before the load starts (a new load only): the
+                app lets the page that asked finish drawing first.
+        """
         slot, new = self._slot(path, mtime)
         if new:
             threading.Thread(
-                target=self._load, args=(slot, path), name="cxr-warm-up", daemon=True
+                target=self._load, args=(slot, path, before_load), name="cxr-warm-up", daemon=True
             ).start()
         return self._state(slot)
 
@@ -280,7 +289,9 @@ class ModelPool:
                     old.served.worker.close()
             return slot, True
 
-    def _load(self, slot: _Slot, path: str) -> None:
+    def _load(self, slot: _Slot, path: str, before_load: Callable[[], None] | None = None) -> None:
+        if before_load is not None:
+            before_load()
         start = time.perf_counter()
         try:
             slot.served = self._loader(path)

@@ -7,6 +7,7 @@ Grad-CAM++ map flat one, so the two overlays differ and an opacity change shows 
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -172,6 +173,7 @@ def slow_pool(app_env, monkeypatch) -> tuple[ModelPool, threading.Event, list[st
     pool = ModelPool(loader)
     monkeypatch.setenv("CXR_WARM_UP", "1")
     monkeypatch.setattr(app_serving, "_POOL", [pool])
+    monkeypatch.setattr(app_serving, "FLUSH_S", 0.0)  # the load starts once the page is drawn
     yield pool, release, loads
     release.set()
 
@@ -180,6 +182,9 @@ def test_home_starts_loading_the_default_model_in_the_background(slow_pool, tiny
     pool, release, loads = slow_pool
     at = open_page("pages/home.py")  # renders while the model is still loading
     assert not at.exception, at.exception
+    deadline = time.monotonic() + 30  # the load starts on its own thread after the page
+    while not loads and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert loads == [str(tiny_model_dir / "tiny.keras")]
     (entry,) = catalog.discover_models()
     assert pool.state(entry.path, entry.mtime) is WarmState.LOADING

@@ -96,6 +96,29 @@ def test_pool_reports_loading_then_ready_and_loads_once():
     assert pool.state("m.keras", 2.0) is WarmState.ABSENT  # a new file version is another model
 
 
+def test_a_warm_up_loads_only_after_its_before_load_returns():
+    page_drawn, events = threading.Event(), []
+
+    def loader(path: str) -> Served:
+        events.append("load")
+        return Served(None, None, None, None)  # type: ignore[arg-type]
+
+    def after_the_page() -> None:
+        page_drawn.wait(10)
+        events.append("page drawn")
+
+    pool = ModelPool(loader)
+    assert pool.warm("m.keras", 1.0, before_load=after_the_page) is WarmState.LOADING
+    with pytest.raises(TimeoutError):
+        pool.get("m.keras", 1.0, timeout=0.1)  # still waiting for the page
+    assert events == []
+    page_drawn.set()
+    pool.get("m.keras", 1.0, timeout=10)
+    assert events == ["page drawn", "load"]
+    assert pool.warm("m.keras", 1.0, before_load=after_the_page) is WarmState.READY
+    assert events == ["page drawn", "load"]  # loaded once; no second wait
+
+
 def test_pool_keeps_a_failed_load_and_raises_it_to_every_caller():
     def loader(path: str) -> Served:
         raise ModelLoadError(f"{path} is truncated")
