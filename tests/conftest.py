@@ -122,17 +122,3 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Path)
     make_tiny_model(folder, tiny_dataset)
     return folder
 
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Keep the tests that share a module-scoped fixture on one xdist worker.
-
-    The suite runs with ``--dist loadgroup``: tests are spread one by one over the workers
-    (so one long file no longer holds a worker alone), except those of a module whose
-    fixtures are built once per module (a trained model, a server), which stay together so
-    that fixture is built once.
-    """
-    for item in items:
-        infos = getattr(item, "_fixtureinfo", None)
-        definitions = infos.name2fixturedefs.values() if infos else ()
-        if any(d[-1].scope == "module" for d in definitions if d):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
