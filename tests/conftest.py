@@ -121,4 +121,3 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Path)
     folder = tmp_path_factory.mktemp("models")
     make_tiny_model(folder, tiny_dataset)
     return folder
-
