@@ -17,18 +17,21 @@ TINY_METRICS = {
 }
 
 
-def make_tiny_model(folder: Path, data_root: Path, name: str = "tiny") -> Path:
+def make_tiny_model(
+    folder: Path, data_root: Path, name: str = "tiny", limit_per_class: int | None = None
+) -> Path:
     """Save an untrained 64 px small_cnn as ``folder/<name>.keras`` and return its path.
 
     Its sidecar holds a 0.5 threshold, :data:`TINY_METRICS` and a ``run_config`` on
-    ``data_root``, as a trained model's would.
+    ``data_root`` (with ``limit_per_class``: its validation split is sampled likewise), as a
+    trained model's would.
     """
     from cxr_core.model.build import build_model, save_model
 
     config = RunConfig(
         data_root=str(data_root),
         model=ModelConfig(backbone="small_cnn", weights="none", image_size=64),
-        data=DataConfig(batch_size=8),
+        data=DataConfig(batch_size=8, limit_per_class=limit_per_class),
     )
     return save_model(
         build_model(config.model),

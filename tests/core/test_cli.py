@@ -71,7 +71,9 @@ def test_scan_of_shared_train_split_gives_kaggle_weights(
     assert summary["class_weights"]["PNEUMONIA"] == pytest.approx(0.67303, abs=1e-4)
 
 
-def test_train_then_evaluate_through_the_command_line(tiny_dataset: Path, tmp_path: Path) -> None:
+def test_train_then_evaluate_through_the_command_line(
+    tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run = tmp_path / "runs" / "cli"
     trained = run_cli(
         "train",
@@ -96,20 +98,10 @@ def test_train_then_evaluate_through_the_command_line(tiny_dataset: Path, tmp_pa
     )
     assert trained.returncode == 0, trained.stderr[-2000:]
     assert "finished:" in trained.stdout
-    evaluated = run_cli(
-        "evaluate",
-        "--model",
-        str(run / "model.keras"),
-        "--data",
-        str(tiny_dataset),
-        "--split",
-        "val",
-        "--json",
-        "--bootstrap",
-        "200",
-    )
-    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
-    report = json.loads(evaluated.stdout)
+    # Evaluate through the same entry point in this process (TensorFlow is loaded here already).
+    argv = ["evaluate", "--model", str(run / "model.keras"), "--data", str(tiny_dataset)]
+    assert main([*argv, "--split", "val", "--json", "--bootstrap", "200"]) == 0
+    report = json.loads(capsys.readouterr().out)
     assert set(report) >= EVALUATE_KEYS
     assert report["n"] == 8
     assert set(report["confusion_matrix"]) == {"tn", "fp", "fn", "tp"}
