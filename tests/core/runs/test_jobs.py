@@ -53,16 +53,24 @@ def test_unsafe_run_names_are_refused(name: str, tmp_path: Path) -> None:
         start_run(tmp_path, name, job_config(tmp_path, 1))
 
 
-def test_background_run_finishes_and_is_listed(tiny_dataset: Path, tmp_path: Path) -> None:
+def test_a_background_run_from_any_working_directory_finishes_and_is_listed(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Started as the app would from anywhere: another working directory, no PYTHONPATH.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    runs = tmp_path / "runs"
     started = time.monotonic()
-    run = start_run(tmp_path, "first", job_config(tiny_dataset, 1))
+    run = start_run(runs, "first", job_config(tiny_dataset, 1))
     assert time.monotonic() - started < 5, "start_run must return at once"
     assert run.state in ("starting", "preparing", "running")
-    finished = wait_for(tmp_path / "first", ("finished", "failed"))
+    finished = wait_for(runs / "first", ("finished", "failed"))
     assert finished.state == "finished", finished.status.error
     assert finished.history and finished.config.model.backbone == "small_cnn"
-    assert [r.name for r in list_runs(tmp_path)] == ["first"]
-    assert active_run(tmp_path) is None
+    assert [r.name for r in list_runs(runs)] == ["first"]
+    assert active_run(runs) is None
 
 
 def test_second_launch_is_refused_and_cancel_stops_cleanly(
@@ -116,15 +124,3 @@ def test_cancel_right_after_launch_ends_cancelled_not_failed(
     cancel_run(tmp_path / "early")
     ended = wait_for(tmp_path / "early", ("cancelled", "failed", "finished"))
     assert ended.state == "cancelled", ended.status.error
-
-
-def test_runs_start_from_any_working_directory(
-    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    monkeypatch.chdir(elsewhere)
-    monkeypatch.delenv("PYTHONPATH", raising=False)
-    start_run(tmp_path / "runs", "moved", job_config(tiny_dataset, 1))
-    ended = wait_for(tmp_path / "runs" / "moved", ("finished", "failed"))
-    assert ended.state == "finished", ended.status.error
