@@ -121,14 +121,3 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Path)
     folder = tmp_path_factory.mktemp("models")
     make_tiny_model(folder, tiny_dataset)
     return folder
-
-
-def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """``-n auto``: one worker more than the cores this process may use (at most 8).
-
-    Many tests wait on something that is not this worker's CPU (a training subprocess, a
-    server, a browser): with one worker per core, a core sat idle in those waits (the suite
-    used about 90% of 2 cores). At most 8: each worker holds TensorFlow (over 1 GiB).
-    """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return min((cores or 1) + 1, 8)
