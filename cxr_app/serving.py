@@ -4,8 +4,8 @@
 its
   models, predictors and inference workers there, so each model loads once and all sessions'
   uploads queue through one worker that batches them.
-- :func:`start_warm_up`: called on every page run (once per session does anything). As soon
-  as the server runs any page - Home renders at once without TensorFlow - a background thread
+- :func:`start_warm_up`: called after every page run (once per session does anything). Once
+  the server has drawn any page - Home renders at once without TensorFlow - a background thread
   imports TensorFlow, loads the default model and traces its Diagnose steps, so a visitor who
   goes on to Diagnose finds it ready. ``CXR_WARM_UP=0`` turns it off (the tests do).
 - :func:`loading_ui`: what Diagnose shows while the model loads: a short "loading the model"
